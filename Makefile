@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both bootstrap uv and the locked venv.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+VENV := $(CURDIR)/.venv
+export UV_PYTHON_DOWNLOADS := never
+export MLFLOW_DISABLE_TELEMETRY := true
+export BENTOML_DO_NOT_TRACK := true
+export GX_ANALYTICS_ENABLED := false
+
+.PHONY: venv test lint typecheck pytest demo bench docs clean
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet 'uv>=0.5'
+
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --all-extras --python $(PYTHON)
+	touch $@
+
+venv: $(VENV)/.synced
+
+lint: venv
+	$(VENV)/bin/ruff check airflow_mlpipe dags tests bench
+	$(VENV)/bin/ruff format --check airflow_mlpipe dags
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+pytest: venv
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+demo: venv
+	$(VENV)/bin/python -m airflow_mlpipe.demo $(DEMO_ARGS)
+
+bench: venv
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+docs: venv
+	$(VENV)/bin/mkdocs build --strict
+
+clean:
+	rm -rf $(VENV) .tools site .demo
