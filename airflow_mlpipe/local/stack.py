@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from airflow_mlpipe.exceptions import MlpipeError
+from airflow_mlpipe.local.processes import terminate
 
 TERMINAL_STATES = frozenset({"success", "failed"})
 
@@ -316,7 +316,7 @@ class LocalAirflow:
     def restart(self, component: str) -> None:
         """Stop one component (e.g. ``triggerer``) and start it again — for fault tests."""
         proc = self._procs[component]
-        _terminate(proc)
+        terminate(proc)
         args = {
             "api-server": [
                 "api-server",
@@ -335,7 +335,7 @@ class LocalAirflow:
 
     def stop(self) -> None:
         for proc in reversed(list(self._procs.values())):
-            _terminate(proc)
+            terminate(proc)
         self._procs.clear()
         for log in self._logs:
             log.close()
@@ -346,17 +346,3 @@ class LocalAirflow:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _terminate(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
