@@ -29,7 +29,7 @@ def spawn(
 
 
 def wait_http(
-    url: str, *, timeout: float, proc: subprocess.Popen[bytes] | None = None, log_path: Path | None = None
+    url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None, log_path: Path | None = None
 ) -> None:
     """Poll ``url`` until it answers below HTTP 500; fail early when ``proc`` exits."""
     deadline = time.monotonic() + timeout
