@@ -68,7 +68,7 @@ def read_table(
     except Exception as exc:  # pyarrow/pandas raise many types for corrupt input
         raise DataError(
             f"Could not read {kind} dataset {text}: {type(exc).__name__}: {exc}. "
-            "The file may be truncated, corrupt or not a {kind} file."
+            f"The file may be truncated, corrupt or not a {kind} file."
         ) from exc
     if not isinstance(df, pd.DataFrame):  # pragma: no cover - defensive
         raise DataError(f"Dataset {text} did not load as a table")
