@@ -1,0 +1,399 @@
+"""Typed configuration of a pipeline, one dataclass per concern, loadable from YAML.
+
+A :class:`PipelineConfig` describes a whole use case: where data lives, how it is validated, which
+Feast feature service builds the training set, which candidate models are trained, what the
+evaluation gate demands, how the champion is deployed and how new data is monitored. The DAG
+factories (:mod:`airflow_mlpipe.factories`) turn it into Airflow DAGs.
+
+Every object validates itself in ``__post_init__`` and raises
+:class:`~airflow_mlpipe.exceptions.ConfigError` saying what to change. Strings may be Jinja templates
+(``{{ ds }}``, ``{{ mlpipe_env('MLPIPE_DATA_DIR') }}``): they are rendered when a task runs, never
+when the DAG file is parsed. ``options`` dicts are passed through to the stage's operator as extra
+keyword arguments, for settings this file does not model.
+
+Nothing here reads files or connects anywhere except :meth:`PipelineConfig.from_yaml`, which a DAG
+file calls once at parse time on a small local YAML file.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime as dt
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from airflow_mlpipe.exceptions import ConfigError
+
+PATTERNS = ("linear", "dag", "event")
+TASK_TYPES = ("classification", "regression")
+_IDENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+T = TypeVar("T", bound="_Config")
+
+
+class _Config:
+    """Shared ``from_dict`` / ``to_dict`` for the config dataclasses."""
+
+    section: ClassVar[str] = ""
+
+    @classmethod
+    def from_dict(cls: type[T], data: typing.Mapping[str, Any] | None) -> T:
+        """Build from a plain mapping (as loaded from YAML); unknown keys are a ConfigError."""
+        return _build(cls, data or {}, cls.section or cls.__name__)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, YAML-safe dict that :meth:`from_dict` turns back into an equal object."""
+        return copy.deepcopy(dataclasses.asdict(self))  # type: ignore[call-overload]
+
+
+def _build(cls: type[T], data: typing.Mapping[str, Any], where: str) -> T:
+    if not isinstance(data, typing.Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}: {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(fields)}.")
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required key is missing
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """Turn nested mappings into the config dataclasses the type hints name."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            if isinstance(arg, type) and issubclass(arg, _Config) and isinstance(value, typing.Mapping):
+                return _build(arg, value, where)
+        return value
+    if isinstance(hint, type) and issubclass(hint, _Config):
+        return value if isinstance(value, hint) else _build(hint, value, where)
+    if origin is list and args and isinstance(args[0], type) and issubclass(args[0], _Config):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {type(value).__name__}.")
+        return [
+            v if isinstance(v, args[0]) else _build(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)
+        ]
+    return value
+
+
+def _require_text(value: Any, where: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where} must be a non-empty string, got {value!r}.")
+
+
+def _require_mapping(value: Any, where: str) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping of operator keyword arguments, got {value!r}.")
+
+
+def env_template(variable: str, default: str) -> str:
+    """A Jinja template reading environment variable ``variable`` when the task runs, else ``default``."""
+    return f"{{{{ mlpipe_env({variable!r}, {default!r}) }}}}"
+
+
+@dataclass
+class Locations(_Config):
+    """Where things live. Each value is rendered when a task runs (templates allowed).
+
+    :param data_dir: directory of the incoming daily batches (``features/``, ``labels/``).
+    :param feature_repo: Feast repository directory (``feature_store.yaml`` is written there).
+    :param mlflow_conn_id: Airflow connection of the MLflow tracking server / registry (absent
+        connection = the embedded SQLite default under the artifact root).
+
+    The artifact root is not set here: every task reads it when it runs (``MLPIPE_ARTIFACT_ROOT``,
+    then Airflow config ``[mlpipe] artifact_root``; see the stage contract).
+    """
+
+    section: ClassVar[str] = "locations"
+
+    data_dir: str = env_template("MLPIPE_DATA_DIR", "/tmp/mlpipe/data")
+    feature_repo: str = env_template("MLPIPE_FEATURE_REPO", "/tmp/mlpipe/feature_repo")
+    mlflow_conn_id: str = "mlpipe_mlflow_default"
+
+    def __post_init__(self) -> None:
+        for name in ("data_dir", "feature_repo", "mlflow_conn_id"):
+            _require_text(getattr(self, name), f"locations.{name}")
+
+
+@dataclass
+class ValidationConfig(_Config):
+    """Data validation of the incoming batch (Great Expectations).
+
+    :param dataset: URI of the table to validate (templated, e.g. ``{{ ... }}/features/{{ ds }}.parquet``).
+    :param suite: expectation suite name.
+    :param expectations: expectation definitions (``{"type": "expect_column_values_to_not_be_null", ...}``).
+    :param options: extra keyword arguments for the validation operator.
+    """
+
+    section: ClassVar[str] = "validation"
+
+    dataset: str = ""
+    suite: str = "default"
+    expectations: list[dict[str, Any]] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require_text(self.dataset, "validation.dataset")
+        _require_text(self.suite, "validation.suite")
+        if not isinstance(self.expectations, list) or not all(isinstance(e, dict) for e in self.expectations):
+            raise ConfigError("validation.expectations must be a list of mappings (one per expectation).")
+        _require_mapping(self.options, "validation.options")
+
+
+@dataclass
+class FeaturesConfig(_Config):
+    """The training set, built point-in-time correct by a Feast feature service.
+
+    :param feature_service: name of the Feast feature service.
+    :param entity_source: URI of the entity/label table (entity keys, timestamp, label).
+    :param timestamp_column: event timestamp column of ``entity_source``.
+    :param label: label column of ``entity_source``.
+    :param materialize: also materialize the online store (for online serving).
+    :param options: extra keyword arguments for the feature operators.
+    """
+
+    section: ClassVar[str] = "features"
+
+    feature_service: str = ""
+    entity_source: str = ""
+    timestamp_column: str = "event_timestamp"
+    label: str = ""
+    materialize: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("feature_service", "entity_source", "timestamp_column", "label"):
+            _require_text(getattr(self, name), f"features.{name}")
+        _require_mapping(self.options, "features.options")
+
+
+@dataclass
+class CandidateConfig(_Config):
+    """One candidate model: a scikit-learn estimator class path and its parameters.
+
+    :param name: short name, used in task map indexes and MLflow run names.
+    :param estimator: import path, e.g. ``sklearn.ensemble.RandomForestClassifier``.
+    :param params: constructor parameters of the estimator.
+    """
+
+    section: ClassVar[str] = "training.candidates[]"
+
+    name: str = ""
+    estimator: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _IDENT.match(self.name):
+            raise ConfigError(
+                f"candidate name {self.name!r} must be a short identifier (letters, digits, '_', '-', '.')."
+            )
+        if not isinstance(self.estimator, str) or "." not in self.estimator:
+            raise ConfigError(
+                f"candidate {self.name!r}: estimator {self.estimator!r} must be an import path such as "
+                "'sklearn.ensemble.RandomForestClassifier'."
+            )
+        _require_mapping(self.params, f"candidate {self.name!r} params")
+
+
+@dataclass
+class TrainingConfig(_Config):
+    """Candidate models trained on the training set and registered in MLflow.
+
+    :param model_name: registered model name.
+    :param experiment: MLflow experiment name.
+    :param task_type: ``classification`` or ``regression``.
+    :param candidates: the candidates; the ``linear`` pattern trains only the first.
+    :param selection_metric: metric that picks the best candidate (higher is better unless
+        ``lower_is_better``).
+    :param options: extra keyword arguments for the training operator.
+    """
+
+    section: ClassVar[str] = "training"
+
+    model_name: str = ""
+    experiment: str = ""
+    task_type: str = "classification"
+    candidates: list[CandidateConfig] = field(default_factory=list)
+    selection_metric: str = "roc_auc"
+    lower_is_better: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require_text(self.model_name, "training.model_name")
+        if not self.experiment:
+            self.experiment = self.model_name
+        if self.task_type not in TASK_TYPES:
+            raise ConfigError(f"training.task_type={self.task_type!r}; use one of {list(TASK_TYPES)}.")
+        if not self.candidates:
+            raise ConfigError("training.candidates is empty; list at least one estimator to train.")
+        names = [c.name for c in self.candidates]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(f"training.candidates has duplicate names {duplicates}; make them unique.")
+        _require_text(self.selection_metric, "training.selection_metric")
+        _require_mapping(self.options, "training.options")
+
+
+@dataclass
+class GateConfig(_Config):
+    """The evaluation gate between a trained challenger and the serving champion.
+
+    :param criteria: gate criteria, e.g. ``{"metric": "roc_auc", "min": 0.7}`` or
+        ``{"metric": "roc_auc", "max_regression": 0.01}`` (relative to the champion).
+    :param require_approval: pause for a human approval (Airflow HITL) after a pass.
+    :param approval_timeout_hours: how long the approval waits before it times out.
+    :param options: extra keyword arguments for the gate operator.
+    """
+
+    section: ClassVar[str] = "gate"
+
+    criteria: list[dict[str, Any]] = field(default_factory=list)
+    require_approval: bool = False
+    approval_timeout_hours: float = 24.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.criteria, list) or not all(isinstance(c, dict) for c in self.criteria):
+            raise ConfigError("gate.criteria must be a list of mappings, e.g. [{metric: roc_auc, min: 0.7}].")
+        if self.approval_timeout_hours <= 0:
+            raise ConfigError("gate.approval_timeout_hours must be positive.")
+        _require_mapping(self.options, "gate.options")
+
+
+@dataclass
+class DeploymentConfig(_Config):
+    """Serving the champion and scoring a batch with it.
+
+    :param enabled: deploy after promotion (off = promote only).
+    :param batch_score_input: URI of the table to score after deployment (empty = no batch scoring).
+    :param options: extra keyword arguments for the deployment operator.
+    :param batch_options: extra keyword arguments for the batch-inference operator.
+    """
+
+    section: ClassVar[str] = "deployment"
+
+    enabled: bool = True
+    batch_score_input: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    batch_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require_mapping(self.options, "deployment.options")
+        _require_mapping(self.batch_options, "deployment.batch_options")
+
+
+@dataclass
+class MonitoringConfig(_Config):
+    """Watching new batches for drift and quality, and asking for retraining.
+
+    :param reference: URI of the reference table (what the model was trained on).
+    :param current: URI of the new batch to compare (templated).
+    :param watch_path: directory the ``event`` pattern watches for new batch files.
+    :param drift_share_threshold: share of drifted columns that counts as dataset drift.
+    :param retrain_on_drift: emit the retraining event when drift is detected.
+    :param poll_interval_seconds: how often the watcher / sensor looks for new data.
+    :param options: extra keyword arguments for the drift operator.
+    """
+
+    section: ClassVar[str] = "monitoring"
+
+    reference: str = ""
+    current: str = ""
+    watch_path: str = ""
+    drift_share_threshold: float = 0.3
+    retrain_on_drift: bool = True
+    poll_interval_seconds: float = 30.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require_text(self.reference, "monitoring.reference")
+        _require_text(self.current, "monitoring.current")
+        if not 0.0 < self.drift_share_threshold <= 1.0:
+            raise ConfigError(
+                f"monitoring.drift_share_threshold={self.drift_share_threshold} must be in (0, 1]."
+            )
+        if self.poll_interval_seconds <= 0:
+            raise ConfigError("monitoring.poll_interval_seconds must be positive.")
+        _require_mapping(self.options, "monitoring.options")
+
+
+@dataclass
+class PipelineConfig(_Config):
+    """A whole use case: the training pipeline and (optionally) its monitoring pipeline.
+
+    :param name: prefix of the DAG ids (``<name>_training``, ``<name>_monitoring``).
+    :param pattern: ``linear`` (one candidate, sequential), ``dag`` (parallel candidates through
+        dynamic task mapping) or ``event`` (asset-scheduled DAGs).
+    :param schedule: cron/preset for ``linear``/``dag`` (ignored by ``event``, which is asset-driven).
+    :param start_date: ISO date of the first interval.
+    :param tags: extra DAG tags.
+    :param retries: task retries (transient failures).
+    """
+
+    section: ClassVar[str] = "pipeline"
+
+    name: str = ""
+    pattern: str = "dag"
+    schedule: str | None = None
+    start_date: str = "2024-01-01"
+    tags: list[str] = field(default_factory=list)
+    retries: int = 1
+    locations: Locations = field(default_factory=Locations)
+    validation: ValidationConfig | None = None
+    features: FeaturesConfig | None = None
+    training: TrainingConfig | None = None
+    gate: GateConfig = field(default_factory=GateConfig)
+    deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
+    monitoring: MonitoringConfig | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _IDENT.match(self.name or ""):
+            raise ConfigError(f"pipeline name {self.name!r} must be an identifier usable in a DAG id.")
+        if self.pattern not in PATTERNS:
+            raise ConfigError(f"pattern={self.pattern!r}; use one of {list(PATTERNS)}.")
+        try:
+            dt.date.fromisoformat(str(self.start_date))
+        except ValueError:
+            raise ConfigError(f"start_date={self.start_date!r} is not a date; use YYYY-MM-DD.") from None
+        self.start_date = str(self.start_date)
+        if not isinstance(self.tags, list) or not all(isinstance(t, str) for t in self.tags):
+            raise ConfigError("tags must be a list of strings.")
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise ConfigError(f"retries={self.retries!r} must be a non-negative integer.")
+
+    def require(self, *sections: str) -> None:
+        """Raise a ConfigError naming the sections a factory needs but the config lacks."""
+        missing = [s for s in sections if getattr(self, s) is None]
+        if missing:
+            raise ConfigError(
+                f"pipeline {self.name!r} needs the section(s) {missing}; add them to the config."
+            )
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> PipelineConfig:
+        """Load from a YAML file (one small local file, read when the DAG file is parsed)."""
+        import yaml
+
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh)
+        except OSError as exc:
+            raise ConfigError(f"Cannot read pipeline config {os.fspath(path)}: {exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"Pipeline config {os.fspath(path)} is not valid YAML: {exc}") from exc
+        return cls.from_dict(data)
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return str(yaml.safe_dump(self.to_dict(), sort_keys=False))

@@ -1,0 +1,1 @@
+"""Reference datasets generated on the fly (seeded, nothing downloaded) for examples, demos and tests."""

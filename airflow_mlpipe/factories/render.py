@@ -1,0 +1,101 @@
+"""Turn a :class:`~airflow_mlpipe.factories.graph.Graph` into an Airflow DAG.
+
+One task group per graph group, one operator per node (chosen by the node's stage kind in
+:mod:`airflow_mlpipe.factories.stages`), dynamic task mapping for nodes with ``expand``, assets for
+inlets/outlets, and the schedule (cron, assets, or an ``AssetWatcher``). Only cheap Airflow SDK
+objects are created: no data is read and no service contacted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any
+
+from airflow_mlpipe.core.lineage import stage_asset
+from airflow_mlpipe.exceptions import ConfigError
+from airflow_mlpipe.factories.graph import Graph
+
+
+def mlpipe_env(name: str, default: str = "") -> str:
+    """Jinja macro ``mlpipe_env``: an environment variable of the running task, else ``default``."""
+    return os.environ.get(name) or default
+
+
+#: macros available in every template of a factory-built DAG
+MACROS = {"mlpipe_env": mlpipe_env}
+
+
+def asset(key: tuple[str, str]) -> Any:
+    """The Airflow ``Asset`` of a graph asset key ``(stage, name)``."""
+    return stage_asset(*key)
+
+
+def schedule_of(graph: Graph) -> Any:
+    """Airflow ``schedule`` for the graph: cron/preset/None, an asset condition or a watched asset."""
+    schedule = graph.schedule
+    if schedule is None or isinstance(schedule, str):
+        return schedule
+    kind, spec = schedule
+    if kind == "assets_all":
+        from airflow.sdk import AssetAll
+
+        return AssetAll(*[asset(k) for k in spec])
+    if kind == "assets_any":
+        from airflow.sdk import AssetAny
+
+        return AssetAny(*[asset(k) for k in spec])
+    if kind == "watch":
+        from airflow_mlpipe.factories.stages import new_batch_watcher
+
+        stage, name = spec["asset"]
+        from airflow.sdk import Asset
+
+        return [
+            Asset(
+                name=f"mlpipe.{stage}.{name}",
+                uri=f"mlpipe://{stage}/{name}",
+                group="mlpipe",
+                watchers=[new_batch_watcher(f"{graph.dag_id}.watch", spec["path"], spec["poll_interval"])],
+            )
+        ]
+    raise ConfigError(f"Unknown schedule kind {kind!r} in graph {graph.dag_id}.")
+
+
+def render(graph: Graph, *, start_date: str, retries: int = 1, extra_dag_kwargs: dict | None = None) -> Any:
+    """Build the Airflow ``DAG`` of ``graph``."""
+    import pendulum
+    from airflow.sdk import DAG, TaskGroup
+
+    from airflow_mlpipe.factories.stages import build_task
+
+    start = pendulum.instance(dt.datetime.fromisoformat(start_date), tz="UTC")
+    with DAG(
+        dag_id=graph.dag_id,
+        schedule=schedule_of(graph),
+        start_date=start,
+        catchup=False,
+        max_active_runs=1,
+        description=graph.description,
+        doc_md=_doc(graph),
+        tags=sorted(set(graph.tags)),
+        default_args={"retries": retries, "retry_delay": dt.timedelta(seconds=30)},
+        user_defined_macros=dict(MACROS),
+        **(extra_dag_kwargs or {}),
+    ) as dag:
+        groups: dict[str, Any] = {}
+        tasks: dict[str, Any] = {}
+        for node in graph.nodes.values():
+            if node.group not in groups:
+                groups[node.group] = TaskGroup(group_id=node.group, tooltip=f"{node.group} stage")
+            with groups[node.group]:
+                tasks[node.task_id] = build_task(node, graph)
+        for up, down in graph.edges:
+            tasks[up] >> tasks[down]
+    return dag
+
+
+def _doc(graph: Graph) -> str:
+    lines = [f"### {graph.dag_id}", "", graph.description, "", "| task | stage |", "|---|---|"]
+    lines += [f"| `{n.task_id}` | {n.kind}{' (mapped)' if n.expand else ''} |" for n in graph.nodes.values()]
+    return "\n".join(lines)

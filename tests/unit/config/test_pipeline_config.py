@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from airflow_mlpipe.config.pipeline import CandidateConfig, PipelineConfig
+from airflow_mlpipe.exceptions import ConfigError
+from tests.unit.factories.conftest import BASE
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = PipelineConfig.from_dict(copy.deepcopy(BASE))
+    path = tmp_path / "p.yaml"
+    path.write_text(cfg.to_yaml())
+    again = PipelineConfig.from_yaml(path)
+    assert again == cfg
+    assert isinstance(again.training.candidates[1], CandidateConfig)
+    assert again.training.experiment == "toy_model"  # defaulted from the model name
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        (("pattern",), "fanout", "use one of"),
+        (("name",), "has space", "identifier"),
+        (("start_date",), "soon", "YYYY-MM-DD"),
+        (("training", "task_type"), "ranking", "task_type"),
+        (("training", "candidates"), [], "at least one estimator"),
+        (("training", "candidates"), [{"name": "a", "estimator": "x.Y"}] * 2, "duplicate names"),
+        (("training", "candidates"), [{"name": "a", "estimator": "LogisticRegression"}], "import path"),
+        (("monitoring", "drift_share_threshold"), 1.5, r"\(0, 1\]"),
+        (("validation", "dataset"), "", "validation.dataset"),
+        (("gate", "criteria"), "roc_auc > 0.5", "list of mappings"),
+    ],
+)
+def test_validation_errors_say_what_to_change(path, value, message):
+    data = copy.deepcopy(BASE)
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(ConfigError, match=message):
+        PipelineConfig.from_dict(data)
+
+
+def test_unknown_keys_are_rejected_with_the_allowed_ones():
+    data = copy.deepcopy(BASE)
+    data["training"]["learning_rate"] = 0.1
+    with pytest.raises(ConfigError, match=r"training: unknown key\(s\) \['learning_rate'\]; allowed keys"):
+        PipelineConfig.from_dict(data)
+
+
+def test_bad_yaml_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        PipelineConfig.from_yaml(bad)
+    with pytest.raises(ConfigError, match="Cannot read"):
+        PipelineConfig.from_yaml(tmp_path / "missing.yaml")
