@@ -1,0 +1,46 @@
+/* Offline stand-ins for jQuery and vega-embed as used by Great Expectations Data Docs.
+   Shipped by airflow-mlpipe: the pages' inline scripts run without CDN access, and charts
+   (e.g. KL-divergence histograms) render as plain bar charts. */
+(function () {
+  function wrap(nodes) {
+    var api = {
+      length: nodes.length,
+      each: function (fn) { nodes.forEach(function (el, i) { fn.call(el, i, el); }); return api; },
+      parent: function () { return wrap(nodes.map(function (n) { return n.parentElement; }).filter(Boolean)); },
+      fadeIn: function () { nodes.forEach(function (n) { n.style.display = ""; }); return api; },
+      fadeOut: function () { nodes.forEach(function (n) { n.style.display = "none"; }); return api; },
+      show: function () { return api.fadeIn(); }, hide: function () { return api.fadeOut(); }
+    };
+    ["modal", "tooltip", "popover", "bootstrapTable", "datepicker", "on", "click", "collapse", "tab"]
+      .forEach(function (m) { api[m] = function () { return api; }; });
+    return api;
+  }
+  function $(arg) {
+    if (typeof arg === "function") { document.addEventListener("DOMContentLoaded", arg); return wrap([]); }
+    if (typeof arg === "string") { try { return wrap(Array.prototype.slice.call(document.querySelectorAll(arg))); } catch (e) { return wrap([]); } }
+    return wrap(arg ? [arg] : []);
+  }
+  if (!window.jQuery) { window.$ = window.jQuery = $; }
+  if (!window.vegaEmbed) {
+    window.vegaEmbed = function (target, spec) {
+      var el = typeof target === "string" ? document.querySelector(target) : target;
+      if (!el || !spec) { return Promise.resolve(); }
+      var rows = [];
+      if (spec.datasets) { for (var k in spec.datasets) { rows = spec.datasets[k]; break; } }
+      else if (spec.data && spec.data.values) { rows = spec.data.values; }
+      var enc = spec.encoding || {}, xf = enc.x && enc.x.field, yf = enc.y && enc.y.field;
+      if (!rows.length || !xf || !yf) { el.textContent = "(chart not available offline)"; return Promise.resolve(); }
+      var max = Math.max.apply(null, rows.map(function (r) { return Number(r[yf]) || 0; })) || 1;
+      var chart = document.createElement("div"); chart.className = "mlpipe-chart";
+      rows.forEach(function (r, i) {
+        var bar = document.createElement("div");
+        bar.style.height = (100 * (Number(r[yf]) || 0) / max) + "%";
+        bar.title = xf + "=" + r[xf] + ", " + yf + "=" + r[yf];
+        if (i % Math.ceil(rows.length / 6) === 0) { var lab = document.createElement("span"); lab.textContent = r[xf]; bar.appendChild(lab); }
+        chart.appendChild(bar);
+      });
+      el.innerHTML = ""; el.appendChild(chart);
+      return Promise.resolve();
+    };
+  }
+})();
