@@ -1,0 +1,230 @@
+"""Typed configuration of the monitoring stage: data drift, prediction quality, serving health.
+
+Each object validates itself in ``__post_init__`` and raises :class:`~airflow_mlpipe.exceptions.ConfigError`
+with a message that says what to change. They hold primitives only, so they can be deep-copied,
+templated values excepted, and rebuilt from a dict (``DriftConfig(**mapping)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow_mlpipe.exceptions import ConfigError
+
+#: Quality metrics the monitoring stage computes from live labels, and whether higher is better.
+QUALITY_METRICS: dict[str, bool] = {
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "f1": True,
+    "f1_macro": True,
+    "f1_weighted": True,
+    "precision": True,
+    "recall": True,
+    "r2": True,
+    "rmse": False,
+    "mse": False,
+    "mae": False,
+}
+
+
+def _fraction(name: str, value: float, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ConfigError(f"{name} must be a number in (0, 1], got {value!r}.")
+    low_ok = value >= 0 if allow_zero else value > 0
+    if not (low_ok and value <= 1):
+        raise ConfigError(f"{name} must be in {'[0' if allow_zero else '(0'}, 1], got {value!r}.")
+
+
+def _names(name: str, value: Sequence[str] | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise ConfigError(f"{name} must be a list of column names, not the string {value!r}.")
+    items = tuple(value)
+    bad = [v for v in items if not isinstance(v, str) or not v]
+    if bad:
+        raise ConfigError(f"{name} must contain non-empty column names; got {bad}.")
+    if len(set(items)) != len(items):
+        raise ConfigError(f"{name} lists a column twice: {list(items)}.")
+    return items
+
+
+@dataclasses.dataclass
+class DriftConfig:
+    """How data drift is measured and when the dataset counts as drifted.
+
+    :param columns: feature columns to compare (default: every column the two tables share, minus
+        the prediction, label and ``exclude_columns``).
+    :param exclude_columns: columns never compared (ids, timestamps).
+    :param categorical_columns: columns to treat as categorical even if numeric (codes, small ints).
+    :param drift_share: the dataset drifts when the share of drifted columns is ``>=`` this.
+    :param method: Evidently stat test for every column (``"ks"``, ``"psi"``, ``"wasserstein"`` …);
+        ``None`` lets Evidently pick per column type and size.
+    :param num_method: stat test for numerical columns.
+    :param cat_method: stat test for categorical columns.
+    :param per_column_method: stat test per column.
+    :param threshold: threshold of the stat test for every column (``None``: the method's default).
+        For p-value tests a column drifts when the p-value is *below* it, for distances when the
+        distance is *at or above* it.
+    :param per_column_threshold: threshold per column.
+    :param prediction_column: column with the model's predictions (compared separately).
+    :param prediction_method: stat test for the prediction column.
+    :param prediction_threshold: threshold for the prediction column.
+    :param prediction_is_categorical: class labels (``True``) or continuous values (``False``);
+        ``None``: categorical when the column is not a float column.
+    """
+
+    columns: Sequence[str] | None = None
+    exclude_columns: Sequence[str] = ()
+    categorical_columns: Sequence[str] = ()
+    drift_share: float = 0.5
+    method: str | None = None
+    num_method: str | None = None
+    cat_method: str | None = None
+    per_column_method: Mapping[str, str] | None = None
+    threshold: float | None = None
+    per_column_threshold: Mapping[str, float] | None = None
+    prediction_column: str | None = None
+    prediction_method: str | None = None
+    prediction_threshold: float | None = None
+    prediction_is_categorical: bool | None = None
+
+    def __post_init__(self) -> None:
+        from airflow_mlpipe.monitoring.methods import check_method
+
+        self.columns = _names("columns", self.columns)
+        if self.columns is not None and not self.columns:
+            raise ConfigError("columns is empty; list the features to compare or leave it None for all.")
+        self.exclude_columns = _names("exclude_columns", self.exclude_columns) or ()
+        self.categorical_columns = _names("categorical_columns", self.categorical_columns) or ()
+        _fraction("drift_share", self.drift_share)
+        for field in ("method", "num_method", "cat_method", "prediction_method"):
+            value = getattr(self, field)
+            if value is not None:
+                check_method(value, field)
+        for col, method in (self.per_column_method or {}).items():
+            check_method(method, f"per_column_method[{col!r}]")
+        for field, value in [
+            ("threshold", self.threshold),
+            ("prediction_threshold", self.prediction_threshold),
+        ]:
+            if value is not None:
+                _check_threshold(field, value)
+        for col, value in (self.per_column_threshold or {}).items():
+            _check_threshold(f"per_column_threshold[{col!r}]", value)
+        if self.prediction_column is not None and self.columns and self.prediction_column in self.columns:
+            raise ConfigError(
+                f"prediction_column {self.prediction_column!r} is also listed in columns; "
+                "prediction drift is measured separately, remove it from columns."
+            )
+
+    @classmethod
+    def from_value(cls, value: DriftConfig | Mapping[str, Any] | None) -> DriftConfig:
+        """Accept a config object, a dict of its fields (e.g. rendered from a template) or ``None``."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return dataclasses.replace(value)
+        if isinstance(value, Mapping):
+            unknown = set(value) - {f.name for f in dataclasses.fields(cls)}
+            if unknown:
+                raise ConfigError(f"Unknown DriftConfig field(s) {sorted(unknown)}.")
+            return cls(**dict(value))
+        raise ConfigError(f"drift must be a DriftConfig or a dict, not {type(value).__name__}.")
+
+
+def _check_threshold(name: str, value: float) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}.")
+
+
+@dataclasses.dataclass
+class QualityConfig:
+    """When live prediction quality counts as degraded against the champion's evaluation metrics.
+
+    :param label_column: column of the current batch holding the ground truth that has arrived.
+    :param prediction_column: column holding the model's predictions for those rows.
+    :param task_type: ``"classification"`` or ``"regression"``.
+    :param metrics: metrics to compare (see :data:`QUALITY_METRICS`); default by task type.
+    :param max_degradation: largest tolerated worsening, direction-aware (a drop for accuracy, a
+        rise for RMSE); relative to the baseline value when ``relative`` else in metric units.
+    :param relative: compare relative (``(base - live) / |base|``) instead of absolute changes.
+    :param min_labelled_rows: fewer labelled rows than this → quality is not judged (``None`` result).
+    """
+
+    label_column: str
+    prediction_column: str
+    task_type: str = "classification"
+    metrics: Sequence[str] | None = None
+    max_degradation: float = 0.05
+    relative: bool = True
+    min_labelled_rows: int = 30
+
+    def __post_init__(self) -> None:
+        from airflow_mlpipe.core.conventions import TaskType
+
+        if not self.label_column or not self.prediction_column:
+            raise ConfigError("QualityConfig needs label_column and prediction_column.")
+        if self.label_column == self.prediction_column:
+            raise ConfigError("label_column and prediction_column must be different columns.")
+        task = TaskType.parse(self.task_type)
+        self.task_type = task.value
+        if self.metrics is None:
+            self.metrics = (
+                ("accuracy", "f1_macro") if task is TaskType.CLASSIFICATION else ("rmse", "mae", "r2")
+            )
+        self.metrics = _names("metrics", self.metrics) or ()
+        unknown = [m for m in self.metrics if m not in QUALITY_METRICS]
+        if unknown:
+            raise ConfigError(f"Unknown quality metric(s) {unknown}; use some of {sorted(QUALITY_METRICS)}.")
+        regression_only = {"r2", "rmse", "mse", "mae"}
+        wrong = [m for m in self.metrics if (m in regression_only) != (task is TaskType.REGRESSION)]
+        if wrong:
+            raise ConfigError(f"Metric(s) {wrong} do not apply to {task.value}; choose metrics of that task.")
+        _check_threshold("max_degradation", self.max_degradation)
+        if not isinstance(self.min_labelled_rows, int) or self.min_labelled_rows < 1:
+            raise ConfigError(f"min_labelled_rows must be an integer >= 1, got {self.min_labelled_rows!r}.")
+
+    @classmethod
+    def from_value(cls, value: QualityConfig | Mapping[str, Any] | None) -> QualityConfig | None:
+        if value is None or isinstance(value, cls):
+            return None if value is None else dataclasses.replace(value)
+        if isinstance(value, Mapping):
+            return cls(**dict(value))
+        raise ConfigError(f"quality must be a QualityConfig or a dict, not {type(value).__name__}.")
+
+
+@dataclasses.dataclass
+class ServingHealthConfig:
+    """Thresholds on a serving endpoint's Prometheus metrics.
+
+    :param max_latency_seconds: the latency quantile must stay at or below this.
+    :param latency_quantile: which quantile of the request-duration histogram (0.95 = p95).
+    :param max_error_rate: the share of 5xx responses must stay at or below this.
+    :param min_requests: fewer requests than this in the window → not judged (no breach).
+    :param endpoints: request paths to include (default: every path except health and metrics).
+    :param metric_prefix: prefix of the metric names (BentoML: ``bentoml_service_``).
+    """
+
+    max_latency_seconds: float = 0.5
+    latency_quantile: float = 0.95
+    max_error_rate: float = 0.01
+    min_requests: int = 1
+    endpoints: Sequence[str] | None = None
+    metric_prefix: str = "bentoml_service_"
+
+    def __post_init__(self) -> None:
+        _check_threshold("max_latency_seconds", self.max_latency_seconds)
+        _fraction("latency_quantile", self.latency_quantile)
+        _fraction("max_error_rate", self.max_error_rate, allow_zero=True)
+        if not isinstance(self.min_requests, int) or self.min_requests < 0:
+            raise ConfigError(f"min_requests must be an integer >= 0, got {self.min_requests!r}.")
+        self.endpoints = _names("endpoints", self.endpoints)
