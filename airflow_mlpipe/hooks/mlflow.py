@@ -6,23 +6,96 @@ Connection (type ``mlpipe_mlflow``):
 * ``login`` / ``password`` — basic auth for an MLflow server; ``extra.token`` — bearer token.
 * ``extra.registry_uri`` — registry URI when it differs from the tracking URI.
 * ``extra.artifact_location`` — artifact root for experiments created on a SQLite/PostgreSQL backend.
+* ``extra.max_attempts`` (default 3), ``extra.retry_wait`` (seconds, default 1),
+  ``extra.timeout`` (seconds per HTTP request, default 60) — bounded retries of transient errors
+  (connection refused, HTTP 429 and 5xx); anything else fails at once.
 
-Secrets go to MLflow through its environment variables inside :meth:`MlflowHook.activate` only; they
-are never logged, templated or pushed to XCom.
+Secrets go to MLflow only inside :meth:`MlflowHook.activate` (as MLflow's environment variables,
+restored afterwards) and bound to the clients :meth:`MlflowHook.get_client` returns; they are never
+logged, templated or pushed to XCom, and URIs shown to users pass through :func:`redact_uri`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from airflow.sdk import BaseHook
 
 from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.core.storage import artifact_root, local_path
+from airflow_mlpipe.exceptions import ConfigError, MlpipeError
+
+T = TypeVar("T")
+
+#: fragments of error messages (requests/urllib3/SQLAlchemy, as wrapped by MLflow) that mean "try again"
+_TRANSIENT_MARKERS = (
+    "connection refused",
+    "max retries exceeded",
+    "failed to establish a new connection",
+    "connection aborted",
+    "connection reset",
+    "remote end closed connection",
+    "read timed out",
+    "connect timeout",
+    "too many 429 error responses",
+    "too many 500 error responses",
+    "too many 502 error responses",
+    "too many 503 error responses",
+    "too many 504 error responses",
+    "could not connect to server",
+    "connection to server at",
+    "server closed the connection unexpectedly",
+    "database is locked",
+)
+_TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+
+
+class MlflowUnreachableError(MlpipeError, ConnectionError):
+    """The tracking server kept failing with transient errors until the retries ran out."""
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with any password in its user-info replaced by ``***`` (safe for logs and XCom)."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri
+    if not parts.password:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username or ''}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (or its cause) is a connection failure, a timeout, HTTP 429 or a 5xx answer."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        # Only answers of a server count here: MLflow labels many local errors INTERNAL_ERROR (500).
+        status = getattr(cur, "get_http_status_code", None)
+        if type(cur).__name__ == "RestException" and callable(status):
+            with contextlib.suppress(Exception):
+                if int(status()) in _TRANSIENT_STATUS:
+                    return True
+        if type(cur).__name__ in ("ConnectionError", "ConnectTimeout", "ReadTimeout", "OperationalError"):
+            text = str(cur).lower()
+            if type(cur).__name__ != "OperationalError" or any(m in text for m in _TRANSIENT_MARKERS):
+                return True
+        text = str(cur).lower()
+        if any(m in text for m in _TRANSIENT_MARKERS):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 class MlflowHook(BaseHook):
@@ -52,7 +125,8 @@ class MlflowHook(BaseHook):
             },
             "placeholders": {
                 "host": "http://127.0.0.1:5000 — empty: SQLite under the artifact root",
-                "extra": '{"registry_uri": "", "token": "", "artifact_location": ""}',
+                "extra": '{"registry_uri": "", "token": "", "artifact_location": "", "max_attempts": 3, '
+                '"retry_wait": 1, "timeout": 60}',
             },
         }
 
@@ -65,18 +139,33 @@ class MlflowHook(BaseHook):
 
     @cached_property
     def settings(self) -> dict[str, Any]:
-        """Tracking URI, registry URI, artifact location and credentials (not for logging)."""
+        """Tracking URI, registry URI, artifact location, retries and credentials (not for logging)."""
         conn = self.connection
-        extra = (conn.extra_dejson if conn is not None else {}) or {}
+        extra = dict((conn.extra_dejson if conn is not None else {}) or {})
         tracking = (conn.host if conn is not None else None) or ""
         if not tracking:
             root = artifact_root() / "mlflow"
             local = local_path(root)
             if local is None:
-                raise ValueError("The embedded MLflow default needs a local artifact root; set a tracking URI.")
+                raise ConfigError(
+                    "The embedded MLflow default needs a local artifact root; set a tracking URI "
+                    f"as the host of connection {self.mlflow_conn_id!r}."
+                )
             os.makedirs(local, exist_ok=True)
             tracking = f"sqlite:///{local}/mlflow.db"
             extra.setdefault("artifact_location", f"file://{local}/artifacts")
+        try:
+            max_attempts = int(extra.get("max_attempts", 3))
+            retry_wait = float(extra.get("retry_wait", 1))
+            timeout = int(extra.get("timeout", 60))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"Connection {self.mlflow_conn_id!r}: max_attempts, retry_wait and timeout must be numbers ({exc})."
+            ) from None
+        if max_attempts < 1 or retry_wait < 0 or timeout < 1:
+            raise ConfigError(
+                f"Connection {self.mlflow_conn_id!r}: use max_attempts >= 1, retry_wait >= 0, timeout >= 1."
+            )
         return {
             "tracking_uri": tracking,
             "registry_uri": extra.get("registry_uri") or tracking,
@@ -84,6 +173,9 @@ class MlflowHook(BaseHook):
             "username": conn.login if conn is not None else None,
             "password": conn.password if conn is not None else None,
             "token": extra.get("token"),
+            "max_attempts": max_attempts,
+            "retry_wait": retry_wait,
+            "timeout": timeout,
         }
 
     @property
@@ -94,24 +186,63 @@ class MlflowHook(BaseHook):
     def registry_uri(self) -> str:
         return str(self.settings["registry_uri"])
 
+    @property
+    def display_uri(self) -> str:
+        """The tracking URI without any password, for logs, links and XCom."""
+        return redact_uri(self.tracking_uri)
+
+    @property
+    def max_attempts(self) -> int:
+        return int(self.settings["max_attempts"])
+
+    def _env(self) -> dict[str, str | None]:
+        s = self.settings
+        # MLflow's own HTTP session retries connection errors, 429 and 5xx (urllib3 Retry); bound it
+        # so one request makes at most ``max_attempts`` attempts. Its backoff factor is an integer.
+        wait = s["retry_wait"]
+        return {
+            "MLFLOW_TRACKING_USERNAME": s["username"] or None,
+            "MLFLOW_TRACKING_PASSWORD": s["password"] or None,
+            "MLFLOW_TRACKING_TOKEN": s["token"] or None,
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(s["max_attempts"] - 1),
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(int(round(wait))),
+            "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": str(min(1.0, wait)),
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(s["timeout"]),
+        }
+
+    def unreachable(self, exc: BaseException) -> MlflowUnreachableError:
+        """The error that ends a task once the transient failures outlast the retries."""
+        return MlflowUnreachableError(
+            f"MLflow tracking server at {self.display_uri} unreachable after {self.max_attempts} "
+            f"attempts: {type(exc).__name__}: {redact_uri(str(exc))[:500]}"
+        )
+
     @contextlib.contextmanager
     def activate(self) -> Iterator[Any]:
-        """Point the ``mlflow`` module at this connection for the duration of the block; yield it."""
+        """Point the ``mlflow`` module at this connection for the duration of the block; yield it.
+
+        Transient failures that outlast the bounded retries leave the block as
+        :class:`MlflowUnreachableError`; other errors pass through unchanged.
+        """
         mlflow = require("mlflow")
         s = self.settings
-        env = {
-            "MLFLOW_TRACKING_USERNAME": s["username"],
-            "MLFLOW_TRACKING_PASSWORD": s["password"],
-            "MLFLOW_TRACKING_TOKEN": s["token"],
-        }
+        env = self._env()
         saved = {k: os.environ.get(k) for k in env}
         try:
             for k, v in env.items():
                 if v:
                     os.environ[k] = v
+                else:
+                    os.environ.pop(k, None)
             mlflow.set_tracking_uri(s["tracking_uri"])
             mlflow.set_registry_uri(s["registry_uri"])
             yield mlflow
+        except MlpipeError:
+            raise
+        except Exception as exc:
+            if is_transient(exc):
+                raise self.unreachable(exc) from exc
+            raise
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -119,25 +250,99 @@ class MlflowHook(BaseHook):
                 else:
                     os.environ[k] = v
 
+    def retry(self, fn: Callable[[], T]) -> T:
+        """Call ``fn`` up to ``max_attempts`` times while it fails with a transient error.
+
+        For calls that MLflow does not retry itself (database-backed stores); HTTP requests made
+        inside :meth:`activate` are already bounded by MLflow's own retry.
+        """
+        wait = float(self.settings["retry_wait"])
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return fn()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                if attempt == self.max_attempts:
+                    raise self.unreachable(exc) from exc
+                self.log.warning(
+                    "MLflow at %s: transient error (attempt %d of %d), retrying: %s",
+                    self.display_uri,
+                    attempt,
+                    self.max_attempts,
+                    type(exc).__name__,
+                )
+                time.sleep(wait * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _bind_credentials(self, client: Any) -> None:
+        """Make a client's REST stores send this connection's credentials outside :meth:`activate`."""
+        s = self.settings
+        if not (s["username"] or s["token"]):
+            return
+        stores = []
+        with contextlib.suppress(Exception):
+            stores.append(client._tracking_client.store)
+        with contextlib.suppress(Exception):
+            stores.append(client._get_registry_client().store)
+        for store in stores:
+            original = getattr(store, "get_host_creds", None)
+            if original is None or getattr(original, "_mlpipe_bound", False):
+                continue
+
+            def creds(original: Callable[[], Any] = original) -> Any:
+                c = original()
+                c.username, c.password, c.token = s["username"], s["password"], s["token"]
+                return c
+
+            creds._mlpipe_bound = True  # type: ignore[attr-defined]
+            store.get_host_creds = creds
+
     def get_client(self) -> Any:
         """An ``mlflow.MlflowClient`` bound to this connection's tracking and registry URIs."""
         require("mlflow")
         from mlflow import MlflowClient
 
         with self.activate():
-            return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+            client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+            self._bind_credentials(client)
+            return client
+
+    def ensure_reachable(self) -> None:
+        """Fail fast with :class:`MlflowUnreachableError` before any long work starts."""
+        with self.activate():
+            client = self.get_client()
+            self.retry(lambda: client.search_experiments(max_results=1))
 
     def get_or_create_experiment(self, name: str) -> str:
         """The experiment id of ``name``, creating it (with the configured artifact location)."""
-        client = self.get_client()
-        exp = client.get_experiment_by_name(name)
-        if exp is not None:
-            return str(exp.experiment_id)
-        return str(client.create_experiment(name, artifact_location=self.settings["artifact_location"]))
+        with self.activate():
+            client = self.get_client()
+            exp = client.get_experiment_by_name(name)
+            if exp is not None:
+                return str(exp.experiment_id)
+            try:
+                return str(
+                    client.create_experiment(name, artifact_location=self.settings["artifact_location"])
+                )
+            except Exception:
+                # Parallel tasks may create it at the same moment: the loser reads the winner's id.
+                exp = client.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+                return str(exp.experiment_id)
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        """The run's page: a UI URL for an HTTP server, else the tracking URI plus the run's page path."""
+        base = self.display_uri.rstrip("/")
+        page = f"#/experiments/{experiment_id}/runs/{run_id}"
+        return f"{base}/{page}" if base.startswith(("http://", "https://")) else f"{base}{page}"
 
     def test_connection(self) -> tuple[bool, str]:
         try:
-            self.get_client().search_experiments(max_results=1)
+            self.ensure_reachable()
+        except MlflowUnreachableError as exc:
+            return False, str(exc)
         except Exception as exc:
-            return False, f"MLflow at {self.tracking_uri} is not reachable: {exc}"
-        return True, f"Connected to MLflow at {self.tracking_uri}"
+            return False, f"MLflow at {self.display_uri} is not usable: {type(exc).__name__}: {exc}"
+        return True, f"Connected to MLflow at {self.display_uri}"

@@ -1,0 +1,109 @@
+"""Build scikit-learn estimators from configuration and ask them what they can do."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_mlpipe.config.training import EstimatorConfig
+from airflow_mlpipe.core.conventions import TaskType
+from airflow_mlpipe.core.deps import require
+from airflow_mlpipe.exceptions import ConfigError
+
+
+def import_object(path: str) -> Any:
+    """Import ``pkg.module.name`` (the longest importable module prefix, then attributes)."""
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[i:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            break
+        return obj
+    raise ConfigError(f"Cannot import {path!r}: check the module path and the name.")
+
+
+def build_estimator(config: EstimatorConfig, seed: int | None = None) -> Any:
+    """A fresh, unfitted estimator: the class or factory called without arguments, then ``set_params``.
+
+    ``random_state`` is set to ``seed`` when the estimator (or a pipeline step) has one and the
+    parameters do not name it, so the same inputs and seed give the same model.
+    """
+    require("sklearn")
+    from sklearn.base import BaseEstimator
+
+    target = import_object(config.estimator) if isinstance(config.estimator, str) else config.estimator
+    if not callable(target):
+        raise ConfigError(f"{config.name} is not a class or factory function.")
+    try:
+        estimator = target()
+    except TypeError as exc:
+        raise ConfigError(f"Could not create {config.name} without arguments: {exc}") from exc
+    if not isinstance(estimator, BaseEstimator) or not hasattr(estimator, "fit"):
+        raise ConfigError(
+            f"{config.name} returned {type(estimator).__name__}, not a scikit-learn estimator or Pipeline."
+        )
+    params: dict[str, Any] = dict(config.params)
+    if seed is not None:
+        for name in estimator.get_params(deep=True):
+            if (name == "random_state" or name.endswith("__random_state")) and name not in params:
+                params[name] = seed
+    try:
+        estimator.set_params(**params)
+    except ValueError as exc:
+        raise ConfigError(f"Invalid parameter for {config.name}: {exc}") from exc
+    return estimator
+
+
+def estimator_task_type(estimator: Any) -> TaskType | None:
+    """Classification or regression as the estimator declares it (``None`` when it does not say)."""
+    from sklearn.base import is_classifier, is_regressor
+
+    if is_classifier(estimator):
+        return TaskType.CLASSIFICATION
+    if is_regressor(estimator):
+        return TaskType.REGRESSION
+    return None
+
+
+def allows_nan(estimator: Any) -> bool:
+    """Whether the estimator accepts missing values in its input (scikit-learn's ``allow_nan`` tag)."""
+    from sklearn.utils import get_tags
+
+    try:
+        return bool(get_tags(estimator).input_tags.allow_nan)
+    except Exception:  # third-party estimators without tags: let fit decide
+        return True
+
+
+def skops_trusted_types(model: Any, allowed_prefixes: tuple[str, ...]) -> list[str]:
+    """The types a skops file of ``model`` needs trusted, checked against ``allowed_prefixes``.
+
+    skops refuses to load types it does not know unless they are listed; we list exactly the ones
+    this fitted model contains, and only when they come from libraries the configuration trusts.
+    """
+    sio = require("skops.io")
+    needed = sorted(sio.get_untrusted_types(data=sio.dumps(model)))
+    outside = [t for t in needed if not t.startswith(allowed_prefixes)]
+    if outside:
+        raise ConfigError(
+            f"The fitted model contains types outside the trusted prefixes {list(allowed_prefixes)}: {outside}. "
+            "Add their module prefix to RegistryConfig.trusted_type_prefixes if you trust that code, "
+            "or use serialization_format='cloudpickle' (loading then runs arbitrary code)."
+        )
+    return needed
+
+
+def describe(estimator: Any) -> Mapping[str, Any]:
+    """The estimator's own parameters (not nested objects), for MLflow params."""
+    out: dict[str, Any] = {}
+    for k, v in estimator.get_params(deep=True).items():
+        if v is None or isinstance(v, (bool, int, float, str)):
+            out[k] = v
+    return out
