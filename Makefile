@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: venv test lint typecheck pytest demo bench docs clean
+.PHONY: system-deps venv test lint typecheck pytest demo bench docs clean
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -20,6 +20,13 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 venv: $(VENV)/.synced
 
+# OS packages the project runs: HAProxy splits and switches serving traffic (deployment stage).
+# Idempotent: installs only what is missing (needs root or sudo the first time).
+system-deps:
+	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y haproxy || { $$SUDO apt-get update && $$SUDO apt-get install -y haproxy; }; }
+
 lint: venv
 	$(VENV)/bin/ruff check airflow_mlpipe dags tests bench
 	$(VENV)/bin/ruff format --check airflow_mlpipe dags
@@ -30,9 +37,9 @@ typecheck: venv
 pytest: venv
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: system-deps lint typecheck pytest
 
-demo: venv
+demo: system-deps venv
 	$(VENV)/bin/python -m airflow_mlpipe.demo $(DEMO_ARGS)
 
 bench: venv

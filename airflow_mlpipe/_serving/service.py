@@ -1,0 +1,240 @@
+"""The BentoML service that serves one registry model; copied into every bento the provider builds.
+
+It runs only under ``bentoml serve`` (never imported by a DAG file) and depends on nothing but
+BentoML, pandas and the model's framework, so a bento runs without the provider installed unless an
+online-feature spec is configured. Its configuration is ``mlpipe_service.json`` next to this file
+(written at build time): model identity, the request schema taken from the model signature, and the
+optional Feast online spec.
+
+API (see ``docs/stages/deployment.md``)::
+
+    POST /predict  {"rows": [{col: value, ...}, ...]}      -> {"predictions": [...], "model_version": ...}
+    POST /predict  {"entities": [{key: value, ...}, ...]}   (when an online spec is configured)
+    GET  /info     model name, version, fingerprint, bento tag, request schema
+    GET  /readyz, /livez, /metrics                          (BentoML)
+
+A malformed request gets HTTP 400 with ``{"error": ..., "problems": [...]}`` that says what is wrong;
+it never reaches the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import bentoml
+from pydantic import ConfigDict
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+CONFIG_FILE = "mlpipe_service.json"
+#: report at most this many problems of one request (a huge bad batch must not produce a huge answer)
+MAX_PROBLEMS = 20
+
+_INT_TYPES = {"integer", "long"}
+_FLOAT_TYPES = {"float", "double"}
+
+
+def load_config() -> dict[str, Any]:
+    path = Path(os.environ.get("MLPIPE_SERVICE_CONFIG") or Path(__file__).with_name(CONFIG_FILE))
+    return dict(json.loads(path.read_text()))
+
+
+class RequestError(ValueError):
+    """A request the service refuses; ``problems`` lists each thing that is wrong."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+def _check_value(value: Any, kind: str) -> str | None:
+    """Why ``value`` is not acceptable for a column of MLflow type ``kind`` (``None``: it is)."""
+    if value is None:
+        return "is null"
+    if kind in _INT_TYPES:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expects {kind}, got {type(value).__name__} {value!r:.40}"
+        if isinstance(value, float) and not value.is_integer():
+            return f"expects {kind}, got non-integral number {value!r}"
+        return None
+    if kind in _FLOAT_TYPES:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expects {kind}, got {type(value).__name__} {value!r:.40}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"expects a finite {kind}, got {value!r}"
+        return None
+    if kind == "boolean":
+        return None if isinstance(value, bool) else f"expects boolean, got {type(value).__name__}"
+    if kind in ("string", "datetime"):
+        return None if isinstance(value, str) else f"expects {kind} (a string), got {type(value).__name__}"
+    return None  # types without a JSON check (binary, …) go to the model as they are
+
+
+def validate_rows(rows: Any, inputs: list[dict[str, Any]], *, what: str = "rows", max_rows: int) -> None:
+    """Check a JSON batch against the request schema; raise :class:`RequestError` naming every problem."""
+    if not isinstance(rows, list):
+        raise RequestError(f"'{what}' must be a list of objects, got {type(rows).__name__}")
+    if not rows:
+        raise RequestError(f"'{what}' is empty: send at least one row")
+    if len(rows) > max_rows:
+        raise RequestError(f"'{what}' has {len(rows)} rows; at most {max_rows} per request")
+    names = [c["name"] for c in inputs]
+    known = set(names)
+    problems: list[str] = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            problems.append(f"{what}[{i}] must be an object, got {type(row).__name__}")
+            continue
+        missing = [n for n in names if n not in row]
+        if missing:
+            problems.append(f"{what}[{i}] lacks column(s) {missing}")
+        extra = sorted(k for k in row if k not in known)
+        if extra:
+            problems.append(f"{what}[{i}] has unknown column(s) {extra}; expected {names}")
+        for col in inputs:
+            if col["name"] in row:
+                why = _check_value(row[col["name"]], col["type"])
+                if why and not (row[col["name"]] is None and not col.get("required", True)):
+                    problems.append(f"{what}[{i}].{col['name']} {why}")
+        if len(problems) >= MAX_PROBLEMS:
+            break
+    if problems:
+        raise RequestError(f"invalid '{what}': {problems[0]}", problems[:MAX_PROBLEMS])
+
+
+def to_frame(rows: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> Any:
+    """A DataFrame with the model's columns, in signature order and with its dtypes."""
+    import pandas as pd
+
+    dtypes = {
+        "integer": "int32",
+        "long": "int64",
+        "float": "float32",
+        "double": "float64",
+        "boolean": "bool",
+        "string": "object",
+    }
+    names = [c["name"] for c in inputs]
+    df = pd.DataFrame.from_records(rows, columns=names)
+    for col in inputs:
+        dtype = dtypes.get(col["type"])
+        if dtype is not None and df[col["name"]].notna().all():
+            df[col["name"]] = df[col["name"]].astype(dtype)
+        elif col["type"] == "datetime":
+            df[col["name"]] = pd.to_datetime(df[col["name"]])
+    return df
+
+
+def load_model(config: dict[str, Any]) -> Any:
+    """The model object from the BentoML model store (sklearn estimator or MLflow pyfunc)."""
+    if config["framework"] == "sklearn":
+        return bentoml.sklearn.load_model(config["bento_model"])
+    return bentoml.mlflow.load_model(config["bento_model"])
+
+
+_CONFIG = load_config()
+
+
+class PredictInput(bentoml.IODescriptor):
+    """The request body; unknown top-level keys are refused (HTTP 400 naming them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rows: list[Any] | None = None
+    entities: list[Any] | None = None
+
+
+def _info(_: Request) -> JSONResponse:
+    keys = ("model_name", "model_version", "fingerprint", "task_type", "label", "bento_tag", "bento_model")
+    body = {k: _CONFIG.get(k) for k in keys}
+    body["inputs"] = _CONFIG["inputs"]
+    body["online"] = _CONFIG.get("online_spec") is not None
+    body["entity_keys"] = _CONFIG.get("entity_keys")
+    return JSONResponse(body)
+
+
+_info_app = Starlette(routes=[Route("/info", _info, methods=["GET"])])
+
+
+@bentoml.asgi_app(_info_app, path="/")
+@bentoml.service(
+    name="mlpipe_model",
+    workers=int(_CONFIG.get("workers", 1)),
+    traffic={"timeout": int(_CONFIG.get("timeout", 30))},
+    labels={
+        "mlpipe.model_name": str(_CONFIG["model_name"]),
+        "mlpipe.model_version": str(_CONFIG["model_version"]),
+    },
+)
+class MlpipeModelService:
+    """Serves one registry model version with a request schema taken from its signature."""
+
+    def __init__(self) -> None:
+        self.config = _CONFIG
+        self.inputs: list[dict[str, Any]] = self.config["inputs"]
+        self.max_rows = int(self.config.get("max_rows", 10_000))
+        self.model = load_model(self.config)
+        self.reader = None
+        if self.config.get("online_spec") is not None:
+            # Serving reads the same feature service as training did: no training/serving skew.
+            from airflow_mlpipe.features.online import OnlineFeatureReader
+
+            self.reader = OnlineFeatureReader.from_spec(self.config["online_spec"])
+        self.identity = {
+            "model_name": self.config["model_name"],
+            "model_version": str(self.config["model_version"]),
+            "fingerprint": self.config.get("fingerprint"),
+        }
+
+    def _features_for(self, entities: Any) -> Any:
+        if self.reader is None:
+            raise RequestError("this service takes 'rows' (no online feature spec is configured)")
+        keys = list(self.reader.entity_keys)
+        key_schema = [{"name": k, "type": "_any"} for k in keys]
+        validate_rows(entities, key_schema, what="entities", max_rows=self.max_rows)
+        frame = self.reader.read(entities)
+        missing = [c["name"] for c in self.inputs if c["name"] not in frame.columns]
+        if missing:
+            raise RequestError(f"the online store has no value for feature(s) {missing}")
+        names = [c["name"] for c in self.inputs]
+        null_rows = [i for i, bad in enumerate(frame[names].isna().any(axis=1).tolist()) if bad]
+        if null_rows:
+            shown = [entities[i] for i in null_rows[:5]]
+            raise RequestError(
+                f"no online features for {len(null_rows)} entit(y/ies), e.g. {shown}; "
+                "materialize them or check the keys",
+                [f"entities[{i}] has no online features" for i in null_rows[:MAX_PROBLEMS]],
+            )
+        return frame[names]
+
+    @bentoml.api(input_spec=PredictInput)
+    def predict(
+        self,
+        ctx: bentoml.Context,
+        rows: list[Any] | None = None,
+        entities: list[Any] | None = None,
+    ) -> dict[str, Any]:
+        try:
+            if (rows is None) == (entities is None):
+                raise RequestError(
+                    "send exactly one of 'rows' (feature values) or 'entities' (entity keys)"
+                    if self.reader is not None
+                    else "send {'rows': [{column: value, ...}, ...]}"
+                )
+            if rows is not None:
+                validate_rows(rows, self.inputs, max_rows=self.max_rows)
+                frame = to_frame(rows, self.inputs)
+            else:
+                frame = self._features_for(entities)
+        except RequestError as exc:
+            ctx.response.status_code = 400
+            return {"error": str(exc), "problems": exc.problems, **self.identity}
+        predictions = self.model.predict(frame)
+        values = predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
+        return {"predictions": values, **self.identity}

@@ -1,0 +1,170 @@
+"""Turn a registry model version into a bento: model in the BentoML store + the generated service.
+
+Builds are idempotent (the bento tag is derived from model name, version and training fingerprint,
+so a second build of the same version reuses the existing bento) and work offline
+(``lock_packages: false``). The BentoML home must lie outside the temporary build context.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlpipe.core.deps import require
+from airflow_mlpipe.deploy.registry import RegistryModel, load_model
+from airflow_mlpipe.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from airflow_mlpipe.hooks.mlflow import MlflowHook
+
+SERVICE_MODULE = "mlpipe_service"
+SERVICE_CLASS = "MlpipeModelService"
+CONFIG_FILE = "mlpipe_service.json"  # must match airflow_mlpipe._serving.service.CONFIG_FILE
+_SERVICE_SOURCE = Path(__file__).resolve().parents[1] / "_serving" / "service.py"
+
+
+@dataclass
+class BuiltBento:
+    """A bento ready to serve."""
+
+    tag: str
+    model_tag: str
+    created: bool
+    config: dict[str, Any]
+
+
+def use_bentoml_home(home: str | os.PathLike[str] | None) -> str:
+    """Point BentoML at ``home`` (before it is first imported) and return the home in effect."""
+    if home:
+        os.environ["BENTOML_HOME"] = os.fspath(home)
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    bentoml = require("bentoml")
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    effective = str(BentoMLContainer.bentoml_home.get())
+    if home and os.path.abspath(effective) != os.path.abspath(os.fspath(home)):
+        raise ConfigError(
+            f"BentoML was already initialised with home {effective} in this process; "
+            f"cannot switch to {home}. Set BENTOML_HOME for the worker instead."
+        )
+    del bentoml
+    return effective
+
+
+def _pkg(name: str) -> str:
+    try:
+        return f"{name}=={metadata.version(name)}"
+    except metadata.PackageNotFoundError:  # pragma: no cover - deploy extra installs them
+        return name
+
+
+def build_bento(
+    hook: MlflowHook,
+    model: RegistryModel,
+    *,
+    online_spec: dict[str, Any] | None = None,
+    workers: int = 1,
+    max_rows: int = 10_000,
+) -> BuiltBento:
+    """Build (or reuse) the bento serving ``model``.
+
+    :param online_spec: Feast online spec (``OnlineFeatureReader.from_spec``); the service then takes
+        entity keys and reads the model's features from the online store.
+    :param workers: BentoML worker processes of the service.
+    :param max_rows: largest batch one request may carry.
+    """
+    bentoml = require("bentoml")
+    extra = ""
+    if online_spec is not None:
+        digest = hashlib.sha256(json.dumps(online_spec, sort_keys=True, default=str).encode()).hexdigest()
+        extra = f"-o{digest[:8]}"
+    name, version = model.bento_name(), model.bento_version(extra)
+    tag = f"{name}:{version}"
+    try:
+        bento = bentoml.bentos.get(tag)
+        return BuiltBento(tag=str(bento.tag), model_tag=tag, created=False, config=_read_config(bento))
+    except bentoml.exceptions.NotFound:
+        pass
+
+    model_tag = _store_model(hook, model, f"{name}:{version}")
+    config = {
+        "model_name": model.name,
+        "model_version": model.version,
+        "fingerprint": model.fingerprint,
+        "task_type": model.task_type,
+        "label": model.label,
+        "run_id": model.run_id,
+        "framework": "sklearn" if "sklearn" in model.flavors else "mlflow",
+        "bento_model": model_tag,
+        "bento_tag": tag,
+        "inputs": model.inputs,
+        "online_spec": online_spec,
+        "entity_keys": (online_spec or {}).get("entity_keys"),
+        "workers": workers,
+        "max_rows": max_rows,
+    }
+    packages = [_pkg(p) for p in ("bentoml", "pandas", "scikit-learn")]
+    if config["framework"] == "mlflow":
+        packages.append(_pkg("mlflow"))
+    if online_spec is not None:
+        packages.append(_pkg("feast"))
+    ctx = Path(tempfile.mkdtemp(prefix="mlpipe-bento-"))
+    try:
+        shutil.copyfile(_SERVICE_SOURCE, ctx / f"{SERVICE_MODULE}.py")
+        (ctx / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
+        previous = os.environ.get("MLPIPE_SERVICE_CONFIG")
+        os.environ["MLPIPE_SERVICE_CONFIG"] = str(ctx / CONFIG_FILE)  # the build imports the service
+        try:
+            bento = bentoml.bentos.build(
+                f"{SERVICE_MODULE}:{SERVICE_CLASS}",
+                name=name,
+                version=version,
+                build_ctx=str(ctx),
+                include=[f"{SERVICE_MODULE}.py", CONFIG_FILE],
+                labels={
+                    "mlpipe.model_name": model.name,
+                    "mlpipe.model_version": model.version,
+                    "mlpipe.fingerprint": model.fingerprint,
+                },
+                description=f"{model.name} v{model.version} (fingerprint {model.fingerprint})",
+                python={"lock_packages": False, "packages": packages},
+                models=[model_tag],
+            )
+        finally:
+            if previous is None:
+                os.environ.pop("MLPIPE_SERVICE_CONFIG", None)
+            else:
+                os.environ["MLPIPE_SERVICE_CONFIG"] = previous
+    finally:
+        shutil.rmtree(ctx, ignore_errors=True)
+    return BuiltBento(tag=str(bento.tag), model_tag=model_tag, created=True, config=config)
+
+
+def _store_model(hook: MlflowHook, model: RegistryModel, tag: str) -> str:
+    """Put the model into the BentoML model store under ``tag`` (reused when already there)."""
+    bentoml = require("bentoml")
+    try:
+        return str(bentoml.models.get(tag).tag)
+    except bentoml.exceptions.NotFound:
+        pass
+    labels = {"mlpipe.model_name": model.name, "mlpipe.model_version": model.version}
+    meta = {"fingerprint": model.fingerprint, "model_uri": model.model_uri, "run_id": model.run_id or ""}
+    if "sklearn" in model.flavors:
+        estimator = load_model(hook, model)
+        saved = bentoml.sklearn.save_model(tag, estimator, labels=labels, metadata=meta)
+    else:
+        with hook.activate():
+            saved = bentoml.mlflow.import_model(tag, model.model_uri, labels=labels, metadata=meta)
+    return str(saved.tag)
+
+
+def _read_config(bento: Any) -> dict[str, Any]:
+    path = Path(bento.path) / "src" / CONFIG_FILE
+    return dict(json.loads(path.read_text())) if path.exists() else {}

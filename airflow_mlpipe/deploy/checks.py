@@ -1,0 +1,206 @@
+"""Checks of a served version: smoke test against local predictions, canary analysis from metrics.
+
+The canary decision is a pure function of two snapshots (proxy counters + BentoML latency
+histograms, taken at the start and the end of the window), so it can be reasoned about and tested
+without waiting for traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import urllib.error
+import urllib.request
+from typing import Any
+
+from airflow_mlpipe.core.results import jsonable
+from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig
+from airflow_mlpipe.exceptions import DataError, MlpipeError, QualityGateFailed
+
+
+class SmokeTestFailed(QualityGateFailed):
+    """A new version failed to answer, or answered differently from the registry model."""
+
+
+class CanaryFailed(QualityGateFailed):
+    """The canary was worse than stable (errors, latency, no traffic or down) and was rolled back."""
+
+
+def post_json(url: str, body: Any, timeout: float = 30.0) -> tuple[int, Any]:
+    """POST JSON; return (status, parsed body) for any HTTP status."""
+    data = json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw or b"null")
+        except ValueError:
+            return exc.code, raw.decode(errors="replace")
+
+
+def holdout_rows(cfg: SmokeTestConfig, features: list[str]) -> Any:
+    """The first ``cfg.rows`` complete rows of the holdout dataset, feature columns only."""
+    from airflow_mlpipe.core.datasets import read_table
+
+    df = read_table(cfg.holdout_uri, columns=features)
+    df = df.dropna().head(cfg.rows)
+    if df.empty:
+        raise DataError(f"Holdout {cfg.holdout_uri} has no row without missing values in {features}.")
+    return df.reset_index(drop=True)
+
+
+def smoke_test(
+    url: str, model: Any, frame: Any, cfg: SmokeTestConfig, *, expect_version: str
+) -> dict[str, Any]:
+    """Send ``frame`` to ``url``/predict and compare with ``model.predict(frame)``.
+
+    :raises SmokeTestFailed: non-200 answer, wrong version, wrong length or different predictions.
+    """
+    import numpy as np
+
+    rows = jsonable(frame.to_dict(orient="records"))
+    report: dict[str, Any] = {"url": url, "rows": len(rows), "holdout_uri": cfg.holdout_uri}
+    try:
+        status, body = post_json(f"{url}/predict", {"rows": rows})
+    except OSError as exc:
+        raise SmokeTestFailed(f"Smoke test: {url}/predict did not answer: {exc}", report) from exc
+    report["status"] = status
+    if status != 200 or not isinstance(body, dict):
+        report["body"] = str(body)[:500]
+        raise SmokeTestFailed(f"Smoke test: {url}/predict answered HTTP {status}: {str(body)[:300]}", report)
+    if str(body.get("model_version")) != str(expect_version):
+        raise SmokeTestFailed(
+            f"Smoke test: {url} serves version {body.get('model_version')}, expected {expect_version}", report
+        )
+    served = np.asarray(body.get("predictions"))
+    local = np.asarray(model.predict(frame))
+    if served.shape != local.shape:
+        raise SmokeTestFailed(f"Smoke test: {served.shape} predictions for {local.shape} expected", report)
+    if local.dtype.kind in "fc":
+        same = np.isclose(served.astype(float), local, rtol=cfg.rtol, atol=cfg.atol)
+    else:
+        same = served.astype(str) == local.astype(str)
+    report["mismatches"] = int((~same).sum())
+    if report["mismatches"]:
+        first = int(np.argmax(~same))
+        raise SmokeTestFailed(
+            f"Smoke test: {report['mismatches']} of {len(rows)} predictions differ from model.predict "
+            f"(row {first}: served {served[first]!r}, expected {local[first]!r})",
+            report,
+        )
+    report["passed"] = True
+    return report
+
+
+# -- canary analysis -------------------------------------------------------------------------------
+_BUCKET = re.compile(
+    r"^bentoml_service_request_duration_seconds_bucket\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$", re.M
+)
+
+
+def latency_buckets(metrics_text: str, endpoint: str = "/predict") -> dict[float, float]:
+    """Cumulative request-duration buckets (upper bound → count) of successful ``endpoint`` calls."""
+    out: dict[float, float] = {}
+    for m in _BUCKET.finditer(metrics_text):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group("labels")))
+        if labels.get("endpoint") != endpoint or not labels.get("http_response_code", "").startswith("2"):
+            continue
+        le = math.inf if labels["le"] == "+Inf" else float(labels["le"])
+        out[le] = out.get(le, 0.0) + float(m.group("value"))
+    return out
+
+
+def scrape_latency(url: str, timeout: float = 3.0) -> dict[float, float]:
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=timeout) as resp:
+            return latency_buckets(resp.read().decode())
+    except OSError:
+        return {}
+
+
+def quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
+    """The ``q`` quantile (seconds) of the requests observed between two histogram snapshots,
+    interpolated linearly inside a bucket as Prometheus' ``histogram_quantile`` does."""
+    bounds = sorted(after)
+    delta = [(b, after[b] - before.get(b, 0.0)) for b in bounds]
+    total = delta[-1][1] if delta else 0.0
+    if total <= 0:
+        return None
+    rank = q * total
+    prev_bound, prev_count = 0.0, 0.0
+    for bound, count in delta:
+        if count >= rank:
+            if math.isinf(bound):
+                return prev_bound
+            width = count - prev_count
+            frac = 0.0 if width <= 0 else (rank - prev_count) / width
+            return prev_bound + (bound - prev_bound) * frac
+        prev_bound, prev_count = bound, count
+    return prev_bound
+
+
+def _side(before: dict[str, Any], after: dict[str, Any], server: str) -> dict[str, Any]:
+    b = before["proxy"].get(server, {})
+    a = after["proxy"].get(server, {})
+    requests = a.get("requests", 0) - b.get("requests", 0)
+    errors = sum(a.get(k, 0) - b.get(k, 0) for k in ("http_5xx", "connection_errors", "response_errors"))
+    p95 = quantile(before["latency"].get(server, {}), after["latency"].get(server, {}), 0.95)
+    return {
+        "requests": requests,
+        "errors": errors,
+        "error_rate": (errors / requests) if requests else None,
+        "p95_ms": None if p95 is None else round(p95 * 1000, 3),
+        "status": a.get("status"),
+    }
+
+
+def analyse_canary(
+    before: dict[str, Any],
+    after: dict[str, Any],
+    stable: str,
+    canary: str,
+    cfg: CanaryConfig,
+    *,
+    canary_healthy: bool = True,
+) -> dict[str, Any]:
+    """Compare canary with stable over a window; ``passed`` False lists every reason."""
+    s, c = _side(before, after, stable), _side(before, after, canary)
+    reasons: list[str] = []
+    if not canary_healthy or (c["status"] or "UP").startswith("DOWN"):
+        reasons.append("canary backend went down during the window")
+    if c["requests"] < cfg.min_requests:
+        reasons.append(
+            f"canary received {c['requests']} requests, fewer than min_requests={cfg.min_requests}"
+        )
+    c_rate, s_rate = c["error_rate"] or 0.0, s["error_rate"] or 0.0
+    if c["requests"] and c_rate > cfg.max_error_rate:
+        reasons.append(f"canary error rate {c_rate:.4f} > max_error_rate {cfg.max_error_rate}")
+    if c["requests"] and c_rate > s_rate + cfg.max_error_rate_increase:
+        reasons.append(
+            f"canary error rate {c_rate:.4f} exceeds stable {s_rate:.4f} by more than {cfg.max_error_rate_increase}"
+        )
+    if c["p95_ms"] is not None and s["p95_ms"] is not None:
+        limit = s["p95_ms"] * cfg.max_p95_ratio + cfg.p95_slack_ms
+        if c["p95_ms"] > limit:
+            reasons.append(
+                f"canary p95 {c['p95_ms']:.1f} ms > {limit:.1f} ms (stable p95 {s['p95_ms']:.1f} ms)"
+            )
+    elif c["requests"] >= cfg.min_requests:
+        reasons.append("no latency measurements for the canary")
+    return {"passed": not reasons, "reasons": reasons, "stable": s, "canary": c}
+
+
+def snapshot(target: Any, servers: dict[str, str]) -> dict[str, Any]:
+    """Proxy counters and latency histograms now; ``servers`` maps proxy server name → backend URL."""
+    return {
+        "proxy": target.traffic(),
+        "latency": {name: scrape_latency(url) for name, url in servers.items()},
+    }
+
+
+class ServingError(MlpipeError):
+    """A deployed backend is down and could not be brought back."""

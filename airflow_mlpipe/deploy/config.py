@@ -1,0 +1,80 @@
+"""Typed configuration of a rollout: smoke test and canary analysis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from airflow_mlpipe.exceptions import ConfigError
+
+
+@dataclass
+class SmokeTestConfig:
+    """Query a new version with holdout rows before it gets traffic.
+
+    :param holdout_uri: parquet/CSV dataset with the model's feature columns (others are ignored).
+    :param rows: how many rows (from the top) to send.
+    :param rtol: relative tolerance for regression outputs (classifier labels must match exactly).
+    :param atol: absolute tolerance for regression outputs.
+    """
+
+    holdout_uri: str
+    rows: int = 50
+    rtol: float = 1e-6
+    atol: float = 1e-9
+
+    def __post_init__(self) -> None:
+        if not self.holdout_uri:
+            raise ConfigError("SmokeTestConfig.holdout_uri is required: a dataset with the model's features.")
+        if not 1 <= self.rows <= 10_000:
+            raise ConfigError(f"SmokeTestConfig.rows must be in 1..10000, got {self.rows}.")
+        if self.rtol < 0 or self.atol < 0:
+            raise ConfigError("SmokeTestConfig tolerances must be >= 0.")
+
+
+@dataclass
+class CanaryConfig:
+    """Give a new version a share of live traffic for a window, then promote or roll back.
+
+    :param share: fraction of requests the canary receives (0 < share < 1).
+    :param window_seconds: how long the canary serves before the decision.
+    :param min_requests: canary requests needed for a decision; fewer means roll back (no evidence).
+    :param max_error_rate: highest acceptable canary error rate (5xx, connection/response errors).
+    :param max_error_rate_increase: canary error rate may exceed stable's by at most this much.
+    :param max_p95_ratio: canary p95 latency may be at most this multiple of stable's p95 …
+    :param p95_slack_ms: … plus this many milliseconds (latency histograms have coarse buckets).
+    :param enabled: ``False`` switches straight to the new version after the smoke test.
+    """
+
+    share: float = 0.1
+    window_seconds: float = 60.0
+    min_requests: int = 20
+    max_error_rate: float = 0.01
+    max_error_rate_increase: float = 0.01
+    max_p95_ratio: float = 1.5
+    p95_slack_ms: float = 25.0
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.share < 1:
+            raise ConfigError(f"CanaryConfig.share must be strictly between 0 and 1, got {self.share}.")
+        if self.window_seconds <= 0:
+            raise ConfigError(f"CanaryConfig.window_seconds must be > 0, got {self.window_seconds}.")
+        if self.min_requests < 1:
+            raise ConfigError("CanaryConfig.min_requests must be >= 1.")
+        if not (0 <= self.max_error_rate <= 1 and 0 <= self.max_error_rate_increase <= 1):
+            raise ConfigError("CanaryConfig error-rate thresholds must be within [0, 1].")
+        if self.max_p95_ratio < 1 or self.p95_slack_ms < 0:
+            raise ConfigError("CanaryConfig.max_p95_ratio must be >= 1 and p95_slack_ms >= 0.")
+
+    @classmethod
+    def parse(cls, value: CanaryConfig | dict | None) -> CanaryConfig:
+        if value is None:
+            return cls(enabled=False)
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            try:
+                return cls(**value)
+            except TypeError as exc:
+                raise ConfigError(f"Invalid canary config {value!r}: {exc}") from None
+        raise ConfigError(f"canary must be a CanaryConfig, a dict or None, got {type(value).__name__}.")

@@ -1,0 +1,244 @@
+"""Rollout of a registry model version to a deployment target.
+
+``deploy``: build (or reuse) the bento → start it beside stable → smoke test → canary window with a
+share of live traffic → promote (graceful switch, old backend drained before it stops) or roll back.
+A version that fails the smoke test or the canary never keeps traffic; stable serves throughout.
+``rollback`` switches back to the registry's ``previous`` version in one step; ``ensure`` restarts
+backends that health checks find dead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlpipe.core import conventions as cv
+from airflow_mlpipe.deploy.bento import build_bento
+from airflow_mlpipe.deploy.checks import (
+    CanaryFailed,
+    ServingError,
+    SmokeTestFailed,
+    analyse_canary,
+    holdout_rows,
+    smoke_test,
+    snapshot,
+)
+from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig
+from airflow_mlpipe.deploy.registry import RegistryModel, load_model, resolve_model
+from airflow_mlpipe.deploy.targets.base import Backend, DeploymentTarget
+
+if TYPE_CHECKING:
+    from airflow_mlpipe.hooks.mlflow import MlflowHook
+
+Log = Callable[[str], None]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+def deploy(
+    target: DeploymentTarget,
+    hook: MlflowHook,
+    model: RegistryModel,
+    *,
+    smoke: SmokeTestConfig | None,
+    canary: CanaryConfig,
+    online_spec: dict[str, Any] | None = None,
+    status: str = "deployed",
+    log: Log = print,
+) -> dict[str, Any]:
+    """Roll ``model`` out on ``target``; return the deploy result (see docs/stages/deployment.md).
+
+    :raises SmokeTestFailed: the new version never got traffic.
+    :raises CanaryFailed: the canary was rolled back; stable serves as before.
+    """
+    bento = build_bento(hook, model, online_spec=online_spec)
+    log(f"bento {bento.tag} ({'built' if bento.created else 'reused'})")
+    result: dict[str, Any] = {
+        "model_name": model.name,
+        "version": model.version,
+        "fingerprint": model.fingerprint,
+        "bento_tag": bento.tag,
+        "endpoint": target.endpoint,
+        "canary": None,
+    }
+    with target.locked():
+        state = target.load_state()
+        stable = state.stable
+        if stable is not None and stable.bento_tag == bento.tag:
+            restarted = _ensure_locked(target, log)["restarted"]
+            log(f"{bento.tag} already serves {target.endpoint}: nothing to do")
+            return {**result, "status": "noop", "deployed_at": stable.started_at, "restarted": restarted}
+
+        candidate = target.start(bento.tag, model_name=model.name, model_version=model.version)
+        log(f"started {bento.tag} at {candidate.url}")
+        try:
+            if smoke is not None:
+                frame = holdout_rows(smoke, model.features)
+                result["smoke_test"] = smoke_test(
+                    candidate.url, load_model(hook, model), frame, smoke, expect_version=model.version
+                )
+                log(f"smoke test passed on {len(frame)} holdout rows")
+            if stable is not None and canary.enabled and target.health(stable).ok:
+                result["canary"] = _canary(target, stable, candidate, canary, log)
+                if not result["canary"]["passed"]:
+                    raise CanaryFailed(
+                        f"Canary of {model.name} v{model.version} rolled back: "
+                        + "; ".join(result["canary"]["reasons"]),
+                        {**result, "status": "rolled_back"},
+                    )
+        except BaseException:
+            # Never leave traffic on a version that failed: stable keeps (or gets back) everything.
+            if stable is not None and target.proxy_running():
+                target.route(stable)
+            target.stop(candidate)
+            raise
+
+        target.route(candidate)  # graceful: returns once requests in flight on the old one finished
+        if stable is not None:
+            target.stop(stable)
+        state.previous, state.stable, state.canary, state.canary_share = stable, candidate, None, 0.0
+        target.save_state(state)
+    log(f"{model.name} v{model.version} serves {target.endpoint}")
+    result.update(status=status, deployed_at=candidate.started_at or _now())
+    result["previous_version"] = stable.model_version if stable is not None else None
+    return result
+
+
+def _canary(
+    target: DeploymentTarget, stable: Backend, candidate: Backend, cfg: CanaryConfig, log: Log
+) -> dict[str, Any]:
+    servers = {stable.server: stable.url, candidate.server: candidate.url}
+    target.route(stable, candidate, cfg.share)
+    state = target.load_state()
+    state.canary, state.canary_share = candidate, cfg.share
+    target.save_state(state)
+    log(f"canary {candidate.bento_tag} gets {cfg.share:.0%} of traffic for {cfg.window_seconds:.0f}s")
+    before = snapshot(target, servers)
+    deadline = time.monotonic() + cfg.window_seconds
+    healthy = True
+    while time.monotonic() < deadline:
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        if not target.health(candidate).alive:
+            healthy = False
+            break
+    after = snapshot(target, servers)
+    decision = analyse_canary(before, after, stable.server, candidate.server, cfg, canary_healthy=healthy)
+    decision.update(share=cfg.share, window_seconds=cfg.window_seconds)
+    state.canary, state.canary_share = None, 0.0
+    target.save_state(state)
+    log(f"canary {'passed' if decision['passed'] else 'failed'}: {decision}")
+    return decision
+
+
+def rollback(
+    target: DeploymentTarget,
+    hook: MlflowHook,
+    model_name: str,
+    *,
+    smoke: SmokeTestConfig | None = None,
+    online_spec: dict[str, Any] | None = None,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Serve the registry's ``previous`` version again (no canary) and move the aliases back:
+    ``champion`` → that version; ``previous`` is removed (the next rollback needs a new one)."""
+    model = resolve_model(hook, model_name, alias=cv.ALIAS_PREVIOUS)
+    current = target.load_state().stable
+    result = deploy(
+        target,
+        hook,
+        model,
+        smoke=smoke,
+        canary=CanaryConfig(enabled=False),
+        online_spec=online_spec,
+        status="rolled_back",
+        log=log,
+    )
+    client = hook.get_client()
+    client.set_registered_model_alias(model_name, cv.ALIAS_CHAMPION, model.version)
+    client.delete_registered_model_alias(model_name, cv.ALIAS_PREVIOUS)
+    if current is not None and current.model_name == model_name and current.model_version != model.version:
+        client.set_model_version_tag(
+            model_name, current.model_version, "mlpipe.deploy.rolled_back_at", _now()
+        )
+        result["rolled_back_from"] = current.model_version
+    if result["status"] == "noop":
+        result["status"] = "rolled_back"
+    return result
+
+
+def ensure(target: DeploymentTarget, log: Log = print) -> dict[str, Any]:
+    """Health-check every backend; restart dead ones on their port and the proxy if it is down.
+
+    :raises ServingError: a backend could not be restarted (the message has its log tail).
+    """
+    with target.locked():
+        return _ensure_locked(target, log)
+
+
+def _ensure_locked(target: DeploymentTarget, log: Log) -> dict[str, Any]:
+    state = target.load_state()
+    report: dict[str, Any] = {"endpoint": target.endpoint, "backends": {}, "restarted": [], "healthy": True}
+    for role in ("stable", "canary"):
+        backend: Backend | None = getattr(state, role)
+        if backend is None:
+            continue
+        health = target.health(backend)
+        report["backends"][role] = {"bento_tag": backend.bento_tag, "url": backend.url, **vars(health)}
+        if health.ok:
+            continue
+        report["healthy"] = False
+        log(f"{role} backend {backend.bento_tag} is unhealthy ({health.detail}); restarting it")
+        target.stop(backend)
+        try:
+            fresh = target.start(
+                backend.bento_tag,
+                model_name=backend.model_name,
+                model_version=backend.model_version,
+                port=backend.port,
+            )
+        except Exception as exc:
+            raise ServingError(
+                f"{role} backend {backend.bento_tag} is down and did not restart: {exc}"
+            ) from exc
+        setattr(state, role, fresh)
+        report["restarted"].append(role)
+    if state.stable is not None and not target.proxy_running():
+        report["healthy"] = False
+        log("the proxy is not running; starting it")
+        target.route(state.stable, state.canary, state.canary_share)
+        report["restarted"].append("proxy")
+    target.save_state(state)
+    return report
+
+
+def record_deployment(hook: MlflowHook, result: dict[str, Any]) -> None:
+    """Tag the served model version with when, where and which bento (lineage in the registry)."""
+    client = hook.get_client()
+    for key, value in (
+        (cv.TAG_DEPLOYED_AT, result["deployed_at"]),
+        (cv.TAG_DEPLOY_ENDPOINT, result["endpoint"]),
+        (cv.TAG_DEPLOY_BENTO, result["bento_tag"]),
+    ):
+        client.set_model_version_tag(result["model_name"], result["version"], key, str(value))
+
+
+__all__ = ["CanaryFailed", "SmokeTestFailed", "check", "deploy", "ensure", "record_deployment", "rollback"]
+
+
+def check(target: DeploymentTarget) -> dict[str, Any]:
+    """Health of every backend and of the proxy, without changing anything."""
+    state = target.load_state()
+    report: dict[str, Any] = {"endpoint": target.endpoint, "backends": {}, "restarted": [], "healthy": True}
+    for role in ("stable", "canary"):
+        backend: Backend | None = getattr(state, role)
+        if backend is not None:
+            health = target.health(backend)
+            report["backends"][role] = {"bento_tag": backend.bento_tag, "url": backend.url, **vars(health)}
+            report["healthy"] &= health.ok
+    report["proxy_running"] = target.proxy_running()
+    report["healthy"] &= report["proxy_running"] or state.stable is None
+    return report

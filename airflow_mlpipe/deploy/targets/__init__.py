@@ -1,0 +1,1 @@
+"""Deployment targets: where bentos run and how traffic reaches them."""

@@ -1,0 +1,310 @@
+"""The local target: ``bentoml serve`` processes on loopback ports behind a local HAProxy.
+
+Everything a later task needs to find, check or stop the deployment lives in one state directory
+(``state.json``, HAProxy config/pid/socket, one log and pid per backend). Backends and the proxy
+run in their own sessions, detached from the Airflow task, so the service outlives the task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from airflow_mlpipe.deploy.proxy import HAProxy, ServerEntry, pid_alive
+from airflow_mlpipe.deploy.targets.base import Backend, DeploymentState, Health
+from airflow_mlpipe.exceptions import ConfigError, MlpipeError
+
+
+class BackendStartError(MlpipeError):
+    """A bento did not become ready (it failed to load, crashed or timed out)."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return bool(resp.status == 200)
+    except Exception:
+        return False
+
+
+class LocalTarget:
+    """Serve bentos as local processes behind HAProxy on ``127.0.0.1:<port>``.
+
+    :param state_dir: directory of the deployment's state (created).
+    :param name: deployment name (``[A-Za-z0-9_-]``), used in the proxy config.
+    :param port: stable endpoint port; ``None`` picks a free one on first deploy and keeps it.
+    :param bentoml_home: BentoML store the backends serve from (default: ``$BENTOML_HOME``).
+    :param ready_timeout: seconds a new backend may take to answer ``/readyz``.
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        name: str,
+        port: int | None = None,
+        bentoml_home: str | None = None,
+        ready_timeout: float = 180.0,
+        haproxy_binary: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        if not name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"Deployment name {name!r} may only contain letters, digits, '-' and '_'.")
+        self.dir = Path(state_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.bentoml_home = bentoml_home or os.environ.get("BENTOML_HOME")
+        self.ready_timeout = ready_timeout
+        self.extra_env = dict(env or {})
+        meta = self._read_json(self.dir / "endpoint.json") or {}
+        if meta.get("port") and port and int(meta["port"]) != port:
+            raise ConfigError(
+                f"Deployment {name!r} already serves on port {meta['port']} (state {self.dir}); "
+                f"cannot move it to {port}. Stop it first or keep the port."
+            )
+        self.port = int(meta.get("port") or port or free_port(self.host))
+        if not meta:
+            self._write_json(self.dir / "endpoint.json", {"port": self.port, "name": name})
+        self.proxy = HAProxy(self.dir, name=name.replace("-", "_"), port=self.port, binary=haproxy_binary)
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        with open(self.dir / ".lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def load_state(self) -> DeploymentState:
+        return DeploymentState.from_dict(self._read_json(self.dir / "state.json") or {})
+
+    def save_state(self, state: DeploymentState) -> None:
+        self._write_json(self.dir / "state.json", state.as_dict())
+
+    @staticmethod
+    def _read_json(path: Path) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+
+    @staticmethod
+    def _write_json(path: Path, data: dict[str, Any]) -> None:
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+        os.replace(tmp, path)
+
+    # -- backends ----------------------------------------------------------------------------
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(BENTOML_DO_NOT_TRACK="true", MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1")
+        if self.bentoml_home:
+            env["BENTOML_HOME"] = self.bentoml_home
+        env.pop("MLPIPE_SERVICE_CONFIG", None)  # the bento reads its own config
+        env.update(self.extra_env)
+        return env
+
+    def start(
+        self, bento_tag: str, *, model_name: str, model_version: str, port: int | None = None
+    ) -> Backend:
+        port = port or free_port(self.host)
+        server = "b_" + "".join(c if c.isalnum() else "_" for c in bento_tag.split(":", 1)[-1])
+        logs = self.dir / "backends"
+        logs.mkdir(exist_ok=True)
+        log_path = logs / f"{server}-{port}.log"
+        cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", self.host, "--port", str(port)]
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self._env(),
+                cwd=self.dir,
+                start_new_session=True,  # own process group: outlives the task, stopped as a group
+                close_fds=True,
+            )
+        backend = Backend(
+            server=server,
+            bento_tag=bento_tag,
+            model_name=model_name,
+            model_version=str(model_version),
+            url=f"http://{self.host}:{port}",
+            port=port,
+            pid=proc.pid,
+            log=str(log_path),
+            started_at=dt.datetime.now(dt.UTC).isoformat(),
+        )
+        backend.extra["start_ticks"] = _start_ticks(proc.pid)
+        (logs / f"{server}-{port}.pid").write_text(str(proc.pid))
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BackendStartError(
+                    f"bentoml serve {bento_tag} exited with code {proc.returncode} before it was ready. "
+                    f"Log {log_path}:\n{_tail(log_path)}"
+                )
+            if http_ok(f"{backend.url}/readyz", timeout=1.0):
+                return backend
+            time.sleep(0.25)
+        self.stop(backend)
+        raise BackendStartError(
+            f"bentoml serve {bento_tag} was not ready after {self.ready_timeout:.0f}s. "
+            f"Log {log_path}:\n{_tail(log_path)}"
+        )
+
+    def stop(self, backend: Backend, timeout: float = 15.0) -> None:
+        """Stop the backend's process tree: ``circusd`` and its workers (which run in their own
+        process groups, so the leader's group alone is not enough)."""
+        if not backend.pid:
+            return
+        if _is_backend_process(backend):
+            tree = [backend.pid, *_descendants(backend.pid)]
+            _signal(tree, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and any(pid_alive(p) for p in tree):
+                _reap(backend.pid)
+                time.sleep(0.1)
+        else:
+            # The leader is gone (e.g. killed -9): its workers were re-parented; find them by group.
+            tree = _group_members(backend.pid)
+        _signal([p for p in tree if pid_alive(p)], signal.SIGKILL)
+        _reap(backend.pid)
+
+    def health(self, backend: Backend) -> Health:
+        alive = _is_backend_process(backend)
+        live = http_ok(f"{backend.url}/livez")
+        ready = live and http_ok(f"{backend.url}/readyz")
+        detail = []
+        if not alive:
+            detail.append(f"process {backend.pid} is not running")
+        if not live:
+            detail.append(f"{backend.url}/livez does not answer")
+        elif not ready:
+            detail.append(f"{backend.url}/readyz is not ready")
+        return Health(alive=alive, ready=ready, detail="; ".join(detail))
+
+    # -- traffic -----------------------------------------------------------------------------
+    def route(self, stable: Backend, canary: Backend | None = None, share: float = 0.0) -> None:
+        servers = [ServerEntry(stable.server, stable.port, 100)]
+        if canary is not None and share > 0:
+            weight = max(1, round(share * 100))
+            servers = [
+                ServerEntry(stable.server, stable.port, 100 - weight),
+                ServerEntry(canary.server, canary.port, weight),
+            ]
+        old = self.proxy.apply(servers)
+        # The old proxy process keeps serving the requests it accepted; wait until it has drained.
+        if old and not self.proxy.wait_drained(old):
+            raise MlpipeError(f"HAProxy processes {old} did not drain within 60 s after the reload")
+
+    def traffic(self) -> dict[str, dict[str, Any]]:
+        return self.proxy.stats() if self.proxy.running() else {}
+
+    def proxy_running(self) -> bool:
+        return self.proxy.running()
+
+    def shutdown(self) -> None:
+        """Stop the proxy and every backend of this deployment (tests, demo teardown)."""
+        state = self.load_state()
+        self.proxy.stop()
+        for backend in (state.canary, state.stable):
+            if backend is not None:
+                self.stop(backend)
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot (``/proc/<pid>/stat`` field 22)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(") ", 1)[1].split()
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def _is_backend_process(backend: Backend) -> bool:
+    """True when the backend's pid is still the process started for it (pids get reused, and
+    ``bentoml serve`` renames itself, so the start time identifies it)."""
+    if not backend.pid:
+        return False
+    ticks = _start_ticks(backend.pid)
+    return ticks is not None and ticks == backend.extra.get("start_ticks", ticks)
+
+
+def _signal(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _proc_table() -> list[tuple[int, int, int]]:
+    """(pid, ppid, session id) of every process."""
+    rows = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        rows.append((int(entry), int(fields[1]), int(fields[3])))
+    return rows
+
+
+def _descendants(pid: int) -> list[int]:
+    table = _proc_table()
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, pp, _ in table if pp == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def _group_members(leader: int) -> list[int]:
+    """Processes of the session the backend leader created (``start_new_session``)."""
+    return [p for p, _, sid in _proc_table() if sid == leader and p != os.getpid()]
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

@@ -1,0 +1,432 @@
+"""BentoML deployment operators: build a bento, roll it out, roll back, health-check, batch-score.
+
+The logic lives in :mod:`airflow_mlpipe.deploy`; these operators resolve configuration at run time,
+push the endpoint link before the long work, return small JSON results, tag the registry model
+version and attach metadata to their outlet asset events on success.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_mlpipe.core import conventions as cv
+from airflow_mlpipe.core.lineage import emit_asset_metadata
+from airflow_mlpipe.core.links import XComLink, push_link
+from airflow_mlpipe.core.results import jsonable
+from airflow_mlpipe.core.storage import artifact_root, local_path, safe_segment, task_dir
+from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig
+from airflow_mlpipe.exceptions import ConfigError, QualityGateFailed
+from airflow_mlpipe.hooks.mlflow import MlflowHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_mlpipe.deploy.targets.local import LocalTarget
+
+
+class ServingEndpointLink(XComLink):
+    """The stable endpoint of a deployment (``GET <endpoint>/info`` shows what serves)."""
+
+    link_name = "Serving endpoint"
+    key = "mlpipe_serving_endpoint"
+
+
+def _parse_spec(value: Any) -> dict[str, Any] | None:
+    if value in (None, "", "None"):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ConfigError(f"online_spec is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"online_spec must be a dict (OnlineFeatureReader spec), got {type(value).__name__}."
+        )
+    return value
+
+
+class _RegistryModelMixin:
+    """Resolve ``model_name`` by ``version`` or ``alias`` through the MLflow hook."""
+
+    model_name: str
+    alias: str | None
+    version: str | int | None
+    mlflow_conn_id: str
+
+    def _check_ref(self) -> None:
+        if not self.model_name:
+            raise ConfigError("model_name is required: the registered model to serve.")
+        if self.version not in (None, ""):
+            self.alias = None
+
+    def _resolve(self) -> tuple[MlflowHook, Any]:
+        from airflow_mlpipe.deploy.registry import resolve_model
+
+        hook = MlflowHook(self.mlflow_conn_id)
+        version = None if self.version in (None, "") else self.version
+        return hook, resolve_model(
+            hook, self.model_name, alias=None if version else self.alias, version=version
+        )
+
+
+class _TargetMixin:
+    deployment_name: str
+    state_dir: str | None
+    port: int | None
+    bentoml_home: str | None
+
+    def _target(self) -> LocalTarget:
+        from airflow_mlpipe.deploy.bento import use_bentoml_home
+        from airflow_mlpipe.deploy.targets.local import LocalTarget
+
+        home = self.bentoml_home or os.environ.get("BENTOML_HOME")
+        if not home:
+            root = local_path(artifact_root())
+            if root is None:
+                raise ConfigError("Set bentoml_home (or BENTOML_HOME) when the artifact root is not local.")
+            home = os.path.join(root, "bentoml")
+        use_bentoml_home(home)
+        state_dir = self.state_dir
+        if not state_dir:
+            root = local_path(artifact_root())
+            if root is None:
+                raise ConfigError("Set state_dir when the artifact root is not local.")
+            state_dir = os.path.join(root, "deployments", safe_segment(self.deployment_name))
+        return LocalTarget(state_dir, name=self.deployment_name, port=self.port or None, bentoml_home=home)
+
+
+class BentoBuildOperator(_RegistryModelMixin, BaseOperator):
+    """Build (or reuse) the bento that serves a registry model version.
+
+    :param model_name: registered model name.
+    :param alias: registry alias to serve (default ``champion``); ignored when ``version`` is set.
+    :param version: registry version to serve.
+    :param online_spec: Feast online spec; the service then takes entity keys.
+    :param bentoml_home: BentoML store (default ``$BENTOML_HOME``).
+    :param mlflow_conn_id: MLflow connection.
+    """
+
+    template_fields: Sequence[str] = (
+        "model_name",
+        "alias",
+        "version",
+        "online_spec",
+        "bentoml_home",
+        "mlflow_conn_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        alias: str | None = cv.ALIAS_CHAMPION,
+        version: str | int | None = None,
+        online_spec: dict[str, Any] | str | None = None,
+        bentoml_home: str | None = None,
+        mlflow_conn_id: str = MlflowHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_name = model_name
+        self.alias = alias
+        self.version = version
+        self.online_spec = online_spec
+        self.bentoml_home = bentoml_home
+        self.mlflow_conn_id = mlflow_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlpipe.deploy.bento import build_bento, use_bentoml_home
+
+        self._check_ref()
+        use_bentoml_home(self.bentoml_home)
+        hook, model = self._resolve()
+        built = build_bento(hook, model, online_spec=_parse_spec(self.online_spec))
+        result = {
+            "bento_tag": built.tag,
+            "model_name": model.name,
+            "version": model.version,
+            "fingerprint": model.fingerprint,
+            "created": built.created,
+        }
+        emit_asset_metadata(context, self.outlets, result)
+        return jsonable(result)
+
+
+class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
+    """Roll a registry model version out to a local deployment: smoke test, canary, switch.
+
+    Deploying the version that already serves is a no-op (status ``noop``; a dead backend is
+    restarted). A failed smoke test or canary fails the task; stable keeps serving.
+
+    :param model_name: registered model name.
+    :param alias: alias to deploy (default ``champion``); ignored when ``version`` is set.
+    :param version: registry version to deploy.
+    :param deployment_name: name of the deployment (state dir, proxy config).
+    :param holdout_uri: dataset for the smoke test (feature columns); ``None`` skips it.
+    :param smoke_rows: holdout rows sent in the smoke test.
+    :param canary: :class:`CanaryConfig` or its dict; ``None`` switches right after the smoke test.
+    :param port: stable endpoint port on 127.0.0.1 (first deploy; kept afterwards). Default: free port.
+    :param state_dir: deployment state (default ``<artifact root>/deployments/<deployment_name>``).
+    :param online_spec: Feast online spec: the service takes ``entities`` and reads features online.
+    :param bentoml_home: BentoML store (default ``$BENTOML_HOME`` or ``<artifact root>/bentoml``).
+    :param mlflow_conn_id: MLflow connection.
+    """
+
+    template_fields: Sequence[str] = (
+        "model_name",
+        "alias",
+        "version",
+        "deployment_name",
+        "holdout_uri",
+        "state_dir",
+        "online_spec",
+        "bentoml_home",
+        "mlflow_conn_id",
+    )
+    operator_extra_links = (ServingEndpointLink(),)
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        alias: str | None = cv.ALIAS_CHAMPION,
+        version: str | int | None = None,
+        deployment_name: str | None = None,
+        holdout_uri: str | None = None,
+        smoke_rows: int = 50,
+        canary: CanaryConfig | dict[str, Any] | None = None,
+        port: int | None = None,
+        state_dir: str | None = None,
+        online_spec: dict[str, Any] | str | None = None,
+        bentoml_home: str | None = None,
+        mlflow_conn_id: str = MlflowHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_name = model_name
+        self.alias = alias
+        self.version = version
+        self.deployment_name = deployment_name or model_name
+        self.holdout_uri = holdout_uri
+        self.smoke_rows = smoke_rows
+        self.canary = CanaryConfig.parse(canary) if canary is not None else CanaryConfig()
+        self.port = port
+        self.state_dir = state_dir
+        self.online_spec = online_spec
+        self.bentoml_home = bentoml_home
+        self.mlflow_conn_id = mlflow_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlpipe.deploy.rollout import deploy, record_deployment
+
+        self._check_ref()
+        target = self._target()
+        push_link(context, ServingEndpointLink, f"{target.endpoint}/info")
+        hook, model = self._resolve()
+        smoke = SmokeTestConfig(self.holdout_uri, rows=self.smoke_rows) if self.holdout_uri else None
+        try:
+            result = deploy(
+                target,
+                hook,
+                model,
+                smoke=smoke,
+                canary=self.canary,
+                online_spec=_parse_spec(self.online_spec),
+                log=self.log.info,
+            )
+        except QualityGateFailed as exc:
+            # The summary goes to XCom before the task fails (a failed task emits no asset event).
+            context["ti"].xcom_push(key="return_value", value=jsonable(exc.summary))
+            raise
+        if result["status"] != "noop":
+            record_deployment(hook, result)
+        emit_asset_metadata(context, self.outlets, _event(result))
+        return jsonable(result)
+
+
+def _event(result: dict[str, Any]) -> dict[str, Any]:
+    keys = ("model_name", "version", "bento_tag", "endpoint", "deployed_at", "status", "fingerprint")
+    return {k: result.get(k) for k in keys}
+
+
+class BentoRollbackOperator(_TargetMixin, BaseOperator):
+    """Serve the registry's ``previous`` version again in one step (no canary) and move
+    ``champion`` back to it.
+
+    :param model_name: registered model name.
+    :param deployment_name: deployment to roll back (default: ``model_name``).
+    :param holdout_uri: optional smoke-test dataset.
+    """
+
+    template_fields: Sequence[str] = (
+        "model_name",
+        "deployment_name",
+        "holdout_uri",
+        "state_dir",
+        "bentoml_home",
+        "mlflow_conn_id",
+    )
+    operator_extra_links = (ServingEndpointLink(),)
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        deployment_name: str | None = None,
+        holdout_uri: str | None = None,
+        smoke_rows: int = 50,
+        state_dir: str | None = None,
+        online_spec: dict[str, Any] | str | None = None,
+        bentoml_home: str | None = None,
+        mlflow_conn_id: str = MlflowHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_name = model_name
+        self.deployment_name = deployment_name or model_name
+        self.holdout_uri = holdout_uri
+        self.smoke_rows = smoke_rows
+        self.state_dir = state_dir
+        self.port = None
+        self.online_spec = online_spec
+        self.bentoml_home = bentoml_home
+        self.mlflow_conn_id = mlflow_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlpipe.deploy.rollout import record_deployment, rollback
+
+        target = self._target()
+        push_link(context, ServingEndpointLink, f"{target.endpoint}/info")
+        hook = MlflowHook(self.mlflow_conn_id)
+        smoke = SmokeTestConfig(self.holdout_uri, rows=self.smoke_rows) if self.holdout_uri else None
+        result = rollback(
+            target,
+            hook,
+            self.model_name,
+            smoke=smoke,
+            online_spec=_parse_spec(self.online_spec),
+            log=self.log.info,
+        )
+        record_deployment(hook, result)
+        emit_asset_metadata(context, self.outlets, _event(result))
+        return jsonable(result)
+
+
+class BentoHealthCheckOperator(_TargetMixin, BaseOperator):
+    """Health-check a deployment; restart dead backends/proxy (``restart=True``) or fail.
+
+    :param deployment_name: the deployment to check.
+    :param restart: bring dead backends back on their port; ``False`` fails the task instead.
+    """
+
+    template_fields: Sequence[str] = ("deployment_name", "state_dir", "bentoml_home")
+
+    def __init__(
+        self,
+        *,
+        deployment_name: str,
+        restart: bool = True,
+        state_dir: str | None = None,
+        bentoml_home: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.deployment_name = deployment_name
+        self.restart = restart
+        self.state_dir = state_dir
+        self.port = None
+        self.bentoml_home = bentoml_home
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlpipe.deploy.checks import ServingError
+        from airflow_mlpipe.deploy.rollout import check, ensure
+
+        target = self._target()
+        report = ensure(target, log=self.log.info) if self.restart else check(target)
+        if not self.restart and not report["healthy"]:
+            context["ti"].xcom_push(key="return_value", value=jsonable(report))
+            raise ServingError(f"Deployment {self.deployment_name} is unhealthy: {report['backends']}")
+        return jsonable(report)
+
+
+class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
+    """Score a dataset with a registry model in chunks; write predictions + model version as parquet.
+
+    :param model_name: registered model name.
+    :param input_uri: dataset to score (parquet or CSV) with the model's feature columns.
+    :param alias: alias to use (default ``champion``); ignored when ``version`` is set.
+    :param version: registry version to use.
+    :param keep_columns: input columns copied to the output (ids, timestamps).
+    :param batch_size: rows per chunk.
+    :param output_name: file name under the task's artifact directory.
+    """
+
+    template_fields: Sequence[str] = (
+        "model_name",
+        "alias",
+        "version",
+        "input_uri",
+        "keep_columns",
+        "output_name",
+        "mlflow_conn_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        input_uri: str,
+        alias: str | None = cv.ALIAS_CHAMPION,
+        version: str | int | None = None,
+        keep_columns: list[str] | None = None,
+        batch_size: int = 100_000,
+        output_name: str = "predictions.parquet",
+        mlflow_conn_id: str = MlflowHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
+        self.model_name = model_name
+        self.input_uri = input_uri
+        self.alias = alias
+        self.version = version
+        self.keep_columns = keep_columns
+        self.batch_size = batch_size
+        self.output_name = output_name
+        self.mlflow_conn_id = mlflow_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlpipe.deploy.batch import score_dataset
+        from airflow_mlpipe.deploy.registry import load_model
+
+        self._check_ref()
+        if not self.input_uri:
+            raise ConfigError("input_uri is required: the dataset to score.")
+        hook, model = self._resolve()
+        scored = score_dataset(
+            load_model(hook, model),
+            input_uri=self.input_uri,
+            features=model.features,
+            output_path=task_dir(context) / self.output_name,
+            model_name=model.name,
+            model_version=model.version,
+            keep_columns=list(self.keep_columns or []),
+            batch_size=self.batch_size,
+        )
+        result = {
+            "predictions_uri": scored["predictions_uri"],
+            "row_count": scored["row_count"],
+            "model_name": model.name,
+            "version": model.version,
+            "fingerprint": model.fingerprint,
+            "input_uri": self.input_uri,
+        }
+        emit_asset_metadata(context, self.outlets, result)
+        return jsonable(result)
