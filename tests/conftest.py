@@ -33,6 +33,7 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.data",
     "tests.fixtures.mlflow",
+    "tests.fixtures.deployment",
     "tests.fixtures.training",
     "tests.fixtures.validation",
     "tests.fixtures.evaluation",
