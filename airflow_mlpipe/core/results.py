@@ -24,7 +24,8 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        # float(): numpy.float64 subclasses float but Airflow's XCom serialiser tags it as numpy.
+        return float(value) if math.isfinite(value) else None
     if isinstance(value, enum.Enum):
         return jsonable(value.value)
     if isinstance(value, (dt.datetime, dt.date)):

@@ -102,6 +102,10 @@ def validate_frame(
 
     summary = summarize(validation, suite=suite.name, dataset_uri=dataset_uri, row_count=len(df))
     summary["data_docs_uri"] = docs_uri
+    for item in summary["failed"]:
+        # The pandas dtype makes type failures readable (GE reports per-value types for object).
+        if item["column"] in df.columns:
+            item["details"]["column_dtype"] = str(df[item["column"]].dtype)
     if shift is not None:
         summary["shift"] = {
             "reference_uri": shift.reference_uri,

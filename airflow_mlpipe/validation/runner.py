@@ -216,6 +216,8 @@ def failure_message(summary: Mapping[str, Any], *, limit: int = 10) -> str:
         column = f" column={item['column']!r}" if item.get("column") else ""
         extra = item.get("details", {}).get("exception")
         text = f"- {item['expectation']}{column}: observed {item.get('observed')!r}"
+        if "column_dtype" in item.get("details", {}):
+            text += f" (column dtype {item['details']['column_dtype']})"
         if "threshold" in item.get("details", {}):
             text += f" (threshold {item['details']['threshold']})"
         if extra:
