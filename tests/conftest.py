@@ -25,6 +25,10 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ["BENTOML_HOME"] = str(_HOME / "bentoml")
 (_HOME / "airflow").mkdir(parents=True, exist_ok=True)
+# Libraries that default to the current directory (MLflow's ./mlruns for the Default experiment,
+# BentoML build contexts, GE contexts) must never write into the checked-in tree.
+(_HOME / "cwd").mkdir(exist_ok=True)
+os.chdir(_HOME / "cwd")
 
 import pytest  # noqa: E402
 
