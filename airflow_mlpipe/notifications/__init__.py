@@ -1,0 +1,1 @@
+"""Airflow notifiers of the provider (``on_failure_callback=...`` / ``on_success_callback=...``)."""
