@@ -158,6 +158,8 @@ class FeaturesConfig(_Config):
     :param entity_source: URI of the entity/label table (entity keys, timestamp, label).
     :param timestamp_column: event timestamp column of ``entity_source``.
     :param label: label column of ``entity_source``.
+    :param holdout_source: entity/label table of the evaluation holdout (e.g. the most recent
+        labels), turned into features the same way; empty = the gate evaluates on the training set.
     :param materialize: also materialize the online store (for online serving).
     :param options: extra keyword arguments for the feature operators.
     """
@@ -168,6 +170,7 @@ class FeaturesConfig(_Config):
     entity_source: str = ""
     timestamp_column: str = "event_timestamp"
     label: str = ""
+    holdout_source: str = ""
     materialize: bool = True
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -178,93 +181,85 @@ class FeaturesConfig(_Config):
 
 
 @dataclass
-class CandidateConfig(_Config):
-    """One candidate model: a scikit-learn estimator class path and its parameters.
-
-    :param name: short name, used in task map indexes and MLflow run names.
-    :param estimator: import path, e.g. ``sklearn.ensemble.RandomForestClassifier``.
-    :param params: constructor parameters of the estimator.
-    """
-
-    section: ClassVar[str] = "training.candidates[]"
-
-    name: str = ""
-    estimator: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _IDENT.match(self.name):
-            raise ConfigError(
-                f"candidate name {self.name!r} must be a short identifier (letters, digits, '_', '-', '.')."
-            )
-        if not isinstance(self.estimator, str) or "." not in self.estimator:
-            raise ConfigError(
-                f"candidate {self.name!r}: estimator {self.estimator!r} must be an import path such as "
-                "'sklearn.ensemble.RandomForestClassifier'."
-            )
-        _require_mapping(self.params, f"candidate {self.name!r} params")
-
-
-@dataclass
 class TrainingConfig(_Config):
-    """Candidate models trained on the training set and registered in MLflow.
+    """The model: a scikit-learn estimator trained on the training set and registered in MLflow.
 
     :param model_name: registered model name.
-    :param experiment: MLflow experiment name.
-    :param task_type: ``classification`` or ``regression``.
-    :param candidates: the candidates; the ``linear`` pattern trains only the first.
-    :param selection_metric: metric that picks the best candidate (higher is better unless
-        ``lower_is_better``).
-    :param options: extra keyword arguments for the training operator.
+    :param experiment: MLflow experiment name (default: the model name).
+    :param estimator: import path of an estimator class (or of a factory returning an estimator or
+        Pipeline), e.g. ``sklearn.ensemble.HistGradientBoostingClassifier``.
+    :param params: estimator parameters (the base of every search candidate).
+    :param search: hyperparameter search, the fields of
+        :class:`airflow_mlpipe.config.training.SearchConfig` (``param_grid`` or
+        ``param_distributions``, ``metric``, ``direction`` …). The ``dag`` pattern trains its
+        candidates in parallel (one mapped task each) and registers the best; ``linear`` trains
+        ``params`` only.
+    :param task_type: ``classification`` or ``regression``; inferred from the label when empty.
+    :param exclude_columns: columns never used as features (entity ids, timestamps).
+    :param options: extra keyword arguments for the training operator (``test_size``, ``cv_folds`` …).
     """
 
     section: ClassVar[str] = "training"
 
     model_name: str = ""
     experiment: str = ""
-    task_type: str = "classification"
-    candidates: list[CandidateConfig] = field(default_factory=list)
-    selection_metric: str = "roc_auc"
-    lower_is_better: bool = False
+    estimator: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Any] | None = None
+    task_type: str | None = None
+    exclude_columns: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require_text(self.model_name, "training.model_name")
         if not self.experiment:
             self.experiment = self.model_name
-        if self.task_type not in TASK_TYPES:
+        if not isinstance(self.estimator, str) or "." not in self.estimator:
+            raise ConfigError(
+                f"training.estimator={self.estimator!r} must be an import path such as "
+                "'sklearn.ensemble.RandomForestClassifier'."
+            )
+        if self.task_type is not None and self.task_type not in TASK_TYPES:
             raise ConfigError(f"training.task_type={self.task_type!r}; use one of {list(TASK_TYPES)}.")
-        if not self.candidates:
-            raise ConfigError("training.candidates is empty; list at least one estimator to train.")
-        names = [c.name for c in self.candidates]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ConfigError(f"training.candidates has duplicate names {duplicates}; make them unique.")
-        _require_text(self.selection_metric, "training.selection_metric")
+        _require_mapping(self.params, "training.params")
         _require_mapping(self.options, "training.options")
+        if self.search is not None:
+            _require_mapping(self.search, "training.search")
+            from airflow_mlpipe.config.training import SearchConfig
+
+            try:
+                SearchConfig(**self.search)  # the training stage's own validation, one source of truth
+            except TypeError as exc:
+                raise ConfigError(f"training.search: {exc}") from None
+        if not isinstance(self.exclude_columns, list):
+            raise ConfigError("training.exclude_columns must be a list of column names.")
 
 
 @dataclass
 class GateConfig(_Config):
-    """The evaluation gate between a trained challenger and the serving champion.
+    """The evaluation gate between the trained challenger and the serving champion.
 
-    :param criteria: gate criteria, e.g. ``{"metric": "roc_auc", "min": 0.7}`` or
-        ``{"metric": "roc_auc", "max_regression": 0.01}`` (relative to the champion).
+    :param criteria: gate criteria as the evaluation stage reads them
+        (:class:`airflow_mlpipe.config.evaluation.GateConfig`): ``"roc_auc >= 0.7"`` or
+        ``{kind: change, metric: roc_auc, max_regression: 0.01}`` …
     :param require_approval: pause for a human approval (Airflow HITL) after a pass.
-    :param approval_timeout_hours: how long the approval waits before it times out.
+    :param approval_timeout_hours: how long the approval waits.
     :param options: extra keyword arguments for the gate operator.
     """
 
     section: ClassVar[str] = "gate"
 
-    criteria: list[dict[str, Any]] = field(default_factory=list)
+    criteria: list[Any] = field(default_factory=lambda: ["accuracy >= 0.5"])
     require_approval: bool = False
     approval_timeout_hours: float = 24.0
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.criteria, list) or not all(isinstance(c, dict) for c in self.criteria):
-            raise ConfigError("gate.criteria must be a list of mappings, e.g. [{metric: roc_auc, min: 0.7}].")
+        if not isinstance(self.criteria, list):
+            raise ConfigError("gate.criteria must be a list, e.g. ['roc_auc >= 0.7'].")
+        from airflow_mlpipe.config.evaluation import GateConfig as StageGateConfig
+
+        StageGateConfig.from_dict({"criteria": copy.deepcopy(self.criteria)})  # raises what to change
         if self.approval_timeout_hours <= 0:
             raise ConfigError("gate.approval_timeout_hours must be positive.")
         _require_mapping(self.options, "gate.options")
@@ -294,34 +289,47 @@ class DeploymentConfig(_Config):
 
 @dataclass
 class MonitoringConfig(_Config):
-    """Watching new batches for drift and quality, and asking for retraining.
+    """Watching new batches for quality and drift, and asking for retraining.
 
-    :param reference: URI of the reference table (what the model was trained on).
-    :param current: URI of the new batch to compare (templated).
-    :param watch_path: directory the ``event`` pattern watches for new batch files.
-    :param drift_share_threshold: share of drifted columns that counts as dataset drift.
-    :param retrain_on_drift: emit the retraining event when drift is detected.
-    :param poll_interval_seconds: how often the watcher / sensor looks for new data.
+    :param watch_path: directory new batch files land in (templated).
+    :param reference: URI of the reference table the batches are compared with (e.g. the data the
+        champion was trained on).
+    :param pattern: file name glob of a batch file.
+    :param ledger: directory of claim markers, so every batch is processed exactly once
+        (default: ``<watch_path>/.claims``).
+    :param drift: the drift check, the fields of
+        :class:`airflow_mlpipe.config.monitoring.DriftConfig` (``drift_share``, ``method``,
+        ``exclude_columns`` …).
+    :param retrain_on_drift: ask for retraining when drift is found (an asset event for the
+        ``event`` pattern, a triggered training run otherwise).
+    :param poll_interval_seconds: how often the watcher / sensor lists ``watch_path``.
     :param options: extra keyword arguments for the drift operator.
     """
 
     section: ClassVar[str] = "monitoring"
 
-    reference: str = ""
-    current: str = ""
     watch_path: str = ""
-    drift_share_threshold: float = 0.3
+    reference: str = ""
+    pattern: str = "*.parquet"
+    ledger: str = ""
+    drift: dict[str, Any] = field(default_factory=dict)
     retrain_on_drift: bool = True
     poll_interval_seconds: float = 30.0
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _require_text(self.watch_path, "monitoring.watch_path")
         _require_text(self.reference, "monitoring.reference")
-        _require_text(self.current, "monitoring.current")
-        if not 0.0 < self.drift_share_threshold <= 1.0:
-            raise ConfigError(
-                f"monitoring.drift_share_threshold={self.drift_share_threshold} must be in (0, 1]."
-            )
+        _require_text(self.pattern, "monitoring.pattern")
+        if not self.ledger:
+            self.ledger = self.watch_path.rstrip("/") + "/.claims"
+        _require_mapping(self.drift, "monitoring.drift")
+        from airflow_mlpipe.config.monitoring import DriftConfig
+
+        try:
+            DriftConfig(**self.drift)  # the monitoring stage's own validation
+        except TypeError as exc:
+            raise ConfigError(f"monitoring.drift: {exc}") from None
         if self.poll_interval_seconds <= 0:
             raise ConfigError("monitoring.poll_interval_seconds must be positive.")
         _require_mapping(self.options, "monitoring.options")

@@ -29,6 +29,7 @@ Layout written by :func:`write_batches`::
 
     <root>/features/<YYYY-MM-DD>.parquet   one file per day (customer features)
     <root>/labels/<YYYY-MM-DD>.parquet     one file per day (customer_id, label_timestamp, churned)
+    <root>/reference/features.parquet      the days before the drift: the monitoring reference
     <root>/manifest.json                   the spec, the days, the drift day and the columns
 """
 
@@ -247,9 +248,23 @@ def write_batches(
     spec = spec or ChurnSpec()
     Path(root).mkdir(parents=True, exist_ok=True)
     written = {spec.day(i).isoformat(): write_day(root, spec, i) for i in (days or range(spec.days))}
+    write_reference(root, spec)
     info = manifest(spec)
     (Path(root) / "manifest.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return {**info, "files": written}
+
+
+def write_reference(root: str | os.PathLike[str], spec: ChurnSpec) -> str:
+    """Write ``reference/features.parquet``: the features of every day before the drift day."""
+    pd = require("pandas")
+    last = spec.drift_day if spec.drift_day is not None else spec.days
+    frame = pd.concat([generate_day(spec, i)[0] for i in range(max(last, 1))], ignore_index=True)
+    directory = Path(root) / "reference"
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".features.parquet.tmp-{os.getpid()}"
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, directory / "features.parquet")
+    return str(directory / "features.parquet")
 
 
 def load(

@@ -19,14 +19,16 @@ VALIDATE = "validate"
 FEATURE_APPLY = "feature_apply"
 MATERIALIZE = "materialize"
 TRAINING_SET = "training_set"
+HOLDOUT_SET = "holdout_set"
 TRAIN = "train"
-SELECT = "select"
+TRAIN_SEARCH = "train_search"
 GATE = "gate"
 APPROVAL = "approval"
 PROMOTE = "promote"
 DEPLOY = "deploy"
 BATCH_SCORE = "batch_score"
 WAIT_FOR_BATCH = "wait_for_batch"
+CLAIM_BATCH = "claim_batch"
 QUALITY = "quality"
 DRIFT = "drift"
 RETRAIN = "retrain"
@@ -42,6 +44,21 @@ NEW_BATCH = ("monitoring", "{name}.new_batch")
 DRIFT_EVENT = ("monitoring", "{name}.drift")
 
 
+@dataclass(frozen=True)
+class Ref:
+    """A parameter taken from an upstream task's XCom result when the task runs.
+
+    :param task_id: the upstream node's task id.
+    :param key: a key of its result dict (``None``: the whole result).
+    :param template: pass it as a Jinja string (``{{ ti.xcom_pull(...) }}``) instead of an XCom
+        reference, for operator arguments that must be strings when the DAG is built.
+    """
+
+    task_id: str
+    key: str | None = None
+    template: bool = False
+
+
 @dataclass
 class Node:
     """One task of the pipeline.
@@ -50,7 +67,6 @@ class Node:
     :param name: task name inside the group; the Airflow task id is ``<group>.<name>``.
     :param kind: stage kind (one of the module constants), decides the operator.
     :param params: stage parameters taken from the config (templated strings stay templates).
-    :param expand: per-map-index parameters when the task is mapped over candidates.
     :param inlets/outlets: asset keys ``(stage, name)``.
     :param trigger_rule: Airflow trigger rule name, when not ``all_success``.
     """
@@ -59,7 +75,6 @@ class Node:
     name: str
     kind: str
     params: dict[str, Any] = field(default_factory=dict)
-    expand: list[dict[str, Any]] | None = None
     inlets: list[tuple[str, str]] = field(default_factory=list)
     outlets: list[tuple[str, str]] = field(default_factory=list)
     trigger_rule: str | None = None
@@ -112,15 +127,14 @@ def asset_key(template: tuple[str, str], name: str) -> tuple[str, str]:
 
 
 def training_graph(config: PipelineConfig) -> Graph:
-    """validate → features → candidates → select → gate → [approval] → promote → deploy → batch score."""
+    """validate → features → train → gate → [approval] → promote → deploy → batch score."""
     config.require("validation", "features", "training")
     assert config.validation and config.features and config.training  # for type checkers
-    name = config.name
-    pattern = config.pattern
+    name, pattern = config.name, config.pattern
     schedule: Any = config.schedule
     if pattern == "event":
-        # Retrain once a new batch passed validation AND monitoring found drift in it: both events
-        # are needed, so a clean batch does not retrain and broken data never does.
+        # Retrain once a new batch passed validation AND monitoring found drift: both events are
+        # needed, so a clean batch does not retrain and broken data never does.
         schedule = ("assets_all", [asset_key(VALIDATED_DATA, name), asset_key(DRIFT_EVENT, name)])
     g = Graph(
         dag_id=f"{name}_training",
@@ -129,80 +143,88 @@ def training_graph(config: PipelineConfig) -> Graph:
         description=f"Training pipeline of {name!r} ({pattern} pattern): validate, features, train, gate, deploy.",
         tags=["mlpipe", "training", f"pattern:{pattern}", *config.tags],
     )
-    v = config.validation
+    conn = config.locations.mlflow_conn_id
+    repo = config.locations.feature_repo
+    v, f, t, gate_cfg, d = config.validation, config.features, config.training, config.gate, config.deployment
+
     validate = g.add(
         Node(
             "validate",
             "check_batch",
             VALIDATE,
-            params={"dataset": v.dataset, "suite": v.suite, "expectations": v.expectations, **v.options},
+            params={"dataset_uri": v.dataset, "suite": v.expectations, "suite_name": v.suite, **v.options},
+            # the event-pattern training DAG is scheduled on this asset: emitting it would loop
             outlets=[] if pattern == "event" else [asset_key(VALIDATED_DATA, name)],
         )
     )
-    f = config.features
     apply = g.add(
-        Node("features", "apply", FEATURE_APPLY, params={"repo_path": config.locations.feature_repo}),
-        after=validate,
+        Node("features", "apply", FEATURE_APPLY, params={"repo_path": repo, **f.options}), after=validate
     )
-    last_feature = apply
+    last = apply
     if f.materialize:
-        last_feature = g.add(
-            Node("features", "materialize", MATERIALIZE, params={"repo_path": config.locations.feature_repo}),
-            after=apply,
-        )
+        last = g.add(Node("features", "materialize", MATERIALIZE, params={"repo_path": repo}), after=apply)
+    set_params = {
+        "repo_path": repo,
+        "feature_service": f.feature_service,
+        "timestamp_column": f.timestamp_column,
+        "label": f.label,
+    }
     training_set = g.add(
         Node(
             "features",
             "training_set",
             TRAINING_SET,
-            params={
-                "repo_path": config.locations.feature_repo,
-                "feature_service": f.feature_service,
-                "entity_source": f.entity_source,
-                "timestamp_column": f.timestamp_column,
-                "label": f.label,
-                **f.options,
-            },
+            params={**set_params, "entity_source": f.entity_source},
             outlets=[asset_key(TRAINING_SET_ASSET, name)],
         ),
-        after=last_feature,
+        after=last,
     )
-    t = config.training
-    candidates = t.candidates[:1] if pattern == "linear" else t.candidates
-    common = {
+    holdout: Node | None = None
+    if f.holdout_source:
+        holdout = g.add(
+            Node(
+                "features",
+                "holdout_set",
+                HOLDOUT_SET,
+                params={**set_params, "entity_source": f.holdout_source},
+            ),
+            after=last,
+        )
+    train_params = {
+        "training_set": Ref(training_set.task_id),
         "model_name": t.model_name,
-        "experiment": t.experiment,
-        "task_type": t.task_type,
-        "label": f.label,
-        "mlflow_conn_id": config.locations.mlflow_conn_id,
+        "experiment_name": t.experiment,
+        "estimator": t.estimator,
+        "estimator_params": t.params,
+        "model_task_type": t.task_type,
+        "exclude_columns": t.exclude_columns,
+        "mlflow_conn_id": conn,
         **t.options,
     }
-    per_candidate = [{"candidate": c.name, "estimator": c.estimator, "params": c.params} for c in candidates]
-    if pattern == "linear":
+    if pattern == "dag" and t.search is None:
+        raise ConfigError(
+            "The dag pattern trains candidates in parallel: add training.search "
+            "(param_grid or param_distributions), or use pattern: linear."
+        )
+    if t.search is not None and pattern != "linear":
         train = g.add(
-            Node("train", "fit", TRAIN, params={**common, **per_candidate[0]}),
+            Node(
+                "train",
+                "search",
+                TRAIN_SEARCH,
+                params={**train_params, "search": t.search},
+                outlets=[asset_key(REGISTERED_MODEL, name)],
+            ),
             after=training_set,
         )
     else:
         train = g.add(
-            Node("train", "candidates", TRAIN, params=common, expand=per_candidate), after=training_set
+            Node("train", "fit", TRAIN, params=train_params, outlets=[asset_key(REGISTERED_MODEL, name)]),
+            after=training_set,
         )
-    select = g.add(
-        Node(
-            "train",
-            "register_best",
-            SELECT,
-            params={
-                "model_name": t.model_name,
-                "metric": t.selection_metric,
-                "lower_is_better": t.lower_is_better,
-                "mlflow_conn_id": config.locations.mlflow_conn_id,
-            },
-            outlets=[asset_key(REGISTERED_MODEL, name)],
-        ),
-        after=train,
-    )
-    gate_cfg = config.gate
+    if holdout is not None:
+        g.edges.append((holdout.task_id, train.task_id))
+    holdout_uri = Ref((holdout or training_set).task_id, "training_set_uri")
     gate = g.add(
         Node(
             "evaluate",
@@ -210,12 +232,13 @@ def training_graph(config: PipelineConfig) -> Graph:
             GATE,
             params={
                 "model_name": t.model_name,
-                "criteria": gate_cfg.criteria,
-                "mlflow_conn_id": config.locations.mlflow_conn_id,
+                "holdout_uri": holdout_uri,
+                "config": {"criteria": gate_cfg.criteria, "label": f.label},
+                "mlflow_conn_id": conn,
                 **gate_cfg.options,
             },
         ),
-        after=select,
+        after=train,
     )
     before_promote = gate
     if gate_cfg.require_approval:
@@ -224,7 +247,7 @@ def training_graph(config: PipelineConfig) -> Graph:
                 "evaluate",
                 "approval",
                 APPROVAL,
-                params={"model_name": t.model_name, "timeout_hours": gate_cfg.approval_timeout_hours},
+                params={"gate_task_id": gate.task_id, "timeout_hours": gate_cfg.approval_timeout_hours},
             ),
             after=gate,
         )
@@ -233,12 +256,11 @@ def training_graph(config: PipelineConfig) -> Graph:
             "evaluate",
             "promote",
             PROMOTE,
-            params={"model_name": t.model_name, "mlflow_conn_id": config.locations.mlflow_conn_id},
+            params={"model_name": t.model_name, "gate_task_id": gate.task_id, "mlflow_conn_id": conn},
             outlets=[asset_key(CHAMPION, name)],
         ),
         after=before_promote,
     )
-    d = config.deployment
     if d.enabled:
         deploy = g.add(
             Node(
@@ -247,7 +269,8 @@ def training_graph(config: PipelineConfig) -> Graph:
                 DEPLOY,
                 params={
                     "model_name": t.model_name,
-                    "mlflow_conn_id": config.locations.mlflow_conn_id,
+                    "holdout_uri": holdout_uri,
+                    "mlflow_conn_id": conn,
                     **d.options,
                 },
                 outlets=[asset_key(DEPLOYED, name)],
@@ -263,7 +286,7 @@ def training_graph(config: PipelineConfig) -> Graph:
                     params={
                         "model_name": t.model_name,
                         "input_uri": d.batch_score_input,
-                        "mlflow_conn_id": config.locations.mlflow_conn_id,
+                        "mlflow_conn_id": conn,
                         **d.batch_options,
                     },
                     outlets=[asset_key(PREDICTIONS, name)],
@@ -274,32 +297,27 @@ def training_graph(config: PipelineConfig) -> Graph:
 
 
 def monitoring_graph(config: PipelineConfig) -> Graph:
-    """[wait for batch] → validate → drift → retraining event.
+    """new batch → claim → quality → drift → retraining event.
 
-    ``linear``/``dag``: scheduled, a sensor waits for the batch; the retraining event triggers the
-    training DAG. ``event``: an AssetWatcher on new batch files starts the DAG; the retraining
-    event is an asset event the training DAG is scheduled on.
+    ``event``: an ``AssetWatcher`` on ``watch_path`` starts the DAG; drift emits the asset event the
+    training DAG is scheduled on. ``linear``/``dag``: on a schedule, a deferrable sensor waits for the
+    batch and drift triggers a training run.
     """
     config.require("monitoring")
     assert config.monitoring
     m = config.monitoring
-    name = config.name
-    pattern = config.pattern
+    name, pattern = config.name, config.pattern
+    schedule: Any = config.schedule
     if pattern == "event":
-        if not m.watch_path:
-            raise ConfigError(
-                "monitoring.watch_path is empty: the event pattern watches that directory for new batches."
-            )
-        schedule: Any = (
+        schedule = (
             "watch",
             {
                 "asset": asset_key(NEW_BATCH, name),
                 "path": m.watch_path,
+                "pattern": m.pattern,
                 "poll_interval": m.poll_interval_seconds,
             },
         )
-    else:
-        schedule = config.schedule
     g = Graph(
         dag_id=f"{name}_monitoring",
         pattern=pattern,
@@ -307,28 +325,44 @@ def monitoring_graph(config: PipelineConfig) -> Graph:
         description=f"Monitoring pipeline of {name!r} ({pattern} pattern): new data, quality, drift, retraining.",
         tags=["mlpipe", "monitoring", f"pattern:{pattern}", *config.tags],
     )
-    first: Node | None = None
+    wait: Node | None = None
     if pattern != "event":
-        first = g.add(
+        wait = g.add(
             Node(
                 "detect",
                 "wait_for_batch",
                 WAIT_FOR_BATCH,
-                params={"path": m.current, "poll_interval": m.poll_interval_seconds},
+                params={"uri": m.watch_path, "pattern": m.pattern, "poke_interval": m.poll_interval_seconds},
             )
         )
-    quality = None
+    claim = g.add(
+        Node(
+            "detect",
+            "claim_batch",
+            CLAIM_BATCH,
+            params={"ledger_uri": m.ledger, "files": Ref(wait.task_id, "files") if wait else None},
+            outlets=[asset_key(NEW_BATCH, name)] if wait else [],
+        ),
+        after=wait,
+    )
+    current = Ref(claim.task_id, "current_uri")
+    previous = claim
     if config.validation is not None:
         v = config.validation
-        quality = g.add(
+        previous = g.add(
             Node(
                 "monitor",
                 "quality",
                 QUALITY,
-                params={"dataset": m.current, "suite": v.suite, "expectations": v.expectations, **v.options},
+                params={
+                    "dataset_uri": Ref(claim.task_id, "current_uri", template=True),
+                    "suite": v.expectations,
+                    "suite_name": v.suite,
+                    **v.options,
+                },
                 outlets=[asset_key(VALIDATED_DATA, name)] if pattern == "event" else [],
             ),
-            after=first,
+            after=claim,
         )
     drift = g.add(
         Node(
@@ -336,22 +370,23 @@ def monitoring_graph(config: PipelineConfig) -> Graph:
             "drift",
             DRIFT,
             params={
-                "reference": m.reference,
-                "current": m.current,
-                "drift_share_threshold": m.drift_share_threshold,
+                "reference_uri": m.reference,
+                "current_uri": current,
+                "drift": m.drift,
+                "drift_asset": asset_key(DRIFT_EVENT, name) if m.retrain_on_drift else None,
+                "mlflow_conn_id": config.locations.mlflow_conn_id,
                 **m.options,
             },
         ),
-        after=quality or first,
+        after=previous,
     )
-    if m.retrain_on_drift:
+    if m.retrain_on_drift and pattern != "event":
         g.add(
             Node(
                 "retrain",
-                "request" if pattern == "event" else "trigger_training",
+                "trigger_training",
                 RETRAIN,
-                params={"training_dag_id": f"{name}_training"},
-                outlets=[asset_key(DRIFT_EVENT, name)],
+                params={"training_dag_id": f"{name}_training", "drift_task_id": drift.task_id},
             ),
             after=drift,
         )

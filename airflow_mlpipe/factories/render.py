@@ -1,8 +1,8 @@
 """Turn a :class:`~airflow_mlpipe.factories.graph.Graph` into an Airflow DAG.
 
 One task group per graph group, one operator per node (chosen by the node's stage kind in
-:mod:`airflow_mlpipe.factories.stages`), dynamic task mapping for nodes with ``expand``, assets for
-inlets/outlets, and the schedule (cron, assets, or an ``AssetWatcher``). Only cheap Airflow SDK
+:mod:`airflow_mlpipe.factories.stages`; the training search is a nested group with dynamic task
+mapping), assets for outlets, and the schedule (cron, assets, or an ``AssetWatcher``). Only cheap Airflow SDK
 objects are created: no data is read and no service contacted.
 """
 
@@ -14,16 +14,36 @@ from typing import Any
 
 from airflow_mlpipe.core.lineage import stage_asset
 from airflow_mlpipe.exceptions import ConfigError
-from airflow_mlpipe.factories.graph import Graph
+from airflow_mlpipe.factories.graph import Graph, Ref
 
 
 def mlpipe_env(name: str, default: str = "") -> str:
-    """Jinja macro ``mlpipe_env``: an environment variable of the running task, else ``default``."""
-    return os.environ.get(name) or default
+    """Jinja macro ``mlpipe_env``: environment variable ``name`` of the running task, else ``default``.
+
+    ``{airflow_home}`` in the default is replaced by ``$AIRFLOW_HOME`` (``~/airflow`` when unset).
+    """
+    value = os.environ.get(name)
+    if value:
+        return value
+    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+    return default.replace("{airflow_home}", home)
 
 
 #: macros available in every template of a factory-built DAG
 MACROS = {"mlpipe_env": mlpipe_env}
+
+
+def render_now(text: str) -> str:
+    """Render a location template with the factory macros immediately.
+
+    Only for values Airflow never templates — the path an ``AssetWatcher``'s trigger watches is
+    fixed when the DAG is parsed, so it is read from the DAG processor's environment.
+    """
+    if "{{" not in text:
+        return text
+    import jinja2
+
+    return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(text).render(**MACROS)
 
 
 def asset(key: tuple[str, str]) -> Any:
@@ -51,12 +71,15 @@ def schedule_of(graph: Graph) -> Any:
         stage, name = spec["asset"]
         from airflow.sdk import Asset
 
+        watcher = new_batch_watcher(
+            f"{graph.dag_id}.watch", render_now(spec["path"]), spec["pattern"], spec["poll_interval"]
+        )
         return [
             Asset(
                 name=f"mlpipe.{stage}.{name}",
                 uri=f"mlpipe://{stage}/{name}",
                 group="mlpipe",
-                watchers=[new_batch_watcher(f"{graph.dag_id}.watch", spec["path"], spec["poll_interval"])],
+                watchers=[watcher],
             )
         ]
     raise ConfigError(f"Unknown schedule kind {kind!r} in graph {graph.dag_id}.")
@@ -88,14 +111,30 @@ def render(graph: Graph, *, start_date: str, retries: int = 1, extra_dag_kwargs:
         for node in graph.nodes.values():
             if node.group not in groups:
                 groups[node.group] = TaskGroup(group_id=node.group, tooltip=f"{node.group} stage")
+            params = {k: _resolve(v, tasks) for k, v in node.params.items() if v is not None}
             with groups[node.group]:
-                tasks[node.task_id] = build_task(node, graph)
+                tasks[node.task_id] = build_task(node, params, [asset(k) for k in node.outlets])
         for up, down in graph.edges:
             tasks[up] >> tasks[down]
     return dag
 
 
+def _resolve(value: Any, tasks: dict[str, Any]) -> Any:
+    """Replace :class:`Ref` values (also nested in dicts/lists) by XCom references."""
+    if isinstance(value, Ref):
+        if value.template:
+            suffix = "" if value.key is None else f"[{value.key!r}]"
+            return f"{{{{ ti.xcom_pull(task_ids={value.task_id!r}){suffix} }}}}"
+        output = tasks[value.task_id].output
+        return output if value.key is None else output[value.key]
+    if isinstance(value, dict):
+        return {k: _resolve(v, tasks) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, tasks) for v in value]
+    return value
+
+
 def _doc(graph: Graph) -> str:
     lines = [f"### {graph.dag_id}", "", graph.description, "", "| task | stage |", "|---|---|"]
-    lines += [f"| `{n.task_id}` | {n.kind}{' (mapped)' if n.expand else ''} |" for n in graph.nodes.values()]
+    lines += [f"| `{n.task_id}` | {n.kind} |" for n in graph.nodes.values()]
     return "\n".join(lines)

@@ -13,7 +13,7 @@ DAGS = Path(__file__).resolve().parents[2] / "dags"
 def test_every_dag_file_imports_without_errors():
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(DAGS), include_examples=False)
+    bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}
     files = {Path(d.fileloc).name for d in bag.dags.values()}
     expected = {p.name for p in DAGS.glob("*.py") if not p.name.startswith("_")}

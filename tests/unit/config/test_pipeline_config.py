@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from airflow_mlpipe.config.pipeline import CandidateConfig, PipelineConfig
+from airflow_mlpipe.config.pipeline import PipelineConfig, TrainingConfig
 from airflow_mlpipe.exceptions import ConfigError
 from tests.unit.factories.conftest import BASE
 
@@ -15,7 +15,7 @@ def test_yaml_round_trip(tmp_path):
     path.write_text(cfg.to_yaml())
     again = PipelineConfig.from_yaml(path)
     assert again == cfg
-    assert isinstance(again.training.candidates[1], CandidateConfig)
+    assert isinstance(again.training, TrainingConfig)
     assert again.training.experiment == "toy_model"  # defaulted from the model name
 
 
@@ -26,12 +26,14 @@ def test_yaml_round_trip(tmp_path):
         (("name",), "has space", "identifier"),
         (("start_date",), "soon", "YYYY-MM-DD"),
         (("training", "task_type"), "ranking", "task_type"),
-        (("training", "candidates"), [], "at least one estimator"),
-        (("training", "candidates"), [{"name": "a", "estimator": "x.Y"}] * 2, "duplicate names"),
-        (("training", "candidates"), [{"name": "a", "estimator": "LogisticRegression"}], "import path"),
-        (("monitoring", "drift_share_threshold"), 1.5, r"\(0, 1\]"),
+        (("training", "estimator"), "LogisticRegression", "import path"),
+        (("training", "search"), {"param_grid": {"C": []}}, "non-empty lists"),
+        (("training", "search"), {"grid": {"C": [1]}}, "training.search"),
+        (("monitoring", "drift"), {"drift_share": 1.5}, "drift_share"),
+        (("monitoring", "watch_path"), "", "monitoring.watch_path"),
+        (("gate", "criteria"), ["roc_auc > 0.5"], "roc_auc"),
+        (("gate", "criteria"), "roc_auc >= 0.5", "must be a list"),
         (("validation", "dataset"), "", "validation.dataset"),
-        (("gate", "criteria"), "roc_auc > 0.5", "list of mappings"),
     ],
 )
 def test_validation_errors_say_what_to_change(path, value, message):

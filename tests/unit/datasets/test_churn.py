@@ -80,6 +80,11 @@ def test_manifest_and_load(tmp_path):
     assert on_disk["drifted_features"] == churn.DRIFTED_FEATURES
     frame = churn.load(tmp_path, "labels", days=["2024-01-01", "2024-01-02"])
     assert len(frame) == 2 * SMALL.rows_per_day
+    import pandas as pd
+
+    reference = pd.read_parquet(tmp_path / "reference" / "features.parquet")
+    assert len(reference) == SMALL.drift_day * SMALL.rows_per_day  # only the undrifted days
+    assert reference["event_timestamp"].max() < pd.Timestamp("2024-01-04", tz="UTC")
 
 
 @pytest.mark.parametrize(

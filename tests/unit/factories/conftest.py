@@ -18,17 +18,16 @@ BASE: dict[str, Any] = {
     "features": {"feature_service": "toy_service", "entity_source": "/tmp/toy/labels.parquet", "label": "y"},
     "training": {
         "model_name": "toy_model",
-        "candidates": [
-            {"name": "logreg", "estimator": "sklearn.linear_model.LogisticRegression", "params": {"C": 1.0}},
-            {"name": "forest", "estimator": "sklearn.ensemble.RandomForestClassifier", "params": {}},
-        ],
+        "estimator": "sklearn.linear_model.LogisticRegression",
+        "params": {"max_iter": 200},
+        "search": {"param_grid": {"C": [0.1, 1.0, 10.0]}, "metric": "roc_auc"},
     },
-    "gate": {"criteria": [{"metric": "roc_auc", "min": 0.6}]},
+    "gate": {"criteria": ["roc_auc >= 0.6"]},
     "deployment": {"batch_score_input": "/tmp/toy/score.parquet"},
     "monitoring": {
         "reference": "/tmp/toy/reference.parquet",
-        "current": "/tmp/toy/current.parquet",
         "watch_path": "/tmp/toy/incoming",
+        "drift": {"drift_share": 0.4},
     },
 }
 

@@ -10,11 +10,10 @@ from airflow_mlpipe.factories import graph as g
 
 
 def _build(cfg, pattern, **changes):
-    cfg = {**cfg, "pattern": pattern, **changes}
-    return PipelineConfig.from_dict(cfg)
+    return PipelineConfig.from_dict({**cfg, "pattern": pattern, **changes})
 
 
-def test_dag_pattern_maps_candidates_in_parallel(base_config):
+def test_dag_pattern_searches_candidates_in_parallel(base_config):
     gr = g.training_graph(_build(base_config, "dag"))
     assert gr.dag_id == "toy_training"
     assert gr.task_ids == [
@@ -22,28 +21,47 @@ def test_dag_pattern_maps_candidates_in_parallel(base_config):
         "features.apply",
         "features.materialize",
         "features.training_set",
-        "train.candidates",
-        "train.register_best",
+        "train.search",
         "evaluate.gate",
         "evaluate.promote",
         "deploy.serve",
         "deploy.batch_score",
     ]
-    train = gr.nodes["train.candidates"]
-    assert [e["candidate"] for e in train.expand or []] == ["logreg", "forest"]
+    search = gr.nodes["train.search"]
+    assert search.kind == g.TRAIN_SEARCH
+    assert search.params["search"]["param_grid"] == {"C": [0.1, 1.0, 10.0]}
+    assert search.params["training_set"] == g.Ref("features.training_set")
     assert gr.groups == ["validate", "features", "train", "evaluate", "deploy"]
     assert gr.schedule == "@daily"
-    # a chain: every task has exactly one upstream except the first
     assert all(len(gr.upstream(t)) == 1 for t in gr.task_ids[1:])
     assert gr.upstream("validate.check_batch") == []
+    # the gate evaluates on the training set when no holdout source is configured
+    assert gr.nodes["evaluate.gate"].params["holdout_uri"] == g.Ref(
+        "features.training_set", "training_set_uri"
+    )
 
 
-def test_linear_pattern_trains_one_candidate_sequentially(base_config):
+def test_linear_pattern_trains_one_model_sequentially(base_config):
     gr = g.training_graph(_build(base_config, "linear"))
     fit = gr.nodes["train.fit"]
-    assert fit.expand is None and fit.params["candidate"] == "logreg"
-    assert "train.candidates" not in gr.nodes
-    assert gr.downstream("train.fit") == ["train.register_best"]
+    assert fit.kind == g.TRAIN and "search" not in fit.params
+    assert "train.search" not in gr.nodes
+    assert gr.downstream("train.fit") == ["evaluate.gate"]
+
+
+def test_dag_pattern_without_search_says_what_to_add(base_config):
+    del base_config["training"]["search"]
+    with pytest.raises(ConfigError, match="add training.search"):
+        g.training_graph(_build(base_config, "dag"))
+
+
+def test_holdout_set_feeds_gate_and_deployment(base_config):
+    base_config["features"]["holdout_source"] = "/tmp/toy/holdout_labels.parquet"
+    gr = g.training_graph(_build(base_config, "dag"))
+    ref = g.Ref("features.holdout_set", "training_set_uri")
+    assert gr.nodes["evaluate.gate"].params["holdout_uri"] == ref
+    assert gr.nodes["deploy.serve"].params["holdout_uri"] == ref
+    assert sorted(gr.upstream("train.search")) == ["features.holdout_set", "features.training_set"]
 
 
 def test_event_pattern_is_asset_scheduled(base_config):
@@ -55,44 +73,56 @@ def test_event_pattern_is_asset_scheduled(base_config):
     # the training DAG must not emit what it is scheduled on (that would loop)
     assert tr.nodes["validate.check_batch"].outlets == []
     kind, watch = mon.schedule
-    assert kind == "watch" and watch["path"] == "/tmp/toy/incoming"
-    assert "detect.wait_for_batch" not in mon.nodes
+    assert kind == "watch" and watch["path"] == "/tmp/toy/incoming" and watch["pattern"] == "*.parquet"
+    assert mon.task_ids == ["detect.claim_batch", "monitor.quality", "monitor.drift"]
     assert mon.nodes["monitor.quality"].outlets == [("validation", "toy.validated")]
-    assert mon.nodes["retrain.request"].outlets == [("monitoring", "toy.drift")]
+    # drift itself emits the retraining asset event (only when drift is found)
+    assert mon.nodes["monitor.drift"].params["drift_asset"] == ("monitoring", "toy.drift")
+    assert mon.nodes["detect.claim_batch"].params["files"] is None  # files come from the watcher events
 
 
-def test_scheduled_monitoring_waits_for_the_batch_then_triggers_training(base_config):
+def test_scheduled_monitoring_waits_claims_and_triggers_training(base_config):
     mon = g.monitoring_graph(_build(base_config, "dag"))
     assert mon.task_ids == [
         "detect.wait_for_batch",
+        "detect.claim_batch",
         "monitor.quality",
         "monitor.drift",
         "retrain.trigger_training",
     ]
-    assert mon.nodes["retrain.trigger_training"].params["training_dag_id"] == "toy_training"
+    assert mon.nodes["detect.claim_batch"].params["files"] == g.Ref("detect.wait_for_batch", "files")
+    assert mon.nodes["detect.claim_batch"].params["ledger_uri"] == "/tmp/toy/incoming/.claims"
+    assert mon.nodes["retrain.trigger_training"].params == {
+        "training_dag_id": "toy_training",
+        "drift_task_id": "monitor.drift",
+    }
 
 
 def test_optional_stages(base_config):
     base_config["gate"]["require_approval"] = True
     base_config["deployment"] = {"enabled": False}
     base_config["features"]["materialize"] = False
-    gr = g.training_graph(_build(base_config, "dag"))
+    base_config["monitoring"]["retrain_on_drift"] = False
+    cfg = _build(base_config, "dag")
+    gr = g.training_graph(cfg)
     assert gr.upstream("evaluate.promote") == ["evaluate.approval"]
     assert "deploy.serve" not in gr.nodes and "features.materialize" not in gr.nodes
     assert gr.upstream("features.training_set") == ["features.apply"]
+    mon = g.monitoring_graph(cfg)
+    assert "retrain.trigger_training" not in mon.nodes
+    assert mon.nodes["monitor.drift"].params["drift_asset"] is None
 
 
 def test_missing_sections_are_named(base_config):
     del base_config["training"]
     with pytest.raises(ConfigError, match=r"\['training'\]"):
         g.training_graph(_build(base_config, "dag"))
-    base_config["monitoring"]["watch_path"] = ""
-    base_config["training"] = {"model_name": "m", "candidates": [{"name": "a", "estimator": "x.Y"}]}
-    with pytest.raises(ConfigError, match="watch_path"):
-        g.monitoring_graph(_build(base_config, "event"))
+    del base_config["monitoring"]
+    with pytest.raises(ConfigError, match=r"\['monitoring'\]"):
+        g.monitoring_graph(_build(base_config, "dag"))
 
 
 def test_options_reach_the_stage_params(base_config):
     base_config["training"]["options"] = {"test_size": 0.3}
     gr = g.training_graph(_build(base_config, "dag"))
-    assert gr.nodes["train.candidates"].params["test_size"] == 0.3
+    assert gr.nodes["train.search"].params["test_size"] == 0.3
