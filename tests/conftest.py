@@ -37,6 +37,7 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.data",
     "tests.fixtures.mlflow",
+    "tests.fixtures.features",
     "tests.fixtures.deployment",
     "tests.fixtures.training",
     "tests.fixtures.validation",

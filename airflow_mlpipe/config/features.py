@@ -1,0 +1,145 @@
+"""Configuration objects of the feature store stage (Feast).
+
+Plain dataclasses, validated in ``__post_init__``; cheap to build in a DAG file (no I/O, no heavy
+imports). The operators build them from their (templated) arguments when the task runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from typing import Any
+
+from airflow_mlpipe.exceptions import ConfigError
+
+#: what to do with timestamps that carry no time zone
+NAIVE_TIMESTAMPS = ("error", "utc")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _names(value: Any, where: str, *, allow_none: bool = True) -> list[str] | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where} must be a list of names, got {value!r}.")
+    if not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where} must contain non-empty strings only, got {list(value)!r}.")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where} lists a name twice: {list(value)!r}.")
+    return list(value)
+
+
+def parse_timestamp(value: Any, where: str) -> dt.datetime:
+    """A tz-aware UTC datetime from a datetime or ISO-8601 string (naive values are refused)."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(f"{where}={value!r} is not an ISO-8601 timestamp.") from None
+    if not isinstance(value, dt.datetime):
+        raise ConfigError(f"{where} must be a datetime or ISO-8601 string, got {type(value).__name__}.")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ConfigError(
+            f"{where}={value.isoformat()} has no time zone; give an aware timestamp (e.g. '...+00:00')."
+        )
+    return value.astimezone(dt.UTC)
+
+
+@dataclasses.dataclass
+class MaterializeConfig:
+    """How one run materializes the offline store into the online store.
+
+    The window is ``[start - overlap, end)``: it starts ``overlap`` before the data interval, so
+    rows that arrived late for the previous interval are written too, and it excludes its end, so
+    consecutive intervals neither miss nor repeat a row stamped exactly on their boundary.
+
+    :param start: window start (the run's ``data_interval_start``); an aware datetime (an ISO-8601
+        string is parsed).
+    :param end: window end, exclusive (the run's ``data_interval_end``).
+    :param overlap_seconds: how far before ``start`` to re-read, for late data (>= 0).
+    :param feature_views: only these feature views (``None``: every feature view of the project).
+    :param fail_on_empty: raise :class:`~airflow_mlpipe.exceptions.DataError` when no feature view
+        had a row in the window (default: an empty window is a normal, recorded outcome).
+    """
+
+    start: dt.datetime
+    end: dt.datetime
+    overlap_seconds: float = 0.0
+    feature_views: list[str] | None = None
+    fail_on_empty: bool = False
+
+    def __post_init__(self) -> None:
+        self.start = parse_timestamp(self.start, "start")
+        self.end = parse_timestamp(self.end, "end")
+        try:
+            self.overlap_seconds = float(self.overlap_seconds)
+        except (TypeError, ValueError):
+            raise ConfigError(f"overlap_seconds={self.overlap_seconds!r} must be a number.") from None
+        if self.overlap_seconds < 0:
+            raise ConfigError(f"overlap_seconds={self.overlap_seconds} must be >= 0.")
+        if self.start >= self.end:
+            raise ConfigError(
+                f"The materialization window is empty or reversed: start {self.start.isoformat()} "
+                f">= end {self.end.isoformat()}."
+            )
+        self.feature_views = _names(self.feature_views, "feature_views")
+        if self.feature_views == []:
+            raise ConfigError("feature_views is empty; give None (all views) or at least one name.")
+
+    @property
+    def window_start(self) -> dt.datetime:
+        """The effective start: ``start`` minus the overlap."""
+        return self.start - dt.timedelta(seconds=self.overlap_seconds)
+
+
+@dataclasses.dataclass
+class TrainingSetConfig:
+    """A point-in-time correct training set: an entity/label table joined with a feature service.
+
+    :param feature_service: Feast feature service whose features make up the set.
+    :param entity_source: URI of the entity/label table (parquet or CSV).
+    :param timestamp_column: event timestamp column of the entity table; a feature value stamped
+        after it never reaches the row.
+    :param label: label column (kept as is; ``None`` for an unlabelled scoring set).
+    :param entity_columns: join keys; default: the join keys of the feature service's views.
+    :param naive_timestamps: ``"error"`` (default) refuses timestamps without a time zone;
+        ``"utc"`` declares them UTC. Aware timestamps in other zones are converted to UTC.
+    :param full_feature_names: name features ``<view>__<feature>`` (needed when two views share a
+        feature name).
+    :param output_name: file name of the parquet file under the task's artifact directory.
+    """
+
+    feature_service: str
+    entity_source: str
+    timestamp_column: str = "event_timestamp"
+    label: str | None = None
+    entity_columns: list[str] | None = None
+    naive_timestamps: str = "error"
+    full_feature_names: bool = False
+    output_name: str = "training_set.parquet"
+
+    def __post_init__(self) -> None:
+        for name in ("feature_service", "entity_source", "timestamp_column"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{name} must be a non-empty string, got {value!r}.")
+        if self.label is not None and (not isinstance(self.label, str) or not self.label):
+            raise ConfigError(f"label must be a column name or None, got {self.label!r}.")
+        self.label = self.label or None
+        self.entity_columns = _names(self.entity_columns, "entity_columns")
+        if self.naive_timestamps not in NAIVE_TIMESTAMPS:
+            raise ConfigError(
+                f"naive_timestamps={self.naive_timestamps!r}; use one of {list(NAIVE_TIMESTAMPS)}."
+            )
+        if not self.output_name.endswith(".parquet") or "/" in self.output_name:
+            raise ConfigError(f"output_name={self.output_name!r} must be a file name ending in .parquet.")
+        if self.label is not None and self.label == self.timestamp_column:
+            raise ConfigError("label and timestamp_column name the same column.")
+
+
+def check_name(value: Any, what: str) -> str:
+    """A Feast object name (letters, digits, underscores)."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ConfigError(f"{what} {value!r} is not a valid name (letters, digits, '_').")
+    return value

@@ -1,0 +1,324 @@
+"""The feature store stage (Feast): apply definitions, materialize, build training sets, read online.
+
+The operators are thin: they resolve their (templated) arguments into config objects when the task
+runs, open the store through :class:`~airflow_mlpipe.hooks.feast.FeastHook`, and call the plain
+functions of :mod:`airflow_mlpipe.features`. Nothing touches the store at parse time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_mlpipe.config.features import MaterializeConfig, TrainingSetConfig, parse_timestamp
+from airflow_mlpipe.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_mlpipe.hooks.feast import FeastHook
+
+_STORE_FIELDS = ("feast_conn_id", "repo_path", "config")
+
+
+class _FeastOperator(BaseOperator):
+    """Shared arguments: which store (connection, repository path or configuration dict)."""
+
+    ui_color = "#8ecae6"
+
+    def __init__(
+        self,
+        *,
+        feast_conn_id: str = "mlpipe_feast_default",
+        repo_path: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.feast_conn_id = feast_conn_id
+        self.repo_path = repo_path
+        self.config = config
+
+    def get_hook(self) -> FeastHook:
+        from airflow_mlpipe.hooks.feast import FeastHook
+
+        return FeastHook(self.feast_conn_id, repo_path=self.repo_path or None, config=self.config)
+
+
+class FeastApplyOperator(_FeastOperator):
+    """Register feature definitions (versioned code in the DAG bundle) in the Feast registry.
+
+    XCom: ``{"project", "definitions", "digest", "files", "objects": {kind: [names]},
+    "feature_services": {name: version}, "removed": [...]}``; the same (without ``files``) is
+    attached to every outlet asset event.
+
+    :param definitions: a file or directory relative to the DAG folder (``"features/churn.py"``),
+        an absolute path, or an import path (``"my_pkg.features"``); default: the repository
+        directory of the store (every ``*.py`` in it, as ``feast apply`` reads it).
+    :param prune: also remove registered feature services, views and entities the definitions no
+        longer contain.
+    """
+
+    template_fields: Sequence[str] = ("definitions", *_STORE_FIELDS)
+    template_fields_renderers = {"config": "json"}
+
+    def __init__(self, *, definitions: str | None = None, prune: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.definitions = definitions
+        self.prune = prune
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlpipe.core.dagfiles import dag_search_paths
+        from airflow_mlpipe.core.lineage import emit_asset_metadata
+        from airflow_mlpipe.features.definitions import apply_definitions, load_definitions
+        from airflow_mlpipe.features.registry import feature_service
+
+        hook = self.get_hook()
+        source = self.definitions or hook.repo_config()["repo_path"]
+        defs = load_definitions(str(source), dag_search_paths(context, self))
+        store = hook.get_store()
+        removed = apply_definitions(store, defs, prune=self.prune)
+        services = {
+            name: feature_service(store, name)[1].version for name in defs.names.get("FeatureService", [])
+        }
+        result = {
+            "project": store.project,
+            "definitions": defs.source,
+            "digest": defs.digest,
+            "objects": defs.names,
+            "feature_services": services,
+            "removed": removed,
+        }
+        self.log.info("Applied %s (%s) to Feast project %s", defs.source, defs.digest, store.project)
+        emit_asset_metadata(context, self.outlets, result)
+        return {**result, "files": [str(f) for f in defs.files]}
+
+
+class FeastMaterializeOperator(_FeastOperator):
+    """Materialize the run's data interval into the online store, incrementally and idempotently.
+
+    The window is ``[data_interval_start - overlap, data_interval_end)``. XCom:
+    ``{"project", "window_start", "window_end", "rows_written", "feature_views": [summary, ...]}``.
+    Each outlet asset made by :func:`~airflow_mlpipe.features.materialize.feature_view_asset` gets
+    its own view's summary (window, row count); other outlets get the whole result.
+
+    :param feature_views: only these views (default: every feature view of the project).
+    :param overlap: re-read this much before the interval for late data (``timedelta`` or seconds).
+    :param start: window start instead of ``data_interval_start`` (aware datetime / ISO string).
+    :param end: window end (exclusive) instead of ``data_interval_end``.
+    :param fail_on_empty: fail when no view had a row in the window.
+    """
+
+    template_fields: Sequence[str] = ("feature_views", "start", "end", *_STORE_FIELDS)
+
+    def __init__(
+        self,
+        *,
+        feature_views: Sequence[str] | None = None,
+        overlap: dt.timedelta | float = 0.0,
+        start: str | dt.datetime | None = None,
+        end: str | dt.datetime | None = None,
+        fail_on_empty: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(overlap, dt.timedelta):
+            overlap = overlap.total_seconds()
+        if not isinstance(overlap, (int, float)) or overlap < 0:
+            raise ConfigError(f"overlap={overlap!r} must be a non-negative timedelta or number of seconds.")
+        self.feature_views = None if feature_views is None else list(feature_views)
+        self.overlap = float(overlap)
+        self.start = start
+        self.end = end
+        self.fail_on_empty = fail_on_empty
+
+    def window(self, context: Context) -> MaterializeConfig:
+        start = self.start or context.get("data_interval_start")
+        end = self.end or context.get("data_interval_end")
+        if start is None or end is None:
+            raise ConfigError(
+                "This run has no data interval (a manual run of an unscheduled DAG?); pass start= and "
+                "end= to the materialize operator."
+            )
+        return MaterializeConfig(
+            start=parse_timestamp(start, "start"),
+            end=parse_timestamp(end, "end"),
+            overlap_seconds=self.overlap,
+            feature_views=self.feature_views,
+            fail_on_empty=self.fail_on_empty,
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlpipe.core.lineage import asset_outlets, emit_asset_metadata
+        from airflow_mlpipe.features.materialize import feature_view_asset, materialize_window
+
+        cfg = self.window(context)
+        store = self.get_hook().get_store()
+        summaries = materialize_window(store, cfg)
+        result = {
+            "project": store.project,
+            "window_start": cfg.window_start.isoformat(),
+            "window_end": cfg.end.isoformat(),
+            "rows_written": sum(s["rows_written"] for s in summaries),
+            "feature_views": summaries,
+        }
+        for s in summaries:
+            self.log.info(
+                "%s: %d rows in %s .. %s",
+                s["feature_view"],
+                s["rows_written"],
+                s["window_start"],
+                s["window_end"],
+            )
+        by_uri = {}
+        for s in summaries:
+            for project in (None, store.project):
+                by_uri[feature_view_asset(s["feature_view"], project).uri] = s
+        for asset in asset_outlets(self.outlets):
+            emit_asset_metadata(context, [asset], by_uri.get(asset.uri, result))
+        return result
+
+
+class FeastTrainingSetOperator(_FeastOperator):
+    """Build a point-in-time correct training set from an entity/label table and a feature service.
+
+    Writes ``<task dir>/<output_name>`` (parquet) with the entity table's columns in its row order
+    followed by the service's features. XCom (interfaces: Features): ``{"training_set_uri",
+    "row_count", "digest", "feature_service", "feature_service_version", "features",
+    "entity_columns", "timestamp_column", "label", "entity_source", "online_spec"}``; the same
+    without ``online_spec`` is attached to every outlet asset event.
+
+    Parameters: see :class:`~airflow_mlpipe.config.features.TrainingSetConfig`;
+    ``entity_source_format`` is ``"parquet"``/``"csv"`` when the suffix does not tell.
+    """
+
+    template_fields: Sequence[str] = (
+        "feature_service",
+        "entity_source",
+        "timestamp_column",
+        "label_column",
+        "entity_columns",
+        "naive_timestamps",
+        "output_name",
+        *_STORE_FIELDS,
+    )
+
+    def __init__(
+        self,
+        *,
+        feature_service: str,
+        entity_source: str,
+        timestamp_column: str = "event_timestamp",
+        label: str | None = None,
+        entity_columns: Sequence[str] | None = None,
+        naive_timestamps: str = "error",
+        full_feature_names: bool = False,
+        output_name: str = "training_set.parquet",
+        entity_source_format: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.feature_service = feature_service
+        self.entity_source = entity_source
+        self.timestamp_column = timestamp_column
+        self.label_column = label  # BaseOperator.label is taken (the task's display label)
+        self.entity_columns = None if entity_columns is None else list(entity_columns)
+        self.naive_timestamps = naive_timestamps
+        self.full_feature_names = full_feature_names
+        self.output_name = output_name
+        self.entity_source_format = entity_source_format
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlpipe.core.datasets import frame_digest, read_table, write_parquet
+        from airflow_mlpipe.core.lineage import emit_asset_metadata
+        from airflow_mlpipe.core.storage import task_dir
+        from airflow_mlpipe.features.online import SPEC_KIND
+        from airflow_mlpipe.features.training_set import retrieve, summary
+
+        cfg = TrainingSetConfig(
+            feature_service=self.feature_service,
+            entity_source=self.entity_source,
+            timestamp_column=self.timestamp_column,
+            label=self.label_column or None,
+            entity_columns=self.entity_columns,
+            naive_timestamps=self.naive_timestamps,
+            full_feature_names=self.full_feature_names,
+            output_name=self.output_name,
+        )
+        hook = self.get_hook()
+        entities = read_table(cfg.entity_source, fmt=self.entity_source_format)
+        frame, info = retrieve(hook.get_store(), cfg, entities)
+        uri = write_parquet(frame, task_dir(context) / cfg.output_name)
+        result = summary(cfg, info, uri, frame_digest(frame), len(frame))
+        self.log.info(
+            "Training set %s: %d rows, %d features of %s (%s)",
+            uri,
+            len(frame),
+            len(info.features),
+            info.name,
+            info.version,
+        )
+        emit_asset_metadata(context, self.outlets, result)
+        result["online_spec"] = {
+            "kind": SPEC_KIND,
+            "repo_config": hook.repo_config(),
+            "feature_service": info.name,
+            "feature_service_version": info.version,
+            "full_feature_names": cfg.full_feature_names,
+            "strict": True,
+            "features": list(info.features),
+            "entity_keys": list(info.entity_keys),
+        }
+        return result
+
+
+class FeastOnlineFeaturesOperator(BaseOperator):
+    """Fetch online features for given entities (a smoke test of what serving will see).
+
+    XCom: ``{"feature_service", "features", "rows": [{keys..., features...}], "missing": n}``.
+
+    :param online_spec: the ``online_spec`` of a training-set XCom (templated, e.g.
+        ``"{{ ti.xcom_pull('features.training_set')['online_spec'] }}"`` with
+        ``render_template_as_native_obj=True``).
+    :param entity_rows: ``[{join key: value}, ...]``.
+    :param fail_on_missing: fail when an entity has no online value.
+    """
+
+    template_fields: Sequence[str] = ("online_spec", "entity_rows")
+
+    def __init__(
+        self,
+        *,
+        online_spec: Mapping[str, Any] | str,
+        entity_rows: Sequence[Mapping[str, Any]] | str,
+        fail_on_missing: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.online_spec = online_spec
+        self.entity_rows = entity_rows
+        self.fail_on_missing = fail_on_missing
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        import json
+
+        from airflow_mlpipe.exceptions import DataError
+        from airflow_mlpipe.features.online import OnlineFeatureReader, fetch_online_features
+
+        spec = json.loads(self.online_spec) if isinstance(self.online_spec, str) else self.online_spec
+        rows = json.loads(self.entity_rows) if isinstance(self.entity_rows, str) else self.entity_rows
+        reader = OnlineFeatureReader.from_spec(spec)
+        records = fetch_online_features(reader, rows)
+        features = reader.features
+        missing = sum(1 for r in records if any(r.get(f) is None for f in features))
+        if missing and self.fail_on_missing:
+            raise DataError(f"{missing} of {len(records)} entities have no online features.")
+        return {
+            "feature_service": spec["feature_service"],
+            "features": features,
+            "rows": records,
+            "missing": missing,
+        }
