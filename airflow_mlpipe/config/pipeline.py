@@ -105,8 +105,10 @@ def env_template(variable: str, default: str) -> str:
 class Locations(_Config):
     """Where things live. Each value is rendered when a task runs (templates allowed).
 
-    :param data_dir: directory of the incoming daily batches (``features/``, ``labels/``).
-    :param feature_repo: Feast repository directory (``feature_store.yaml`` is written there).
+    :param data_dir: directory of the incoming data (for the templates of the other sections).
+    :param feature_repo: Feast repository directory (with ``feature_store.yaml``); empty = the
+        ``feast_conn_id`` connection, else the embedded store under the artifact root.
+    :param feast_conn_id: Airflow connection of the Feast store.
     :param mlflow_conn_id: Airflow connection of the MLflow tracking server / registry (absent
         connection = the embedded SQLite default under the artifact root).
 
@@ -116,12 +118,13 @@ class Locations(_Config):
 
     section: ClassVar[str] = "locations"
 
-    data_dir: str = env_template("MLPIPE_DATA_DIR", "/tmp/mlpipe/data")
-    feature_repo: str = env_template("MLPIPE_FEATURE_REPO", "/tmp/mlpipe/feature_repo")
+    data_dir: str = env_template("MLPIPE_DATA_DIR", "{airflow_home}/mlpipe/data")
+    feature_repo: str = ""
+    feast_conn_id: str = "mlpipe_feast_default"
     mlflow_conn_id: str = "mlpipe_mlflow_default"
 
     def __post_init__(self) -> None:
-        for name in ("data_dir", "feature_repo", "mlflow_conn_id"):
+        for name in ("data_dir", "feast_conn_id", "mlflow_conn_id"):
             _require_text(getattr(self, name), f"locations.{name}")
 
 
@@ -160,8 +163,13 @@ class FeaturesConfig(_Config):
     :param label: label column of ``entity_source``.
     :param holdout_source: entity/label table of the evaluation holdout (e.g. the most recent
         labels), turned into features the same way; empty = the gate evaluates on the training set.
+    :param definitions: Feast definitions to apply (a file/directory relative to the DAG folder,
+        e.g. ``features/churn.py``, or an import path); empty = the repository's own files.
     :param materialize: also materialize the online store (for online serving).
-    :param options: extra keyword arguments for the feature operators.
+    :param materialize_start: materialization window start (ISO, templated); empty = the run's
+        data interval.
+    :param materialize_end: materialization window end (exclusive; templated).
+    :param options: extra keyword arguments for the training-set operator.
     """
 
     section: ClassVar[str] = "features"
@@ -171,7 +179,10 @@ class FeaturesConfig(_Config):
     timestamp_column: str = "event_timestamp"
     label: str = ""
     holdout_source: str = ""
+    definitions: str = ""
     materialize: bool = True
+    materialize_start: str = ""
+    materialize_end: str = ""
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -283,3 +283,24 @@ def load(
 
         raise DataError(f"No {kind} batches under {directory}" + (f" for {days}" if days else ""))
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def churn_model() -> Any:
+    """The reference churn estimator: one-hot encoded categoricals + gradient-boosted trees.
+
+    Use it as ``training.estimator: airflow_mlpipe.datasets.churn.churn_model``; search its
+    parameters with the ``model__`` prefix (``model__learning_rate``). Plain scikit-learn objects
+    only, so the model serializes with skops' default trusted types.
+    """
+    require("sklearn")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    prepare = ColumnTransformer(
+        [("categorical", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL_FEATURES)],
+        remainder="passthrough",
+        verbose_feature_names_out=False,
+    )
+    return Pipeline([("prepare", prepare), ("model", HistGradientBoostingClassifier(max_iter=100))])

@@ -144,7 +144,10 @@ def training_graph(config: PipelineConfig) -> Graph:
         tags=["mlpipe", "training", f"pattern:{pattern}", *config.tags],
     )
     conn = config.locations.mlflow_conn_id
-    repo = config.locations.feature_repo
+    store = {
+        "feast_conn_id": config.locations.feast_conn_id,
+        "repo_path": config.locations.feature_repo or None,
+    }
     v, f, t, gate_cfg, d = config.validation, config.features, config.training, config.gate, config.deployment
 
     validate = g.add(
@@ -158,16 +161,19 @@ def training_graph(config: PipelineConfig) -> Graph:
         )
     )
     apply = g.add(
-        Node("features", "apply", FEATURE_APPLY, params={"repo_path": repo, **f.options}), after=validate
+        Node("features", "apply", FEATURE_APPLY, params={**store, "definitions": f.definitions or None}),
+        after=validate,
     )
     last = apply
     if f.materialize:
-        last = g.add(Node("features", "materialize", MATERIALIZE, params={"repo_path": repo}), after=apply)
+        window = {"start": f.materialize_start or None, "end": f.materialize_end or None}
+        last = g.add(Node("features", "materialize", MATERIALIZE, params={**store, **window}), after=apply)
     set_params = {
-        "repo_path": repo,
+        **store,
         "feature_service": f.feature_service,
         "timestamp_column": f.timestamp_column,
         "label": f.label,
+        **f.options,
     }
     training_set = g.add(
         Node(
@@ -186,7 +192,11 @@ def training_graph(config: PipelineConfig) -> Graph:
                 "features",
                 "holdout_set",
                 HOLDOUT_SET,
-                params={**set_params, "entity_source": f.holdout_source},
+                params={
+                    **set_params,
+                    "entity_source": f.holdout_source,
+                    "output_name": "holdout_set.parquet",
+                },
             ),
             after=last,
         )

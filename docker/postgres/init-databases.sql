@@ -1,3 +1,4 @@
--- A second database on the same PostgreSQL for the MLflow tracking server and model registry
--- (the Airflow metadata DB is the default database "airflow").
+-- Databases beside the Airflow metadata DB ("airflow", the default database): the MLflow tracking
+-- server and model registry, and the Feast SQL registry.
 CREATE DATABASE mlflow OWNER airflow;
+CREATE DATABASE feast OWNER airflow;

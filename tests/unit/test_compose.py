@@ -118,11 +118,24 @@ def test_dependencies_and_connections_point_at_defined_services():
     assert f"model-service:{port}" in proxy_cfg
 
 
-@pytest.mark.parametrize("variable", ["MLPIPE_ARTIFACT_ROOT", "MLPIPE_DATA_DIR", "MLPIPE_FEATURE_REPO"])
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "MLPIPE_ARTIFACT_ROOT",
+        "MLPIPE_DATA_DIR",
+        "AIRFLOW_CONN_MLPIPE_MLFLOW_DEFAULT",
+        "AIRFLOW_CONN_MLPIPE_FEAST_DEFAULT",
+    ],
+)
 def test_locations_the_reference_dags_read_are_set(variable):
-    for name in ("airflow-worker", "airflow-scheduler", "airflow-dag-processor"):
+    for name in ("airflow-worker", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
         assert variable in SERVICES[name]["environment"], f"{name} lacks {variable}"
-    assert (
-        variable in (ROOT / "dags" / "config" / "churn.yaml").read_text()
-        or variable == "MLPIPE_ARTIFACT_ROOT"
-    )
+
+
+def test_feast_connection_uses_the_stack_services():
+    extra = json.loads(SERVICES["airflow-worker"]["environment"]["AIRFLOW_CONN_MLPIPE_FEAST_DEFAULT"])[
+        "extra"
+    ]
+    assert "@postgres:5432/feast" in extra["registry"]["path"]
+    assert extra["online_store"]["connection_string"].startswith("redis:6379")
+    assert "CREATE DATABASE feast" in (ROOT / "docker" / "postgres" / "init-databases.sql").read_text()

@@ -30,7 +30,17 @@ for mod in pkgutil.walk_packages(airflow_mlpipe.__path__, "airflow_mlpipe."):
     if any(part in skip for part in mod.name.split(".")) or mod.name.endswith("__main__"):
         continue
     importlib.import_module(mod.name)
+import re
+# Like the DAG processor, skip what .airflowignore excludes (regexp syntax, Airflow's default):
+# e.g. Feast definitions, which only the features.apply task loads, when it runs.
+ignore_file = os.path.join(sys.argv[1], ".airflowignore")
+ignored = []
+if os.path.exists(ignore_file):
+    lines = open(ignore_file).read().splitlines()
+    ignored = [re.compile(l.strip()) for l in lines if l.strip() and not l.strip().startswith("#")]
 for path in sorted(glob.glob(os.path.join(sys.argv[1], "**", "*.py"), recursive=True)):
+    if any(p.search(os.path.relpath(path, sys.argv[1])) for p in ignored):
+        continue
     runpy.run_path(path, run_name="dag_import_probe")
 heavy = json.loads(sys.argv[2])
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy)))

@@ -35,11 +35,9 @@ def test_training_dag_for_each_pattern(base_config, pattern):
         assert "train.fit" in ids and not any(t.startswith("train.search") for t in ids)
     else:
         assert {"train.search.start", "train.search.candidate", "train.search.register_best"} <= ids
-        assert (
-            dag.get_task("train.search.candidate").is_mapped
-            if hasattr(dag.get_task("train.search.candidate"), "is_mapped")
-            else True
-        )
+        from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+        assert isinstance(dag.get_task("train.search.candidate"), MappedOperator)
     assert "evaluate" in dag.task_group.children
     again = _serialize(dag)
     assert set(again.task_ids) == ids
