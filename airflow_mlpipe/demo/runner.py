@@ -1,0 +1,327 @@
+"""The reference loop, for real, on one machine: ``make demo``.
+
+1. writes the seeded churn history (daily batches before the injected drift) and its reference;
+2. starts a local ``mlflow server`` and an embedded Airflow (api-server, scheduler, dag-processor,
+   triggerer; SQLite + LocalExecutor by default, or PostgreSQL + Redis + CeleryExecutor) on loopback;
+3. runs ``churn_training``: validate → Feast training set → parallel candidates → gate → promote →
+   deploy; queries the served model over HTTP;
+4. lands the drifted batch; the ``churn_monitoring`` DAG starts from the asset watcher, detects the
+   drift and emits the drift asset event, which starts ``churn_training`` again;
+5. prints a summary (runs, metrics, champion before/after, endpoint, lineage) and where to look,
+   then — when run from a terminal — keeps everything up until Ctrl-C, and stops all it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airflow_mlpipe.local.mlflow_server import LocalMlflowServer
+from airflow_mlpipe.local.stack import AirflowApi, LocalAirflow
+
+TRAINING_DAG = "churn_training"
+MONITORING_DAG = "churn_monitoring"
+REPO_DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
+@dataclass
+class DemoConfig:
+    """Where and how the demo runs.
+
+    :param workdir: everything the demo writes (data, Airflow home, artifacts, MLflow, bentos).
+    :param dags_folder: the DAGs to run (the repository's ``dags/``).
+    :param executor: ``LocalExecutor`` (SQLite) or ``CeleryExecutor`` (needs ``sql_alchemy_conn`` and broker).
+    :param wait_for_ctrl_c: keep the stack up after the loop until Ctrl-C.
+    """
+
+    workdir: Path
+    dags_folder: Path = REPO_DAGS
+    executor: str = "LocalExecutor"
+    sql_alchemy_conn: str | None = None
+    celery_broker_url: str | None = None
+    parallelism: int = 4
+    history_days: int = 7
+    run_timeout: float = 900
+    wait_for_ctrl_c: bool = False
+    log: Callable[[str], None] = print
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class DemoResult:
+    """What the loop did, for the summary and for the end-to-end tests."""
+
+    airflow_url: str = ""
+    mlflow_url: str = ""
+    endpoint: str = ""
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    champion_before: dict[str, Any] = field(default_factory=dict)
+    champion_after: dict[str, Any] = field(default_factory=dict)
+    prediction_before: Any = None
+    prediction_after: Any = None
+    drift: dict[str, Any] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _post_json(url: str, payload: Any, timeout: float = 30) -> Any:
+    req = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def _task_results(api: AirflowApi, dag_id: str, run_id: str) -> dict[str, Any]:
+    """The JSON results (XCom return values) of every successful task of a run, by task id."""
+    out: dict[str, Any] = {}
+    for ti in api.task_instances(dag_id, run_id):
+        if ti["state"] != "success":
+            continue
+        try:
+            value = api.xcom(dag_id, run_id, ti["task_id"], map_index=ti.get("map_index", -1))
+        except Exception:  # tasks without a return value
+            continue
+        key = ti["task_id"] if ti.get("map_index", -1) < 0 else f"{ti['task_id']}[{ti['map_index']}]"
+        out[key] = value
+    return out
+
+
+def _find(results: dict[str, Any], key: str) -> dict[str, Any]:
+    """The first task result that has ``key`` (e.g. the deploy result has ``endpoint``)."""
+    for value in results.values():
+        if isinstance(value, dict) and key in value:
+            return value
+    return {}
+
+
+class Demo:
+    """Runs the loop; see the module docstring."""
+
+    def __init__(self, config: DemoConfig) -> None:
+        self.cfg = config
+        self.work = Path(config.workdir).resolve()
+        self.data_dir = self.work / "data" / "churn"
+        self.log = config.log
+
+    # -- setup -------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        from airflow_mlpipe.datasets import churn
+
+        if self.work.exists():
+            shutil.rmtree(self.work)
+        self.work.mkdir(parents=True)
+        self.spec = churn.ChurnSpec(days=self.cfg.history_days + 1, drift_day=self.cfg.history_days)
+        churn.write_batches(self.data_dir, self.spec, days=range(self.cfg.history_days))
+        self.log(f"wrote {self.cfg.history_days} daily churn batches (before the drift) to {self.data_dir}")
+
+    def env(self, mlflow_url: str) -> dict[str, str]:
+        return {
+            "MLPIPE_DATA_DIR": str(self.data_dir),
+            "MLPIPE_ARTIFACT_ROOT": f"file://{self.work / 'artifacts'}",
+            "BENTOML_HOME": str(self.work / "bentoml"),
+            "AIRFLOW_CONN_MLPIPE_MLFLOW_DEFAULT": json.dumps(
+                {"conn_type": "mlpipe_mlflow", "host": mlflow_url}
+            ),
+            **self.cfg.extra_env,
+        }
+
+    @contextlib.contextmanager
+    def services(self) -> Iterator[tuple[LocalMlflowServer, LocalAirflow]]:
+        cfg = self.cfg
+        with LocalMlflowServer(self.work / "mlflow") as mlflow_server:
+            self.log(f"MLflow server ready at {mlflow_server.url}")
+            stack = LocalAirflow(
+                home=self.work / "airflow",
+                dags_folder=cfg.dags_folder,
+                executor=cfg.executor,
+                sql_alchemy_conn=cfg.sql_alchemy_conn,
+                celery_broker_url=cfg.celery_broker_url,
+                parallelism=cfg.parallelism,
+                env=self.env(mlflow_server.url),
+            )
+            try:
+                stack.start()
+                self.log(f"Airflow ({cfg.executor}) ready at {stack.url}")
+                yield mlflow_server, stack
+            finally:
+                stack.stop()
+                self.stop_deployments()
+
+    def stop_deployments(self) -> None:
+        """Stop every model service and proxy the deploy tasks started under the artifact root."""
+        from airflow_mlpipe.deploy.targets.local import LocalTarget
+
+        for state in sorted((self.work / "artifacts" / "deployments").glob("*/endpoint.json")):
+            meta = json.loads(state.read_text())
+            with contextlib.suppress(Exception):
+                LocalTarget(
+                    state.parent, name=meta["name"], bentoml_home=str(self.work / "bentoml")
+                ).shutdown()
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run_and_wait(self, api: AirflowApi, dag_id: str, run_id: str) -> dict[str, Any]:
+        started = time.monotonic()
+        state = api.wait_run(dag_id, run_id, timeout=self.cfg.run_timeout)
+        took = time.monotonic() - started
+        results = _task_results(api, dag_id, run_id)
+        self.log(f"  {dag_id} {run_id}: {state} ({took:.0f} s)")
+        if state != "success":
+            failed = [t["task_id"] for t in api.task_instances(dag_id, run_id) if t["state"] == "failed"]
+            raise RuntimeError(
+                f"{dag_id} run {run_id} {state}; failed tasks: {failed}; logs under {self.work}"
+            )
+        return {
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "state": state,
+            "seconds": round(took, 1),
+            "results": results,
+        }
+
+    def query_endpoint(self, endpoint: str) -> Any:
+        from airflow_mlpipe.datasets import churn
+
+        rows = churn.load(self.data_dir, "features").head(3)
+        payload = {
+            "rows": json.loads(rows.drop(columns=[churn.ENTITY, churn.TIMESTAMP]).to_json(orient="records"))
+        }
+        return _post_json(f"{endpoint.rstrip('/')}/predict", payload)
+
+    def run(self) -> DemoResult:
+        from airflow_mlpipe.datasets import churn
+
+        t0 = time.monotonic()
+        result = DemoResult()
+        self.prepare()
+        with self.services() as (mlflow_server, stack):
+            api = stack.api
+            result.airflow_url, result.mlflow_url = stack.url, mlflow_server.url
+            api.wait_dags([TRAINING_DAG, MONITORING_DAG])
+            known_training = {r["dag_run_id"] for r in api.runs(TRAINING_DAG)}
+
+            self.log("1/3 first training run: validate → features → candidates → gate → promote → deploy")
+            first = self.run_and_wait(api, TRAINING_DAG, api.trigger(TRAINING_DAG))
+            result.runs.append(first)
+            known_training.add(first["run_id"])
+            deployed = _find(first["results"], "endpoint")
+            result.champion_before = _find(first["results"], "fingerprint") | {"deployed": deployed}
+            result.endpoint = deployed.get("endpoint", "")
+            if result.endpoint:
+                result.prediction_before = self.query_endpoint(result.endpoint)
+                self.log(f"  model answers at {result.endpoint}: {result.prediction_before}")
+
+            self.log("2/3 a drifted batch lands; monitoring starts from the asset watcher")
+            known_monitoring = {r["dag_run_id"] for r in api.runs(MONITORING_DAG)}
+            churn.write_day(self.data_dir, self.spec, self.cfg.history_days)
+            monitoring = self._wait_for_drift_run(api, known_monitoring)
+            result.runs.append(monitoring)
+            result.drift = _find(monitoring["results"], "drift_detected")
+
+            self.log("3/3 the drift asset event starts retraining")
+            retrain_id = api.wait_new_run(TRAINING_DAG, known_training, timeout=self.cfg.run_timeout)
+            second = self.run_and_wait(api, TRAINING_DAG, retrain_id)
+            result.runs.append(second)
+            deployed = _find(second["results"], "endpoint")
+            result.champion_after = _find(second["results"], "fingerprint") | {"deployed": deployed}
+            if deployed.get("endpoint"):
+                result.endpoint = deployed["endpoint"]
+                result.prediction_after = self.query_endpoint(result.endpoint)
+            result.lineage = self.lineage(mlflow_server.url)
+            result.seconds = time.monotonic() - t0
+            self.log(summary(result))
+            if self.cfg.wait_for_ctrl_c:
+                self.log("Everything stays up until Ctrl-C.")
+                with contextlib.suppress(KeyboardInterrupt):
+                    while True:
+                        time.sleep(3600)
+        return result
+
+    def _wait_for_drift_run(self, api: AirflowApi, known: set[str]) -> dict[str, Any]:
+        """Monitoring runs once per new batch; return the run that saw the drifted one."""
+        deadline = time.monotonic() + self.cfg.run_timeout
+        while time.monotonic() < deadline:
+            run_id = api.wait_new_run(MONITORING_DAG, known, timeout=self.cfg.run_timeout)
+            known.add(run_id)
+            run = self.run_and_wait(api, MONITORING_DAG, run_id)
+            if _find(run["results"], "drift_detected").get("drift_detected"):
+                return run
+        raise RuntimeError("monitoring never reported the injected drift")
+
+    def lineage(self, mlflow_url: str) -> dict[str, Any]:
+        """What the registry says produced the serving model (``mlpipe lineage``)."""
+        from mlflow import MlflowClient
+
+        from airflow_mlpipe.provenance import model_lineage
+
+        try:
+            return dict(
+                model_lineage(MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url), "churn")
+            )
+        except Exception as exc:  # the summary must still print
+            return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def summary(r: DemoResult) -> str:
+    def model(d: dict[str, Any]) -> str:
+        if not d:
+            return "-"
+        metrics = ", ".join(
+            f"{k}={v:.3f}" for k, v in sorted((d.get("metrics") or {}).items()) if isinstance(v, float)
+        )
+        return f"{d.get('model_name')} v{d.get('version')} ({metrics})"
+
+    lines = ["", "=" * 72, "airflow-mlpipe demo: the loop ran end to end", "=" * 72]
+    for run in r.runs:
+        lines.append(f"  {run['dag_id']:<18} {run['run_id']:<48} {run['state']} in {run['seconds']} s")
+    lines += [
+        f"  champion before drift : {model(r.champion_before)}",
+        f"  drift detected        : {r.drift.get('drift_detected')} (share {r.drift.get('drift_share')}, "
+        f"columns {r.drift.get('drifted_columns')})",
+        f"  champion after retrain: {model(r.champion_after)}",
+        f"  serving endpoint      : {r.endpoint}  (POST /predict)",
+        f"  prediction before/after: {r.prediction_before} / {r.prediction_after}",
+        f"  lineage of the serving model: {json.dumps(r.lineage, default=str)[:600]}",
+        "",
+        f"  Airflow UI : {r.airflow_url}  (user admin; password in .demo/airflow/passwords.json)",
+        f"  MLflow UI  : {r.mlflow_url}",
+        f"  total      : {r.seconds:.0f} s",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_mlpipe.demo", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--workdir", default=".demo", help="where the demo writes everything (recreated)")
+    parser.add_argument("--executor", default="LocalExecutor", choices=["LocalExecutor", "CeleryExecutor"])
+    parser.add_argument(
+        "--sql-alchemy-conn", default=None, help="metadata DB (default SQLite in the workdir)"
+    )
+    parser.add_argument("--broker", default=None, help="Celery broker URL, e.g. redis://127.0.0.1:6379/5")
+    parser.add_argument("--no-wait", action="store_true", help="stop right after the summary")
+    args = parser.parse_args(argv)
+    cfg = DemoConfig(
+        workdir=Path(args.workdir),
+        executor=args.executor,
+        sql_alchemy_conn=args.sql_alchemy_conn,
+        celery_broker_url=args.broker,
+        wait_for_ctrl_c=not args.no_wait and sys.stdin.isatty(),
+    )
+    try:
+        Demo(cfg).run()
+    except KeyboardInterrupt:
+        print("interrupted: everything the demo started has been stopped")
+        return 130
+    return 0
