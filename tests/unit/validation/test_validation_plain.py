@@ -176,3 +176,23 @@ def test_failure_message_names_expectations_and_observed_values():
     assert "expect_column_mean_to_be_between column='a': observed 7.5" in text
     assert "observed 0.4 (threshold 0.1)" in text
     assert text.endswith("Data Docs: file:///docs/index.html")
+
+
+def test_operator_arguments_checked_without_io():
+    from airflow_mlpipe.operators.great_expectations import DataDocsLink, DataValidationOperator
+
+    with pytest.raises(ConfigError, match="exactly one of dataset_uri"):
+        DataValidationOperator(task_id="v", suite=[])
+    with pytest.raises(ConfigError, match="exactly one of dataset_uri"):
+        DataValidationOperator(task_id="v", dataset_uri="a.parquet", sql="SELECT 1", conn_id="c", suite=[])
+    with pytest.raises(ConfigError, match="sql needs conn_id"):
+        DataValidationOperator(task_id="v", sql="SELECT 1", suite=[])
+    with pytest.raises(ConfigError, match="on_failure"):
+        DataValidationOperator(task_id="v", dataset_uri="a.parquet", suite=[], on_failure="warn")
+    # A suite file that does not exist is only looked up when the task runs.
+    op = DataValidationOperator(task_id="v", dataset_uri="{{ var.value.path }}", suite="nowhere.yaml")
+    assert {"dataset_uri", "sql", "conn_id", "suite", "reference_uri", "shift_columns"} <= set(
+        op.template_fields
+    )
+    assert [link.name for link in op.operator_extra_links] == ["Data Docs"]
+    assert DataDocsLink.key == "mlpipe_data_docs"
