@@ -198,6 +198,12 @@ class NewBatchEventTrigger(BaseEventTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         stored = await self._load()
+        self.log.info(
+            "Watching %s/%s; %s known file(s)",
+            self.uri,
+            self.pattern,
+            "no" if stored is None else len(stored),
+        )
         if stored is None:
             current = [] if self.include_existing else [f["key"] for f in await self._list()]
             await self._save(current)
@@ -216,6 +222,7 @@ class NewBatchEventTrigger(BaseEventTrigger):
                         break
                     new = more
             if new:
+                self.log.info("New batch of %d file(s) under %s", len(new), self.uri)
                 yield TriggerEvent(
                     {
                         "status": TriggerStatus.NEW_DATA.value,

@@ -1,0 +1,63 @@
+"""Event-driven monitoring on a real scheduler + triggerer: a landed batch starts the check, drift
+starts retraining; a burst makes one run; a triggerer restart loses no batch and repeats none."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from airflow_mlpipe.local.stack import LocalAirflow
+from tests.fixtures.monitoring import land, reference_and_drifted, wait_watcher, write_dags
+
+pytestmark = pytest.mark.integration
+
+
+def _wait_runs(api, dag_id: str, n: int, timeout: float = 150) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    runs: list[dict] = []
+    while time.monotonic() < deadline:
+        runs = api.runs(dag_id)
+        if len(runs) >= n and all(r["state"] in ("success", "failed") for r in runs):
+            return runs
+        time.sleep(1)
+    raise AssertionError(f"{dag_id}: expected {n} finished runs, have {runs}")
+
+
+def test_batches_drive_monitoring_and_retraining_through_restart(tmp_path, breast_cancer_frame):
+    data = tmp_path / "data"
+    data.mkdir()
+    reference, stable, drifted = reference_and_drifted(breast_cancer_frame, data)
+    landing = tmp_path / "landing"
+    dag_ids = write_dags(
+        tmp_path / "dags", landing=landing, reference=reference, ledger=tmp_path / "ledger",
+        waiting=tmp_path / "waiting", poll=1.0, quiet=2.0,
+    )
+    env = {"MLPIPE_ARTIFACT_ROOT": f"file://{tmp_path}/artifacts"}
+    with LocalAirflow(home=tmp_path / "home", dags_folder=tmp_path / "dags", parallelism=2, env=env) as af:
+        af.api.wait_dags(dag_ids)
+        starts = wait_watcher(af.home)  # files landing before the watcher's first look are history
+        # A burst of three drifted files within the quiet period: one monitoring run, one retrain.
+        for i in range(3):
+            land(drifted.iloc[i * 50 : (i + 1) * 50], landing, f"drifted_{i}.parquet")
+            time.sleep(0.3)
+        runs = _wait_runs(af.api, "mon_watch", 1)
+        assert [r["state"] for r in runs] == ["success"]
+        summary = af.api.xcom("mon_watch", runs[0]["dag_run_id"], "drift")
+        assert summary["drift_detected"] is True
+        claimed = af.api.xcom("mon_watch", runs[0]["dag_run_id"], "claim")
+        assert len(claimed["files"]) == 3
+        assert [r["state"] for r in _wait_runs(af.api, "mon_retrain", 1)] == ["success"]
+
+        # Triggerer restart with a stable batch landing around it: processed exactly once.
+        af.restart("triggerer")
+        land(stable.iloc[:150], landing, "stable_0.parquet")  # lands while the watcher is down
+        wait_watcher(af.home, after=starts)
+        runs = _wait_runs(af.api, "mon_watch", 2, timeout=120)
+        time.sleep(5)  # a duplicate announcement would show up as a further run here
+        runs = af.api.runs("mon_watch")
+        assert len(runs) == 2, runs
+        latest = af.api.xcom("mon_watch", runs[-1]["dag_run_id"], "claim")
+        assert [p.rsplit("/", 1)[-1] for p in latest["paths"]] == ["stable_0.parquet"]
+        assert af.api.xcom("mon_watch", runs[-1]["dag_run_id"], "drift")["drift_detected"] is False
+        assert len(af.api.runs("mon_retrain")) == 1  # no drift, no retraining
