@@ -18,6 +18,7 @@ logged, templated or pushed to XCom, and URIs shown to users pass through :func:
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -53,7 +54,6 @@ _TRANSIENT_MARKERS = (
     "server closed the connection unexpectedly",
     "database is locked",
 )
-_TRANSIENT_STATUS = {429, 500, 502, 503, 504}
 
 
 class MlflowUnreachableError(MlpipeError, ConnectionError):
@@ -81,12 +81,8 @@ def is_transient(exc: BaseException) -> bool:
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
-        # Only answers of a server count here: MLflow labels many local errors INTERNAL_ERROR (500).
-        status = getattr(cur, "get_http_status_code", None)
-        if type(cur).__name__ == "RestException" and callable(status):
-            with contextlib.suppress(Exception):
-                if int(status()) in _TRANSIENT_STATUS:
-                    return True
+        # HTTP 429/5xx answers are retried by MLflow's session and end as "too many <code> error
+        # responses"; a RestException's own status is derived from its error code, not the answer.
         if type(cur).__name__ in ("ConnectionError", "ConnectTimeout", "ReadTimeout", "OperationalError"):
             text = str(cur).lower()
             if type(cur).__name__ != "OperationalError" or any(m in text for m in _TRANSIENT_MARKERS):
@@ -257,13 +253,15 @@ class MlflowHook(BaseHook):
         inside :meth:`activate` are already bounded by MLflow's own retry.
         """
         wait = float(self.settings["retry_wait"])
-        for attempt in range(1, self.max_attempts + 1):
+        # Over HTTP, MLflow's session already made max_attempts attempts: do not multiply them.
+        own_attempts = 1 if self.tracking_uri.startswith(("http://", "https://")) else self.max_attempts
+        for attempt in range(1, own_attempts + 1):
             try:
                 return fn()
             except Exception as exc:
                 if not is_transient(exc):
                     raise
-                if attempt == self.max_attempts:
+                if attempt == own_attempts:
                     raise self.unreachable(exc) from exc
                 self.log.warning(
                     "MLflow at %s: transient error (attempt %d of %d), retrying: %s",
@@ -276,27 +274,37 @@ class MlflowHook(BaseHook):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _bind_credentials(self, client: Any) -> None:
-        """Make a client's REST stores send this connection's credentials outside :meth:`activate`."""
+        """Make this client (only) send the connection's credentials, also outside :meth:`activate`.
+
+        MLflow caches one store per URI and reads credentials from the environment on each request;
+        the client gets private copies of its REST stores that carry this connection's credentials,
+        so another connection to the same URI never sees them.
+        """
         s = self.settings
         if not (s["username"] or s["token"]):
             return
-        stores = []
-        with contextlib.suppress(Exception):
-            stores.append(client._tracking_client.store)
-        with contextlib.suppress(Exception):
-            stores.append(client._get_registry_client().store)
-        for store in stores:
-            original = getattr(store, "get_host_creds", None)
-            if original is None or getattr(original, "_mlpipe_bound", False):
-                continue
 
-            def creds(original: Callable[[], Any] = original) -> Any:
+        def bind(holder: Any) -> None:
+            shared = holder.store
+            if not hasattr(shared, "get_host_creds"):
+                return  # database-backed store: no HTTP credentials
+            own = copy.copy(shared)
+            original = shared.get_host_creds
+
+            def creds() -> Any:
                 c = original()
                 c.username, c.password, c.token = s["username"], s["password"], s["token"]
                 return c
 
-            creds._mlpipe_bound = True  # type: ignore[attr-defined]
-            store.get_host_creds = creds
+            own.get_host_creds = creds
+            holder.__class__ = type(
+                holder.__class__.__name__, (holder.__class__,), {"store": property(lambda _: own)}
+            )
+
+        with contextlib.suppress(Exception):
+            bind(client._tracking_client)
+        with contextlib.suppress(Exception):
+            bind(client._get_registry_client())
 
     def get_client(self) -> Any:
         """An ``mlflow.MlflowClient`` bound to this connection's tracking and registry URIs."""

@@ -205,7 +205,10 @@ def _search(search: SearchConfig | Mapping[str, Any]) -> SearchConfig:
 
 
 class MlflowStartSearchOperator(_RunTracking, BaseOperator):
-    """Open a hyperparameter search's parent run; return it and push the candidates (XCom ``candidates``).
+    """Open a hyperparameter search's parent run; return one ``expand_kwargs`` entry per candidate.
+
+    The return value is ``[{"estimator_params": {...}, "parent_run": {"parent_run_id", "experiment_id",
+    "run_url"}}, ...]``, ready for ``MlflowTrainModelOperator.partial(...).expand_kwargs(start.output)``.
 
     :param model_name: registered model name (names the experiment by default).
     :param estimator: estimator import path (recorded on the parent run).
@@ -237,7 +240,7 @@ class MlflowStartSearchOperator(_RunTracking, BaseOperator):
         self.experiment_name = experiment_name
         self.mlflow_conn_id = mlflow_conn_id
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> list[dict[str, Any]]:
         from airflow_mlpipe.training.train import start_search
 
         hook = MlflowHook(self.mlflow_conn_id)
@@ -249,16 +252,18 @@ class MlflowStartSearchOperator(_RunTracking, BaseOperator):
             ids=airflow_ids(context),
             on_run=self._track(context, hook),
         )
-        result["candidates"] = [{**self.estimator_params, **c} for c in result["candidates"]]
-        context["ti"].xcom_push(key="candidates", value=result["candidates"])
-        return result
+        parent = {k: result[k] for k in ("parent_run_id", "experiment_id", "run_url")}
+        return [
+            {"estimator_params": {**self.estimator_params, **c}, "parent_run": parent}
+            for c in result["candidates"]
+        ]
 
 
 class MlflowRegisterBestModelOperator(_RunTracking, BaseOperator):
     """Pick the best search candidate by a metric (direction-aware) and register only that one.
 
-    :param candidates: the candidate results (the mapped training task's output).
-    :param parent_run: the result of :class:`MlflowStartSearchOperator`.
+    :param candidates: the candidate results (the mapped training task's output); they name the
+        search's parent run, which this task closes.
     :param model_name: registered model name.
     :param search: the search (its ``metric`` and ``direction`` decide; defaults by task type).
     :param alias: alias moved to the chosen version (default ``challenger``).
@@ -266,24 +271,24 @@ class MlflowRegisterBestModelOperator(_RunTracking, BaseOperator):
     :param mlflow_conn_id: MLflow connection.
     """
 
-    template_fields: Sequence[str] = ("candidates", "parent_run", "model_name", "alias", "mlflow_conn_id")
+    template_fields: Sequence[str] = ("candidates", "model_name", "alias", "mlflow_conn_id")
     operator_extra_links = (MlflowRunLink(),)
 
     def __init__(
         self,
         *,
-        candidates: Sequence[Mapping[str, Any]],
-        parent_run: Mapping[str, Any],
+        candidates: Sequence[Mapping[str, Any]] | Any,
         model_name: str,
         search: SearchConfig | Mapping[str, Any],
         alias: str = ALIAS_CHALLENGER,
         reuse_cached: bool = True,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
+        parent_run: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.candidates = candidates
-        self.parent_run = parent_run
+        self.parent_run = parent_run  # accepted for compatibility; the candidates name their parent run
         self.model_name = model_name
         self.search = _search(search)
         self.alias = alias
@@ -301,7 +306,6 @@ class MlflowRegisterBestModelOperator(_RunTracking, BaseOperator):
             registry=RegistryConfig(
                 model_name=self.model_name, alias=self.alias, reuse_cached=self.reuse_cached
             ),
-            parent=self.parent_run,
             ids=airflow_ids(context),
             on_run=self._track(context, hook),
         )
@@ -386,15 +390,13 @@ def training_search_tasks(
             model_name=model_name,
             estimator=path,
             register=False,
-            parent_run=start_output,
             reuse_cached=reuse_cached,
             mlflow_conn_id=mlflow_conn_id,
             **train_kwargs,
-        ).expand(estimator_params=start_output["candidates"])
+        ).expand_kwargs(start_output)
         best = MlflowRegisterBestModelOperator(
             task_id="register_best",
             candidates=cast(Any, candidates.output),
-            parent_run=start_output,
             model_name=model_name,
             search=search_dict,
             alias=alias,

@@ -135,7 +135,12 @@ def train_model(
         fp = tracking.fingerprint(data, estimator, training, task_type, code)
         key = tracking.idempotency_key(fp, ids)
         common: dict[str, Any] = dict(
-            registry=registry, data=data, task_type=task_type, fp=fp, experiment_id=experiment_id
+            registry=registry,
+            data=data,
+            task_type=task_type,
+            fp=fp,
+            experiment_id=experiment_id,
+            parent_run_id=str(parent["parent_run_id"]) if parent else None,
         )
 
         if register:
@@ -303,7 +308,6 @@ def register_best(
     candidates: Sequence[Mapping[str, Any]],
     search: SearchConfig,
     registry: RegistryConfig,
-    parent: Mapping[str, Any],
     ids: Mapping[str, str],
     on_run: LinkCallback = _noop,
 ) -> dict[str, Any]:
@@ -314,10 +318,10 @@ def register_best(
     task_type = TaskType.parse(results[0]["task_type"])
     metric, direction = search.resolve_metric(task_type)
     best = select_best(results, metric, direction)
-    parent_run_id = str(parent["parent_run_id"])
+    parent_run_id = str(best["parent_run_id"])
     with hook.activate() as mlflow:
         client = hook.get_client()
-        on_run(parent_run_id, hook.run_url(str(parent["experiment_id"]), parent_run_id))
+        on_run(parent_run_id, hook.run_url(str(best["experiment_id"]), parent_run_id))
         best_run = client.get_run(best["run_id"])
         tags = {
             k: v
