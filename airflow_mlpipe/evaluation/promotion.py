@@ -69,7 +69,9 @@ def registry_lock(
             )
             break
         except MlflowException as exc:
-            if _code(exc) != "RESOURCE_ALREADY_EXISTS":
+            # The store answers a name clash by looking the existing model up; when its holder
+            # deletes it at that moment the answer is RESOURCE_DOES_NOT_EXIST: contention as well.
+            if _code(exc) not in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
                 raise
         _break_if_stale(client, name)
         if time.monotonic() > deadline:

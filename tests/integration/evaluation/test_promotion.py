@@ -1,0 +1,99 @@
+"""Promotion against a real mlflow server: idempotence, blessing required, concurrent promoters."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from airflow_mlpipe.core.conventions import TAG_BLESSED
+from airflow_mlpipe.evaluation.promotion import PromotionError, lock_name, promote, registry_lock
+from airflow_mlpipe.evaluation.registry import version_by_alias
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(mlflow_server):
+    return MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+
+
+def _bless(client, reg, *roles):
+    for role in roles:
+        client.set_model_version_tag(reg.name, reg.versions[role], TAG_BLESSED, "true")
+
+
+def test_promote_is_idempotent_and_requires_blessing(client, registered):
+    reg = registered("binary", challenger="strong", champion=None)
+    v_strong = reg.versions["strong"]
+    with pytest.raises(PromotionError, match="not blessed"):
+        promote(client, reg.name, v_strong)
+    assert version_by_alias(client, reg.name, "champion") is None
+    _bless(client, reg, "strong")
+    first = promote(client, reg.name, v_strong)
+    assert (first.status, first.previous_version) == ("promoted", None)
+    again = promote(client, reg.name, v_strong)
+    assert again.status == "noop"
+    assert version_by_alias(client, reg.name, "champion") == v_strong
+    assert version_by_alias(client, reg.name, "previous") is None
+    with pytest.raises(MlflowException, match="not found|RESOURCE_DOES_NOT_EXIST"):  # the lock is gone
+        client.get_registered_model(lock_name(reg.name))
+
+
+def test_stale_lock_is_broken_and_held_lock_times_out(client, registered):
+    reg = registered("regression", champion=None)
+    with registry_lock(client, reg.name, ttl=0.0, owner="crashed"):
+        # a holder that "crashed" (expired TTL) does not block the next promotion
+        with registry_lock(client, reg.name, ttl=60, timeout=10, owner="next") as owner:
+            assert owner == "next"
+    with registry_lock(client, reg.name, ttl=60, owner="holder"):
+        with pytest.raises(PromotionError, match="Could not acquire"):
+            with registry_lock(client, reg.name, ttl=60, timeout=0.5):
+                pass
+
+
+def test_concurrent_promotions_keep_one_champion_and_a_consistent_previous(client, registered, mlflow_server):
+    """Two promoters race on different versions, many rounds; the aliases always form a chain."""
+    reg = registered("binary", challenger="strong", champion="weak", noproba=True)
+    _bless(client, reg, "strong", "noproba")
+    v1, v2 = reg.versions["strong"], reg.versions["noproba"]
+    history: list[tuple[float, str, str | None, str]] = []  # (time, version, replaced, status)
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    rounds = 8
+
+    def promoter(version: str) -> None:
+        own = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+        try:
+            for _ in range(rounds):
+                r = promote(own, reg.name, version, lock_timeout=60)
+                with lock:
+                    history.append((r.promoted_at, version, r.previous_version, r.status))
+        except BaseException as exc:
+            errors.append(exc)
+
+    for _ in range(2):  # two races, each checked for the invariants at the end
+        history.clear()
+        before = version_by_alias(client, reg.name, "champion")
+        threads = [threading.Thread(target=promoter, args=(v,)) for v in (v1, v2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert not errors, errors
+        champion = version_by_alias(client, reg.name, "champion")
+        previous = version_by_alias(client, reg.name, "previous")
+        assert champion in {v1, v2}
+        assert previous != champion
+        # promotions happened one at a time: each one replaced the champion of the one before it
+        chain = sorted((h for h in history if h[3] == "promoted"), key=lambda h: h[0])
+        expected_prev = before
+        for _, version, replaced, _ in chain:
+            assert replaced == expected_prev
+            assert version != replaced
+            expected_prev = version
+        assert chain, "at least one real promotion"
+        assert chain[-1][1] == champion
+        assert chain[-1][2] == previous
