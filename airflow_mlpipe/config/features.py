@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 from typing import Any
 
 from airflow_mlpipe.exceptions import ConfigError
 
 #: what to do with timestamps that carry no time zone
 NAIVE_TIMESTAMPS = ("error", "utc")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _names(value: Any, where: str, *, allow_none: bool = True) -> list[str] | None:
@@ -136,10 +134,3 @@ class TrainingSetConfig:
             raise ConfigError(f"output_name={self.output_name!r} must be a file name ending in .parquet.")
         if self.label is not None and self.label == self.timestamp_column:
             raise ConfigError("label and timestamp_column name the same column.")
-
-
-def check_name(value: Any, what: str) -> str:
-    """A Feast object name (letters, digits, underscores)."""
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise ConfigError(f"{what} {value!r} is not a valid name (letters, digits, '_').")
-    return value

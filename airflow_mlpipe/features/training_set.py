@@ -38,11 +38,20 @@ def normalise_timestamps(series: pd.Series, *, column: str, naive: str) -> pd.Se
                 "timestamps (tz-aware, UTC) or ISO-8601 strings."
             )
         try:
-            series = pd.to_datetime(series, format="ISO8601")
+            parsed = pd.to_datetime(series, format="ISO8601")
         except (ValueError, TypeError) as exc:
             raise DataError(
                 f"Timestamp column {column!r} has values that are not timestamps: {exc}"
             ) from None
+        if not ptypes.is_datetime64_any_dtype(parsed):
+            # Several UTC offsets in one column: fine when every value has one, else ambiguous.
+            if any(getattr(v, "tzinfo", None) is None for v in parsed.dropna()):
+                raise DataError(
+                    f"Timestamp column {column!r} mixes values with and without a time zone; "
+                    "store tz-aware UTC timestamps."
+                )
+            parsed = pd.to_datetime(series, format="ISO8601", utc=True)
+        series = parsed
     if series.isna().any():
         raise DataError(
             f"Timestamp column {column!r} has {int(series.isna().sum())} missing value(s); every row "

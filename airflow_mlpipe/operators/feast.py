@@ -138,10 +138,11 @@ class FeastMaterializeOperator(_FeastOperator):
     def window(self, context: Context) -> MaterializeConfig:
         start = self.start or context.get("data_interval_start")
         end = self.end or context.get("data_interval_end")
-        if start is None or end is None:
+        if start is None or end is None or (self.start is None and start == end):
             raise ConfigError(
-                "This run has no data interval (a manual run of an unscheduled DAG?); pass start= and "
-                "end= to the materialize operator."
+                f"This run has no data interval to materialize ({start} .. {end}; a manual run of a "
+                "DAG without a data-interval timetable?); pass start= and end= to the materialize "
+                "operator, or schedule the DAG with a timedelta or CronDataIntervalTimetable."
             )
         return MaterializeConfig(
             start=parse_timestamp(start, "start"),
