@@ -151,10 +151,10 @@ def test_canary_promotes_with_zero_failed_requests(run_dag, live_deployment, iri
 
 def test_bad_bentos_never_get_traffic(live_deployment, iris_registered):
     """A bento that cannot load, and one that answers wrongly, fail before any traffic."""
+    import bentoml
     import joblib
     from sklearn.dummy import DummyClassifier
 
-    import bentoml
     from airflow_mlpipe.deploy.bento import build_bento
     from airflow_mlpipe.deploy.checks import SmokeTestFailed
     from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig
@@ -178,7 +178,9 @@ def test_bad_bentos_never_get_traffic(live_deployment, iris_registered):
             with pytest.raises(BackendStartError, match="exited|not ready"):
                 deploy(live_deployment, hook, model, smoke=smoke, canary=CanaryConfig())
             # fault: a model that loads but answers differently from the registry version
-            joblib.dump(DummyClassifier(strategy="constant", constant=1).fit(iris_registered.X, [1] * 150), model_file)
+            joblib.dump(
+                DummyClassifier(strategy="constant", constant=1).fit(iris_registered.X, [1] * 150), model_file
+            )
             with pytest.raises(SmokeTestFailed, match="differ from model.predict"):
                 deploy(live_deployment, hook, model, smoke=smoke, canary=CanaryConfig())
     finally:
@@ -255,7 +257,10 @@ def test_failing_canary_is_rolled_back(live_deployment, iris_registered):
     assert load.stats.failed == 0, load.stats.summary()  # HAProxy retried the canary's failures on stable
     state = live_deployment.load_state()
     assert state.stable.bento_tag == stable.bento_tag and state.canary is None
-    assert _post(live_deployment.endpoint, {"rows": iris_registered.rows})[1]["model_version"] == stable.model_version
+    assert (
+        _post(live_deployment.endpoint, {"rows": iris_registered.rows})[1]["model_version"]
+        == stable.model_version
+    )
 
 
 def test_rollback_to_previous_in_one_step(run_dag, live_deployment, iris_registered):
@@ -271,8 +276,11 @@ def test_rollback_to_previous_in_one_step(run_dag, live_deployment, iris_registe
     assert live_deployment.load_state().stable.model_version == v2
     asset = Asset(name="iris-serving", uri="mlpipe://deployment/iris")
     op = BentoRollbackOperator(
-        task_id="rollback", model_name=iris_registered.name, deployment_name="iris",
-        state_dir=str(live_deployment.dir), outlets=[asset],
+        task_id="rollback",
+        model_name=iris_registered.name,
+        deployment_name="iris",
+        state_dir=str(live_deployment.dir),
+        outlets=[asset],
     )
     res = run_dag(_dag("rollback", op))
     assert res.state == "success", res.task_states

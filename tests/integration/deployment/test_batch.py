@@ -1,0 +1,72 @@
+"""Batch scoring through the operator on the real Airflow DB, against a registry model."""
+
+from __future__ import annotations
+
+import pendulum
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def _dag(dag_id, op):
+    from airflow.sdk import DAG
+
+    with DAG(dag_id, schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False) as dag:
+        dag.add_task(op)
+    return dag
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_batch_inference_matches_predict(run_dag, iris_registered, tmp_path, fmt):
+    import pandas as pd
+    import pyarrow.parquet as pq
+    from airflow.sdk import Asset
+
+    from airflow_mlpipe.deploy.registry import load_model, resolve_model
+    from airflow_mlpipe.hooks.mlflow import MlflowHook
+    from airflow_mlpipe.operators.bentoml import BatchInferenceOperator
+
+    frame = pd.concat([iris_registered.X] * 20, ignore_index=True)
+    frame["row_id"] = range(len(frame))
+    src = tmp_path / f"to_score.{fmt}"
+    frame.to_parquet(src, index=False) if fmt == "parquet" else frame.to_csv(src, index=False)
+    asset = Asset(name="iris-preds", uri="mlpipe://batch/iris")
+    op = BatchInferenceOperator(
+        task_id="score",
+        model_name=iris_registered.name,
+        version=iris_registered.versions[1],
+        input_uri=str(src),
+        keep_columns=["row_id"],
+        batch_size=700,
+        outlets=[asset],
+    )
+    res = run_dag(_dag(f"batch_{fmt}", op))
+    assert res.state == "success", res.task_states
+    out = res.xcom("score")
+    assert out["row_count"] == len(frame) and out["version"] == iris_registered.versions[1]
+    table = pq.read_table(out["predictions_uri"].removeprefix("file://"))
+    assert table.schema.metadata[b"mlpipe.model_version"] == iris_registered.versions[1].encode()
+    got = table.to_pandas()
+    hook = MlflowHook()
+    model = load_model(hook, resolve_model(hook, iris_registered.name, version=iris_registered.versions[1]))
+    assert got["row_id"].tolist() == frame["row_id"].tolist()
+    assert got["prediction"].tolist() == model.predict(iris_registered.X.iloc[got["row_id"] % 150]).tolist()
+    assert set(got["model_version"].astype(str)) == {iris_registered.versions[1]}
+    assert dict(res.asset_events())["mlpipe://batch/iris"]["row_count"] == len(frame)
+
+
+def test_batch_inference_missing_column_fails_without_output(run_dag, iris_registered, tmp_path):
+    from airflow_mlpipe.operators.bentoml import BatchInferenceOperator
+
+    src = tmp_path / "bad.parquet"
+    iris_registered.X.drop(columns="petal_width").to_parquet(src, index=False)
+    op = BatchInferenceOperator(
+        task_id="score",
+        model_name=iris_registered.name,
+        version=iris_registered.versions[0],
+        input_uri=str(src),
+    )
+    res = run_dag(_dag("batch_bad", op))
+    assert res.task_states["score"] == "failed"
+    assert res.xcom("score") is None
+    assert res.asset_events() == []

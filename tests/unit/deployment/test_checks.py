@@ -1,0 +1,105 @@
+"""Pure parts of the deployment stage: canary decision, histogram quantiles, config, load loop, proxy config."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+
+import pytest
+
+from airflow_mlpipe.deploy.checks import analyse_canary, latency_buckets, quantile
+from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig
+from airflow_mlpipe.exceptions import ConfigError
+
+
+def _snap(stable_req, stable_err, canary_req, canary_err, stable_lat, canary_lat, canary_status="UP"):
+    return {
+        "proxy": {
+            "s": {"requests": stable_req, "http_5xx": stable_err, "status": "UP"},
+            "c": {"requests": canary_req, "connection_errors": canary_err, "status": canary_status},
+        },
+        "latency": {"s": stable_lat, "c": canary_lat},
+    }
+
+
+FAST = {0.005: 90.0, 0.01: 100.0, math.inf: 100.0}
+SLOW = {0.005: 0.0, 0.01: 0.0, 0.5: 95.0, 1.0: 100.0, math.inf: 100.0}
+ZERO = {0.005: 0.0, 0.01: 0.0, math.inf: 0.0}
+
+
+def test_quantile_interpolates_inside_the_bucket():
+    assert quantile(ZERO, FAST, 0.5) == pytest.approx(0.005 * 50 / 90)
+    assert quantile(ZERO, FAST, 0.95) == pytest.approx(0.0075)
+    assert quantile(FAST, FAST, 0.95) is None  # no request in the window
+
+
+@pytest.mark.parametrize(
+    ("after", "passed", "reason"),
+    [
+        (_snap(900, 0, 100, 0, FAST, FAST), True, None),
+        (_snap(900, 0, 100, 10, FAST, FAST), False, "error rate"),
+        (_snap(900, 0, 100, 0, FAST, SLOW), False, "p95"),
+        (_snap(900, 0, 3, 0, FAST, FAST), False, "min_requests"),
+        (_snap(900, 0, 100, 0, FAST, FAST, canary_status="DOWN"), False, "went down"),
+    ],
+)
+def test_canary_decision(after, passed, reason):
+    before = _snap(0, 0, 0, 0, ZERO, ZERO)
+    decision = analyse_canary(before, after, "s", "c", CanaryConfig(min_requests=20))
+    assert decision["passed"] is passed
+    if reason:
+        assert any(reason in r for r in decision["reasons"]), decision["reasons"]
+
+
+def test_latency_buckets_keep_successful_predict_only():
+    text = "\n".join(
+        [
+            'bentoml_service_request_duration_seconds_bucket{endpoint="/predict",http_response_code="200",le="0.01"} 4.0',
+            'bentoml_service_request_duration_seconds_bucket{endpoint="/predict",http_response_code="200",le="+Inf"} 5.0',
+            'bentoml_service_request_duration_seconds_bucket{endpoint="/predict",http_response_code="400",le="0.01"} 7.0',
+            'bentoml_service_request_duration_seconds_bucket{endpoint="/readyz",http_response_code="200",le="0.01"} 9.0',
+        ]
+    )
+    assert latency_buckets(text) == {0.01: 4.0, math.inf: 5.0}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"share": 0}, {"share": 1.5}, {"window_seconds": 0}, {"min_requests": 0}, {"max_p95_ratio": 0.5}],
+)
+def test_canary_config_rejects_bad_values(kwargs):
+    with pytest.raises(ConfigError):
+        CanaryConfig(**kwargs)
+
+
+def test_config_parsing():
+    assert CanaryConfig.parse(None).enabled is False
+    assert CanaryConfig.parse({"share": 0.3}).share == 0.3
+    with pytest.raises(ConfigError, match="Invalid canary"):
+        CanaryConfig.parse({"shares": 0.3})
+    with pytest.raises(ConfigError):
+        SmokeTestConfig("", rows=5)
+
+
+def test_load_loop_refuses_non_loopback():
+    from airflow_mlpipe.deploy.loadgen import LoadLoop
+
+    with pytest.raises(ConfigError, match="loopback"):
+        LoadLoop("http://10.0.0.1:80", [{}])
+
+
+def test_generated_haproxy_config_is_valid(tmp_path):
+    from airflow_mlpipe.deploy.proxy import HAProxy, ServerEntry, haproxy_binary
+
+    proxy = HAProxy(tmp_path, name="m_1", port=18080)
+    text = proxy.render([ServerEntry("b_v1", 18081, 90), ServerEntry("b_v2", 18082, 10)])
+    assert "server b_v1 127.0.0.1:18081 weight 90 check" in text
+    assert "bind 127.0.0.1:18080" in text
+    cfg = tmp_path / "h.cfg"
+    cfg.write_text(text)
+    out = subprocess.run([haproxy_binary(), "-c", "-f", str(cfg)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    with pytest.raises(ConfigError):
+        proxy.render([])
+    assert shutil.which("haproxy") or haproxy_binary()
