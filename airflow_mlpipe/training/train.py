@@ -206,6 +206,8 @@ def train_model(
         run = client.create_run(experiment_id, tags=run_tags, run_name=_run_name(ids))
         run_id = run.info.run_id
         on_run(run_id, hook.run_url(experiment_id, run_id))
+        # The fluent API refuses a run of another experiment than the process's active one.
+        mlflow.set_experiment(experiment_id=experiment_id)
         with mlflow.start_run(run_id=run_id):
             outcome = fit_and_score(
                 lambda: build_estimator(estimator, training.seed),

@@ -64,6 +64,7 @@ def test_train_operator_on_http_server_pushes_link_asset_and_keeps_password_secr
 
 
 def test_search_maps_one_task_per_candidate_and_registers_only_the_best(run_dag, training_files):
+    from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.sdk import DAG
 
     from airflow_mlpipe.hooks.mlflow import MlflowHook
@@ -80,9 +81,13 @@ def test_search_maps_one_task_per_candidate_and_registers_only_the_best(run_dag,
             search={"param_grid": {"alpha": [0.01, 100.0, 1000.0]}, "metric": "rmse"},
             label_column="target",
         )
+        done = EmptyOperator(task_id="done")
+        search >> done
     assert search.group.group_id == "training_search"
+    assert dag.get_task("done").upstream_task_ids == {"training_search.register_best"}
     res = run_dag(dag)
     assert res.state == "success", res.task_states
+    assert res.task_states["done"] == "success"
     mapped = sorted(k for k in res.task_states if k.startswith("training_search.candidate["))
     assert len(mapped) == 3
     candidates = [res.xcom("training_search.candidate", map_index=i) for i in range(3)]
