@@ -109,14 +109,16 @@ def join_features(
 
     Feast's file (dask) offline store drops an entity row when one view has values for its key
     but none inside ``[timestamp - ttl, timestamp]`` — taking the other views' valid values with
-    it. Rows it drops are asked for again one view at a time, so each view contributes what it
-    has and a view without a valid value gives a missing value, as a left join should.
+    it. Rows it drops are asked for again one view at a time (only when the service has several
+    views), so each view contributes what it has and a view without a valid value gives a missing
+    value, as a left join should.
     """
     pd = require("pandas")
     joined = _historical(store, pairs, service, cfg).set_index(ROW_ID)[info.features]
     lost = pairs[~pairs[ROW_ID].isin(joined.index)]
     parts = [joined]
-    if len(lost):
+    # With one view, a dropped row simply has no valid value: nothing to ask again.
+    if len(lost) and len(info.views) > 1:
         per_view = []
         for view in info.views:
             refs = [r for r in info.refs if r.split(":", 1)[0] == view]
