@@ -66,6 +66,7 @@ class DataValidationOperator(BaseOperator):
         "shift_columns",
         "shift_threshold",
         "shift_bins",
+        "shift_max_categories",
         "on_failure",
         "result_format",
         "dataset_format",
