@@ -17,6 +17,7 @@ _EXTRA_OF = {
     "mlflow": "training",
     "sklearn": "training",
     "skops": "training",
+    "matplotlib": "training",  # evaluation report plots; a dependency of mlflow
     "bentoml": "deploy",
     "evidently": "monitoring",
     "pandas": "validation",

@@ -35,7 +35,8 @@ def _figure(width: float = 5.0, height: float = 4.0) -> Any:
 
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
-    fig.tight_layout()
+    # Fixed margins: tight_layout costs a third of the rendering time for no visible gain here.
+    fig.subplots_adjust(left=0.14, bottom=0.13, right=0.97, top=0.9)
     fig.savefig(buf, format="png")
     return base64.b64encode(buf.getvalue()).decode()
 
