@@ -6,7 +6,7 @@ On a real embedded Airflow (api-server, scheduler, dag-processor, triggerer; Loc
   asset event → retraining DAG). Baselines: a run started directly through the REST API, and the
   30 s budget.
 * executor slots occupied while a sensor waits for data: the deferrable ``NewDataSensor`` against
-  the standard ``FileSensor`` in poke mode (the baseline holds one slot for the whole wait).
+  the standard ``PythonSensor`` in poke mode (the baseline holds one slot for the whole wait).
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ def _start_latency(api, dag_id: str, run_id: str, since: float, timeout: float =
     raise RuntimeError(f"{dag_id}/{run_id} did not start within {timeout}s")
 
 
-def _slots_while_waiting(api, dag_id: str, seconds: float) -> tuple[str, float]:
+def _slots_while_waiting(api, dag_id: str, seconds: float, waiting_state: str) -> tuple[str, float]:
     run_id = api.trigger(dag_id)
     deadline = time.monotonic() + 120
     state = ""
     while time.monotonic() < deadline:
         tis = api.task_instances(dag_id, run_id)
         state = tis[0]["state"] if tis else ""
-        if state in ("deferred", "running"):
+        if state == waiting_state:  # past the first poke: now it is waiting
             break
         time.sleep(0.5)
     samples = []
@@ -90,8 +90,8 @@ def run(quick: bool) -> list[Result]:
                 af.api.wait_run("mon_retrain", run_id, timeout=300)
             event_latency = sorted(latencies)[len(latencies) // 2]
             wait = 15.0 if quick else 30.0
-            deferred_state, deferred_slots = _slots_while_waiting(af.api, "mon_wait_deferred", wait)
-            poke_state, poke_slots = _slots_while_waiting(af.api, "mon_wait_poke", wait)
+            deferred_state, deferred_slots = _slots_while_waiting(af.api, "mon_wait_deferred", wait, "deferred")
+            poke_state, poke_slots = _slots_while_waiting(af.api, "mon_wait_poke", wait, "running")
     return [
         Result(
             "drifted batch landed -> retrain run started",
@@ -111,7 +111,7 @@ def run(quick: bool) -> list[Result]:
             subject=float(deferred_slots),
             unit="",
             target=0.0,
-            note=f"deferrable NewDataSensor ({deferred_state}) vs FileSensor poke mode ({poke_state}), "
+            note=f"deferrable NewDataSensor ({deferred_state}) vs PythonSensor poke mode ({poke_state}), "
             f"max over {wait:.0f} s",
         ),
     ]
