@@ -62,6 +62,29 @@ def count_online_writes(store: FeatureStore) -> Iterator[Counter[str]]:
             del online.online_write_batch
 
 
+def catch_up_start(store: FeatureStore, views: list[str] | None, end: dt.datetime) -> dt.datetime:
+    """Where a run without a data interval starts: the earliest point any view still lacks.
+
+    That is the end of the view's last materialized window (Feast records it in the registry), or
+    ``end - ttl`` for a view never materialized (Feast's ``materialize_incremental`` rule), or the
+    epoch for a view without TTL.
+    """
+    pd = require("pandas")
+    starts = []
+    for name in check_feature_views(store, views):
+        view = store.get_feature_view(name)
+        last = view.most_recent_end_time
+        if last is not None:
+            # Windows end 1 ns before their interval's end (see above): resume exactly there.
+            starts.append((pd.Timestamp(last) + pd.Timedelta(1, "ns")).ceil("us").to_pydatetime())
+        elif view.ttl:
+            starts.append(end - view.ttl)
+        else:
+            starts.append(dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
+    start = min(starts) if starts else end
+    return start if start.tzinfo else start.replace(tzinfo=dt.UTC)
+
+
 def materialize_window(store: FeatureStore, cfg: MaterializeConfig) -> list[dict[str, Any]]:
     """Materialize ``cfg``'s window into the online store; one summary dict per feature view.
 

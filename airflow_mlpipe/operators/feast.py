@@ -135,15 +135,24 @@ class FeastMaterializeOperator(_FeastOperator):
         self.end = end
         self.fail_on_empty = fail_on_empty
 
-    def window(self, context: Context) -> MaterializeConfig:
-        start = self.start or context.get("data_interval_start")
-        end = self.end or context.get("data_interval_end")
-        if start is None or end is None or (self.start is None and start == end):
-            raise ConfigError(
-                f"This run has no data interval to materialize ({start} .. {end}; a manual run of a "
-                "DAG without a data-interval timetable?); pass start= and end= to the materialize "
-                "operator, or schedule the DAG with a timedelta or CronDataIntervalTimetable."
-            )
+    def window(self, context: Context, store: Any = None) -> MaterializeConfig | None:
+        """The run's window; ``None`` when a catch-up run finds nothing new to materialize."""
+        start: Any = self.start or context.get("data_interval_start")
+        end: Any = self.end or context.get("data_interval_end")
+        if self.start is None and (start is None or end is None or start == end):
+            # No data interval (a manual or asset-triggered run; Airflow 3 gives those an empty
+            # one): catch up from where each view's last materialization ended to the run's time.
+            from airflow_mlpipe.features.materialize import catch_up_start
+
+            end = end or context.get("logical_date") or context.get("run_after") or dt.datetime.now(dt.UTC)
+            end = parse_timestamp(end, "end")
+            if store is None:
+                store = self.get_hook().get_store()
+            start = catch_up_start(store, self.feature_views, end)
+            if start >= end:
+                return None
+        if start is None or end is None:
+            raise ConfigError("Give both start= and end= to the materialize operator, or neither.")
         return MaterializeConfig(
             start=parse_timestamp(start, "start"),
             end=parse_timestamp(end, "end"),
@@ -156,8 +165,17 @@ class FeastMaterializeOperator(_FeastOperator):
         from airflow_mlpipe.core.lineage import asset_outlets, emit_asset_metadata
         from airflow_mlpipe.features.materialize import feature_view_asset, materialize_window
 
-        cfg = self.window(context)
         store = self.get_hook().get_store()
+        cfg = self.window(context, store)
+        if cfg is None:
+            self.log.info("Nothing to materialize: every feature view is up to date.")
+            return {
+                "project": store.project,
+                "window_start": None,
+                "window_end": None,
+                "rows_written": 0,
+                "feature_views": [],
+            }
         summaries = materialize_window(store, cfg)
         result = {
             "project": store.project,

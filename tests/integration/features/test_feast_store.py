@@ -219,3 +219,20 @@ def test_service_version_follows_the_definitions(feast_repo):
     stale = OnlineFeatureReader(hook.repo_config(), "churn_service", version=version)
     with pytest.raises(ConfigError, match="trained on version"):
         stale.read([{"customer_id": 1}])
+
+
+def test_runs_without_a_data_interval_catch_up_from_the_last_window(feast_repo):
+    from airflow_mlpipe.features.materialize import catch_up_start, materialize_window
+    from airflow_mlpipe.operators.feast import FeastMaterializeOperator
+
+    _, store = _applied(feast_repo)
+    end = START + DAYS * DAY
+    assert catch_up_start(store, None, end) == end - dt.timedelta(days=30)  # never materialized: TTL
+    materialize_window(store, _window(0, days=2))
+    assert catch_up_start(store, None, end) == START + 2 * DAY  # resumes exactly at the last end
+    op = FeastMaterializeOperator(task_id="m", config=feast_repo.config)
+    # Airflow 3 manual runs have an empty data interval: the window becomes [last end, run time).
+    cfg = op.window({"data_interval_start": end, "data_interval_end": end}, store)
+    assert (cfg.start, cfg.end) == (START + 2 * DAY, end)
+    materialize_window(store, cfg)
+    assert op.window({"data_interval_start": end, "data_interval_end": end}, store) is None
