@@ -109,26 +109,38 @@ def validate_rows(rows: Any, inputs: list[dict[str, Any]], *, what: str = "rows"
 
 
 def to_frame(rows: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> Any:
-    """A DataFrame with the model's columns, in signature order and with its dtypes."""
+    """A DataFrame with the model's columns, in signature order and with its dtypes.
+
+    Only columns whose inferred dtype differs are cast, in one ``astype`` call (per-column casts
+    cost ~0.5 ms each, which dominated the latency of wide models).
+    """
     import pandas as pd
 
-    dtypes = {
-        "integer": "int32",
-        "long": "int64",
-        "float": "float32",
-        "double": "float64",
-        "boolean": "bool",
-        "string": "object",
-    }
     names = [c["name"] for c in inputs]
     df = pd.DataFrame.from_records(rows, columns=names)
+    casts: dict[str, str] = {}
+    dtypes = {name: str(t) for name, t in df.dtypes.items()}  # computed once: df.dtypes is rebuilt per access
     for col in inputs:
-        dtype = dtypes.get(col["type"])
-        if dtype is not None and df[col["name"]].notna().all():
-            df[col["name"]] = df[col["name"]].astype(dtype)
-        elif col["type"] == "datetime":
-            df[col["name"]] = pd.to_datetime(df[col["name"]])
-    return df
+        want = _DTYPES.get(col["type"])
+        if want is None:
+            if col["type"] == "datetime":
+                df[col["name"]] = pd.to_datetime(df[col["name"]])
+            continue
+        if dtypes[col["name"]] != want and not (
+            not col.get("required", True) and df[col["name"]].isna().any()
+        ):
+            casts[col["name"]] = want
+    return df.astype(casts) if casts else df
+
+
+_DTYPES = {
+    "integer": "int32",
+    "long": "int64",
+    "float": "float32",
+    "double": "float64",
+    "boolean": "bool",
+    "string": "object",
+}
 
 
 def load_model(config: dict[str, Any]) -> Any:
