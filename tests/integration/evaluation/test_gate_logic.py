@@ -6,6 +6,7 @@ import pytest
 
 from airflow_mlpipe.config.evaluation import GateConfig
 from airflow_mlpipe.evaluation.gate import evaluate
+from airflow_mlpipe.evaluation.report import render
 from airflow_mlpipe.exceptions import ConfigError, DataError
 from airflow_mlpipe.hooks.mlflow import MlflowHook
 
@@ -66,6 +67,8 @@ def test_multiclass_macro_and_ovr(mlflow_conn, registered):
     )
     assert ch.metrics.values["roc_auc"] == pytest.approx(roc_auc_score(y, ch.preds.proba, multi_class="ovr"))
     assert out.blessed, [r.reason for r in out.results]
+    html = render(out)
+    assert "ROC curves (one-vs-rest)" in html and html.count("<figcaption>Confusion matrix (") == 2
     # relative improvement of 1 % over the depth-1 tree: passes (the tree cannot tell 3 classes apart)
     out = _run(
         mlflow_conn, reg, [{"kind": "change", "metric": "f1", "min_improvement": 0.01, "relative": True}]
@@ -119,6 +122,10 @@ def test_regression_metrics_slices_and_kpi(mlflow_conn, registered):
     assert kpi.observed == pytest.approx(float(np.mean(np.abs(y - pred) <= 25)))
     assert kpi.details["champion"] is not None
     assert out.blessed == all(r.passed for r in out.results)
+    html = render(out)
+    for title in ("Predicted vs actual", "Residuals", "mae per slice of group"):
+        assert f"alt='{title}'" in html
+    assert html.count("data:image/png;base64,") == 3
 
 
 def test_no_champion_change_passes_with_reason(mlflow_conn, registered):
