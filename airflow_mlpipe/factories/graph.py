@@ -51,7 +51,8 @@ class Ref:
     :param task_id: the upstream node's task id.
     :param key: a key of its result dict (``None``: the whole result).
     :param template: pass it as a Jinja string (``{{ ti.xcom_pull(...) }}``) instead of an XCom
-        reference, for operator arguments that must be strings when the DAG is built.
+        reference, for operator arguments that must be strings when the DAG is built (a ``key``
+        is always read with a template).
     """
 
     task_id: str
@@ -95,6 +96,7 @@ class Graph:
     edges: list[tuple[str, str]] = field(default_factory=list)
     description: str = ""
     tags: list[str] = field(default_factory=list)
+    native_templates: bool = False  # render templates to Python objects (lists, dicts)
 
     def add(self, node: Node, *, after: Node | list[Node] | None = None) -> Node:
         if node.task_id in self.nodes:
@@ -337,6 +339,7 @@ def monitoring_graph(config: PipelineConfig) -> Graph:
     )
     wait: Node | None = None
     if pattern != "event":
+        g.native_templates = True  # the claim reads the sensor's list of files
         wait = g.add(
             Node(
                 "detect",

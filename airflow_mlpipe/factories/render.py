@@ -104,6 +104,8 @@ def render(graph: Graph, *, start_date: str, retries: int = 1, extra_dag_kwargs:
         tags=sorted(set(graph.tags)),
         default_args={"retries": retries, "retry_delay": dt.timedelta(seconds=30)},
         user_defined_macros=dict(MACROS),
+        # lists read from an upstream result (e.g. a sensor's files) must stay lists
+        render_template_as_native_obj=graph.native_templates,
         **(extra_dag_kwargs or {}),
     ) as dag:
         groups: dict[str, Any] = {}
@@ -122,11 +124,11 @@ def render(graph: Graph, *, start_date: str, retries: int = 1, extra_dag_kwargs:
 def _resolve(value: Any, tasks: dict[str, Any]) -> Any:
     """Replace :class:`Ref` values (also nested in dicts/lists) by XCom references."""
     if isinstance(value, Ref):
-        if value.template:
+        # A key of a result dict is read with a template: ``output["k"]`` would name an XCom *key*.
+        if value.template or value.key is not None:
             suffix = "" if value.key is None else f"[{value.key!r}]"
             return f"{{{{ ti.xcom_pull(task_ids={value.task_id!r}){suffix} }}}}"
-        output = tasks[value.task_id].output
-        return output if value.key is None else output[value.key]
+        return tasks[value.task_id].output
     if isinstance(value, dict):
         return {k: _resolve(v, tasks) for k, v in value.items()}
     if isinstance(value, list):

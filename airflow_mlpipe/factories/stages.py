@@ -47,54 +47,11 @@ def _train(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
     return MlflowTrainModelOperator(task_id=node.name, outlets=outlets, **params)
 
 
-def _candidates(start_result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The search points listed by the search's start task (one mapped training task each)."""
-    return list(start_result["candidates"])
-
-
 def _train_search(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
-    """start → one mapped candidate task per search point → register the best, in a nested group.
+    from airflow_mlpipe.operators.mlflow import training_search_tasks
 
-    Wired here from the training stage's operators; the candidates are mapped over the start
-    task's *return value* (Airflow cannot map over an XCom pushed under a custom key).
-    """
-    import dataclasses
-
-    from airflow.sdk import TaskGroup
-
-    from airflow_mlpipe.config.training import SearchConfig
-    from airflow_mlpipe.operators.mlflow import (
-        MlflowRegisterBestModelOperator,
-        MlflowStartSearchOperator,
-        MlflowTrainModelOperator,
-    )
-
-    params = dict(params)
-    search = dataclasses.asdict(SearchConfig(**params.pop("search")))
-    store = {k: params.pop(k) for k in ("model_name", "estimator", "mlflow_conn_id")}
-    base = params.pop("estimator_params", None) or {}
-    with TaskGroup(group_id=node.name) as group:
-        start = MlflowStartSearchOperator(
-            task_id="start",
-            search=search,
-            estimator_params=base,
-            experiment_name=params.get("experiment_name"),
-            **store,
-        )
-        candidates = MlflowTrainModelOperator.partial(
-            task_id="candidate", register=False, parent_run=start.output, **store, **params
-        ).expand(estimator_params=start.output.map(_candidates))
-        best = MlflowRegisterBestModelOperator(
-            task_id="register_best",
-            candidates=candidates.output,
-            parent_run=start.output,
-            search=search,
-            model_name=store["model_name"],
-            mlflow_conn_id=store["mlflow_conn_id"],
-            outlets=outlets,
-        )
-        start >> candidates >> best
-    return group
+    # start → one mapped candidate task per search point → register the best (a nested group)
+    return training_search_tasks(group_id=node.name, outlets=outlets, **params).group
 
 
 def _gate(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
