@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import pkgutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; available: {available()}")
     (HERE / "results").mkdir(exist_ok=True)
+    # Libraries that default to the working directory (MLflow's ./mlruns) write into a scratch dir.
+    os.chdir(tempfile.mkdtemp(prefix="mlpipe-bench-"))
     all_ok = True
     for name in names:
         module = importlib.import_module(f"bench.{name}")

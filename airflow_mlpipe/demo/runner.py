@@ -68,6 +68,7 @@ class DemoResult:
     prediction_before: Any = None
     prediction_after: Any = None
     drift: dict[str, Any] = field(default_factory=dict)
+    traffic: dict[str, Any] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -187,14 +188,29 @@ class Demo:
             "results": results,
         }
 
-    def query_endpoint(self, endpoint: str) -> Any:
+    def sample_rows(self, n: int = 3) -> list[dict[str, Any]]:
         from airflow_mlpipe.datasets import churn
 
-        rows = churn.load(self.data_dir, "features").head(3)
-        payload = {
-            "rows": json.loads(rows.drop(columns=[churn.ENTITY, churn.TIMESTAMP]).to_json(orient="records"))
-        }
-        return _post_json(f"{endpoint.rstrip('/')}/predict", payload)
+        rows = churn.load(self.data_dir, "features").head(n)
+        return list(json.loads(rows.drop(columns=[churn.ENTITY, churn.TIMESTAMP]).to_json(orient="records")))
+
+    def query_endpoint(self, endpoint: str) -> Any:
+        return _post_json(f"{endpoint.rstrip('/')}/predict", {"rows": self.sample_rows()})
+
+    def live_traffic(self, endpoint: str) -> Any:
+        """Steady client traffic on the serving endpoint (~10 requests/s, loopback, bounded), so the
+        canary of the next deployment has live requests to be judged on, and the summary can show
+        that the rollout failed none of them."""
+        from airflow_mlpipe.deploy.loadgen import LoadLoop
+
+        return LoadLoop(
+            endpoint,
+            self.sample_rows(1),
+            concurrency=1,
+            interval=0.1,
+            max_seconds=3 * self.cfg.run_timeout,
+            max_requests=100_000,
+        ).start()
 
     def run(self) -> DemoResult:
         from airflow_mlpipe.datasets import churn
@@ -219,6 +235,8 @@ class Demo:
                 result.prediction_before = self.query_endpoint(result.endpoint)
                 self.log(f"  model answers at {result.endpoint}: {result.prediction_before}")
 
+            traffic = self.live_traffic(result.endpoint) if result.endpoint else None
+
             self.log("2/3 a drifted batch lands; monitoring starts from the asset watcher")
             known_monitoring = {r["dag_run_id"] for r in api.runs(MONITORING_DAG)}
             churn.write_day(self.data_dir, self.spec, self.cfg.history_days)
@@ -235,6 +253,8 @@ class Demo:
             if deployed.get("endpoint"):
                 result.endpoint = deployed["endpoint"]
                 result.prediction_after = self.query_endpoint(result.endpoint)
+            if traffic is not None:
+                result.traffic = traffic.stop().summary()
             result.lineage = self.lineage(mlflow_server.url)
             result.seconds = time.monotonic() - t0
             self.log(summary(result))
@@ -289,6 +309,8 @@ def summary(r: DemoResult) -> str:
         f"  champion after retrain: {model(r.champion_after)}",
         f"  serving endpoint      : {r.endpoint}  (POST /predict)",
         f"  prediction before/after: {r.prediction_before} / {r.prediction_after}",
+        f"  live traffic during the rollout: {r.traffic.get('total')} requests, {r.traffic.get('failed')} failed, "
+        f"by version {r.traffic.get('versions')}",
         f"  lineage of the serving model: {json.dumps(r.lineage, default=str)[:600]}",
         "",
         f"  Airflow UI : {r.airflow_url}  (user admin; password in .demo/airflow/passwords.json)",

@@ -58,7 +58,8 @@ class LoadLoop:
     """Send ``{"rows": rows}`` to ``<url>/predict`` from ``concurrency`` threads until stopped.
 
     Each request uses a new connection, as independent clients would; use as a context manager or
-    call :meth:`start` / :meth:`stop`.
+    call :meth:`start` / :meth:`stop`. ``interval`` paces each thread (seconds between requests), for
+    steady background traffic instead of a saturating load.
     """
 
     def __init__(
@@ -71,6 +72,7 @@ class LoadLoop:
         max_seconds: float = 300.0,
         path: str = "/predict",
         timeout: float = 10.0,
+        interval: float = 0.0,
     ) -> None:
         parts = urlsplit(url)
         if parts.hostname not in LOOPBACK:
@@ -82,6 +84,7 @@ class LoadLoop:
         self.max_requests = max_requests
         self.max_seconds = max_seconds
         self.timeout = timeout
+        self.interval = interval
         self.stats = LoadStats()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -121,6 +124,8 @@ class LoadLoop:
                     self.stats.versions[version] += 1
                 if status == 200:
                     self.stats.latencies.append(elapsed)
+            if self.interval:
+                self._stop.wait(self.interval)
 
     def start(self) -> LoadLoop:
         deadline = time.monotonic() + self.max_seconds

@@ -170,7 +170,8 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
     :param deployment_name: name of the deployment (state dir, proxy config).
     :param holdout_uri: dataset for the smoke test (feature columns); ``None`` skips it.
     :param smoke_rows: holdout rows sent in the smoke test.
-    :param canary: :class:`CanaryConfig` or its dict; ``None`` switches right after the smoke test.
+    :param canary: :class:`CanaryConfig` or its dict; ``None`` means the default canary
+        (10 % of live traffic for 60 s); ``{"enabled": False}`` switches right after the smoke test.
     :param port: stable endpoint port on 127.0.0.1 (first deploy; kept afterwards). Default: free port.
     :param state_dir: deployment state (default ``<artifact root>/deployments/<deployment_name>``).
     :param online_spec: Feast online spec: the service takes ``entities`` and reads features online.
