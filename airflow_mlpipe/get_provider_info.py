@@ -16,3 +16,17 @@ def get_provider_info() -> dict[str, Any]:
 
     data: dict[str, Any] = yaml.safe_load((Path(__file__).with_name("provider.yaml")).read_text())
     return data
+
+
+def ui_field_behaviour(connection_type: str) -> dict[str, Any]:
+    """The connection form of ``connection_type`` from ``provider.yaml``, in the shape of
+    ``BaseHook.get_ui_field_behaviour()`` (snake_case keys)."""
+    for entry in get_provider_info()["connection-types"]:
+        if entry["connection-type"] == connection_type:
+            behaviour = entry.get("ui-field-behaviour", {})
+            return {
+                "hidden_fields": list(behaviour.get("hidden-fields", [])),
+                "relabeling": dict(behaviour.get("relabeling", {})),
+                "placeholders": dict(behaviour.get("placeholders", {})),
+            }
+    raise KeyError(f"connection type {connection_type!r} is not declared in provider.yaml")

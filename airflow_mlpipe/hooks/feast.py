@@ -167,16 +167,9 @@ class FeastHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "port", "login", "password"],
-            "relabeling": {"host": "Feast repository path", "extra": "feature_store.yaml overrides (JSON)"},
-            "placeholders": {
-                "host": "/opt/airflow/dags/feature_repo — empty: embedded SQLite store under the artifact root",
-                "extra": '{"project": "churn", "online_store": {"type": "redis", "connection_string": '
-                '"redis:6379,db=0"}, "registry": {"registry_type": "sql", "path": '
-                '"postgresql+psycopg://feast:${FEAST_PG_PASSWORD}@pg:5432/feast"}}',
-            },
-        }
+        from airflow_mlpipe.get_provider_info import ui_field_behaviour
+
+        return ui_field_behaviour(cls.conn_type)
 
     @cached_property
     def connection(self) -> Any | None:

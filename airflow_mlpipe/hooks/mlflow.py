@@ -112,19 +112,9 @@ class MlflowHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {
-                "host": "Tracking URI",
-                "login": "Username (basic auth)",
-                "password": "Password (basic auth)",
-            },
-            "placeholders": {
-                "host": "http://127.0.0.1:5000 — empty: SQLite under the artifact root",
-                "extra": '{"registry_uri": "", "token": "", "artifact_location": "", "max_attempts": 3, '
-                '"retry_wait": 1, "timeout": 60}',
-            },
-        }
+        from airflow_mlpipe.get_provider_info import ui_field_behaviour
+
+        return ui_field_behaviour(cls.conn_type)
 
     @cached_property
     def connection(self) -> Any | None:
