@@ -10,11 +10,14 @@ API (see ``docs/stages/deployment.md``)::
 
     POST /predict  {"rows": [{col: value, ...}, ...]}      -> {"predictions": [...], "model_version": ...}
     POST /predict  {"entities": [{key: value, ...}, ...]}   (when an online spec is configured)
+    POST /predict  {..., "return_features": true}           -> also {"features": [{col: value}, ...]},
+                                                               the feature values the model was given
     GET  /info     model name, version, fingerprint, bento tag, request schema
     GET  /readyz, /livez, /metrics                          (BentoML)
 
 A malformed request gets HTTP 400 with ``{"error": ..., "problems": [...]}`` that says what is wrong;
-it never reaches the model.
+it never reaches the model. So does an entity the online store has no features for (unknown key, or
+never materialized), a missing join key or a key of the wrong type.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
-from pydantic import ConfigDict
+from pydantic import ConfigDict, StrictBool
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -117,7 +120,13 @@ def to_frame(rows: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> Any:
     import pandas as pd
 
     names = [c["name"] for c in inputs]
-    df = pd.DataFrame.from_records(rows, columns=names)
+    return cast_frame(pd.DataFrame.from_records(rows, columns=names), inputs)
+
+
+def cast_frame(df: Any, inputs: list[dict[str, Any]]) -> Any:
+    """``df`` with the signature's dtypes (see :func:`to_frame`)."""
+    import pandas as pd
+
     casts: dict[str, str] = {}
     dtypes = {name: str(t) for name, t in df.dtypes.items()}  # computed once: df.dtypes is rebuilt per access
     for col in inputs:
@@ -160,6 +169,32 @@ class PredictInput(bentoml.IODescriptor):
 
     rows: list[Any] | None = None
     entities: list[Any] | None = None
+    return_features: StrictBool = False
+
+
+#: Feast entity value types → the request-schema types checked for entity keys
+_FEAST_KEY_TYPES = {"INT32": "integer", "INT64": "long", "STRING": "string", "BOOL": "boolean"}
+
+
+def entity_key_schema(reader: Any) -> list[dict[str, Any]]:
+    """The request schema of an entity row: the reader's join keys with their Feast value types
+    (keys of another type are passed through unchecked)."""
+    kinds = {
+        e.join_key: _FEAST_KEY_TYPES.get(e.value_type.name, "_any") for e in reader.store.list_entities()
+    }
+    return [{"name": k, "type": kinds.get(k, "_any")} for k in reader.entity_keys]
+
+
+def entity_rows(entities: list[dict[str, Any]], schema: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Validated entity rows reduced to their join keys; integral floats of integer keys become ints
+    (JSON clients send ``3.0``; the online store would not find the key)."""
+    ints = [c["name"] for c in schema if c["type"] in _INT_TYPES]
+    names = [c["name"] for c in schema]
+    rows = [{k: row[k] for k in names} for row in entities]
+    for row in rows:
+        for k in ints:
+            row[k] = int(row[k])
+    return rows
 
 
 def _info(_: Request) -> JSONResponse:
@@ -193,11 +228,14 @@ class MlpipeModelService:
         self.max_rows = int(self.config.get("max_rows", 10_000))
         self.model = load_model(self.config)
         self.reader = None
+        self.key_schema: list[dict[str, Any]] = []
         if self.config.get("online_spec") is not None:
             # Serving reads the same feature service as training did: no training/serving skew.
             from airflow_mlpipe.features.online import OnlineFeatureReader
 
             self.reader = OnlineFeatureReader.from_spec(self.config["online_spec"])
+            # Resolves the feature service now: a version mismatch stops the service at start-up.
+            self.key_schema = entity_key_schema(self.reader)
         self.identity = {
             "model_name": self.config["model_name"],
             "model_version": str(self.config["model_version"]),
@@ -207,10 +245,8 @@ class MlpipeModelService:
     def _features_for(self, entities: Any) -> Any:
         if self.reader is None:
             raise RequestError("this service takes 'rows' (no online feature spec is configured)")
-        keys = list(self.reader.entity_keys)
-        key_schema = [{"name": k, "type": "_any"} for k in keys]
-        validate_rows(entities, key_schema, what="entities", max_rows=self.max_rows)
-        frame = self.reader.read(entities)
+        validate_rows(entities, self.key_schema, what="entities", max_rows=self.max_rows)
+        frame = self.reader.read(entity_rows(entities, self.key_schema))
         missing = [c["name"] for c in self.inputs if c["name"] not in frame.columns]
         if missing:
             raise RequestError(f"the online store has no value for feature(s) {missing}")
@@ -223,7 +259,8 @@ class MlpipeModelService:
                 "materialize them or check the keys",
                 [f"entities[{i}] has no online features" for i in null_rows[:MAX_PROBLEMS]],
             )
-        return frame[names]
+        # The model sees the signature's dtypes whichever way the online store typed the values.
+        return cast_frame(frame[names], self.inputs)
 
     @bentoml.api(input_spec=PredictInput)
     def predict(
@@ -231,6 +268,7 @@ class MlpipeModelService:
         ctx: bentoml.Context,
         rows: list[Any] | None = None,
         entities: list[Any] | None = None,
+        return_features: bool = False,
     ) -> dict[str, Any]:
         try:
             if (rows is None) == (entities is None):
@@ -249,4 +287,6 @@ class MlpipeModelService:
             return {"error": str(exc), "problems": exc.problems, **self.identity}
         predictions = self.model.predict(frame)
         values = predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
+        if return_features:
+            return {"predictions": values, "features": frame.to_dict(orient="records"), **self.identity}
         return {"predictions": values, **self.identity}

@@ -64,3 +64,14 @@ def test_problems_are_capped(service):
     with pytest.raises(service.RequestError) as err:
         service.validate_rows(rows, INPUTS, max_rows=1000)
     assert len(err.value.problems) == service.MAX_PROBLEMS
+
+
+def test_entity_rows_keep_join_keys_and_make_integral_keys_ints(service):
+    schema = [{"name": "customer_id", "type": "long"}, {"name": "region", "type": "string"}]
+    rows = [{"customer_id": 3.0, "region": "eu"}, {"customer_id": 4, "region": "us"}]
+    service.validate_rows(rows, schema, what="entities", max_rows=10)
+    out = service.entity_rows(rows, schema)
+    assert out == [{"customer_id": 3, "region": "eu"}, {"customer_id": 4, "region": "us"}]
+    assert all(type(r["customer_id"]) is int for r in out)
+    with pytest.raises(service.RequestError, match="customer_id expects long"):
+        service.validate_rows([{"customer_id": "3", "region": "eu"}], schema, what="entities", max_rows=10)
