@@ -8,12 +8,18 @@ without waiting for traffic.
 from __future__ import annotations
 
 import json
-import math
-import re
 import urllib.error
 import urllib.request
 from typing import Any
 
+from airflow_mlpipe.core.prometheus import (
+    Sample,
+    bucket_delta,
+    histogram_buckets,
+    histogram_quantile,
+    parse,
+    scrape,
+)
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig
 from airflow_mlpipe.exceptions import DataError, MlpipeError, QualityGateFailed
@@ -97,50 +103,36 @@ def smoke_test(
 
 
 # -- canary analysis -------------------------------------------------------------------------------
-_BUCKET = re.compile(
-    r"^bentoml_service_request_duration_seconds_bucket\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$", re.M
-)
+_DURATION = "bentoml_service_request_duration_seconds"
+
+
+def _successful(samples: list[Sample], endpoint: str) -> dict[float, float]:
+    return histogram_buckets(
+        samples,
+        _DURATION,
+        lambda labels: (
+            labels.get("endpoint") == endpoint and labels.get("http_response_code", "").startswith("2")
+        ),
+    )
 
 
 def latency_buckets(metrics_text: str, endpoint: str = "/predict") -> dict[float, float]:
     """Cumulative request-duration buckets (upper bound → count) of successful ``endpoint`` calls."""
-    out: dict[float, float] = {}
-    for m in _BUCKET.finditer(metrics_text):
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group("labels")))
-        if labels.get("endpoint") != endpoint or not labels.get("http_response_code", "").startswith("2"):
-            continue
-        le = math.inf if labels["le"] == "+Inf" else float(labels["le"])
-        out[le] = out.get(le, 0.0) + float(m.group("value"))
-    return out
+    return _successful(parse(metrics_text), endpoint)
 
 
 def scrape_latency(url: str, timeout: float = 3.0) -> dict[float, float]:
+    """Latency buckets of a backend now; empty when it does not answer (a down canary)."""
     try:
-        with urllib.request.urlopen(f"{url}/metrics", timeout=timeout) as resp:
-            return latency_buckets(resp.read().decode())
-    except OSError:
+        return _successful(scrape(f"{url}/metrics", timeout=timeout), "/predict")
+    except DataError:
         return {}
 
 
 def quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
     """The ``q`` quantile (seconds) of the requests observed between two histogram snapshots,
     interpolated linearly inside a bucket as Prometheus' ``histogram_quantile`` does."""
-    bounds = sorted(after)
-    delta = [(b, after[b] - before.get(b, 0.0)) for b in bounds]
-    total = delta[-1][1] if delta else 0.0
-    if total <= 0:
-        return None
-    rank = q * total
-    prev_bound, prev_count = 0.0, 0.0
-    for bound, count in delta:
-        if count >= rank:
-            if math.isinf(bound):
-                return prev_bound
-            width = count - prev_count
-            frac = 0.0 if width <= 0 else (rank - prev_count) / width
-            return prev_bound + (bound - prev_bound) * frac
-        prev_bound, prev_count = bound, count
-    return prev_bound
+    return histogram_quantile(q, bucket_delta(after, before))
 
 
 def _side(before: dict[str, Any], after: dict[str, Any], server: str) -> dict[str, Any]:

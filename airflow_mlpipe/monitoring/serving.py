@@ -5,54 +5,22 @@ BentoML 1.4 exports, per HTTP request path and status (``instruments.py``):
 ``bentoml_service_request_total`` (counter), both labelled ``endpoint``, ``service_name``,
 ``service_version``, ``http_response_code``. Counters grow from process start, so a *window* is
 the difference of two scrapes; one scrape gives the totals since start.
+Parsing and quantiles are :mod:`airflow_mlpipe.core.prometheus`'s (shared with the canary analysis).
 """
 
 from __future__ import annotations
 
-import math
-import re
-import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
 from airflow_mlpipe.config.monitoring import ServingHealthConfig
+from airflow_mlpipe.core.prometheus import Sample, bucket_delta, histogram_quantile, parse, scrape
 from airflow_mlpipe.exceptions import DataError
 
-_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\S+)?$")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 _SKIPPED_PATHS = ("/metrics", "/readyz", "/livez", "/healthz", "/docs", "/schema.json")
 
-Sample = tuple[str, dict[str, str], float]
-
-
-def parse(text: str) -> list[Sample]:
-    """Samples of a Prometheus text exposition: ``(name, labels, value)``."""
-    samples: list[Sample] = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = _LINE.match(line)
-        if match is None:
-            raise DataError(f"Not Prometheus text format: {line[:200]!r}")
-        name, _, labels, value, _ts = match.groups()
-        parsed = {k: v.replace('\\"', '"').replace("\\\\", "\\") for k, v in _LABEL.findall(labels or "")}
-        try:
-            number = float(value)
-        except ValueError:
-            raise DataError(f"Bad sample value in {line[:200]!r}") from None
-        samples.append((name, parsed, number))
-    return samples
-
-
-def scrape(url: str, timeout: float = 10.0) -> list[Sample]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            text = resp.read().decode("utf-8", errors="replace")
-    except OSError as exc:
-        raise DataError(f"Could not scrape metrics from {url}: {exc}") from exc
-    return parse(text)
+__all__ = ["aggregate", "difference", "evaluate", "histogram_quantile", "parse", "scrape"]
 
 
 def _wanted(labels: dict[str, str], cfg: ServingHealthConfig) -> bool:
@@ -102,31 +70,10 @@ def difference(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
         "found": after["found"],
         "requests": after["requests"] - before["requests"],
         "errors": after["errors"] - before["errors"],
-        "buckets": {le: n - before["buckets"].get(le, 0.0) for le, n in after["buckets"].items()},
+        "buckets": bucket_delta(after["buckets"], before["buckets"]),
         "duration_sum": after["duration_sum"] - before["duration_sum"],
         "duration_count": after["duration_count"] - before["duration_count"],
     }
-
-
-def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
-    """Prometheus' ``histogram_quantile``: linear interpolation inside the bucket holding rank q·n."""
-    if not buckets:
-        return None
-    ordered = sorted(buckets.items())
-    count = ordered[-1][1]
-    if count <= 0:
-        return None
-    rank = q * count
-    lower_bound, lower_count = 0.0, 0.0
-    for bound, cumulative in ordered:
-        if cumulative >= rank:
-            if math.isinf(bound):
-                return lower_bound  # above the largest finite bucket: its bound is all we know
-            if cumulative == lower_count:
-                return bound
-            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (cumulative - lower_count)
-        lower_bound, lower_count = bound, cumulative
-    return ordered[-1][0]
 
 
 def evaluate(window: dict[str, Any], cfg: ServingHealthConfig) -> dict[str, Any]:
