@@ -59,6 +59,7 @@ class DemoConfig:
 class DemoResult:
     """What the loop did, for the summary and for the end-to-end tests."""
 
+    workdir: str = ""
     airflow_url: str = ""
     mlflow_url: str = ""
     endpoint: str = ""
@@ -216,7 +217,7 @@ class Demo:
         from airflow_mlpipe.datasets import churn
 
         t0 = time.monotonic()
-        result = DemoResult()
+        result = DemoResult(workdir=str(self.work))
         self.prepare()
         with self.services() as (mlflow_server, stack):
             api = stack.api
@@ -313,7 +314,7 @@ def summary(r: DemoResult) -> str:
         f"by version {r.traffic.get('versions')}",
         f"  lineage of the serving model: {json.dumps(r.lineage, default=str)[:600]}",
         "",
-        f"  Airflow UI : {r.airflow_url}  (user admin; password in .demo/airflow/passwords.json)",
+        f"  Airflow UI : {r.airflow_url}  (user admin; password in {r.workdir}/airflow/passwords.json)",
         f"  MLflow UI  : {r.mlflow_url}",
         f"  total      : {r.seconds:.0f} s",
     ]

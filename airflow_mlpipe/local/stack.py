@@ -281,7 +281,15 @@ class LocalAirflow:
             for i in range(self.celery_workers):
                 self._spawn(
                     f"celery-worker-{i}",
-                    ["celery", "worker", "--skip-serve-logs", "--celery-hostname", f"worker{i}@%h"],
+                    [
+                        "celery",
+                        "worker",
+                        "--skip-serve-logs",
+                        "--celery-hostname",
+                        f"worker{i}@%h",
+                        "--pid",
+                        str(self.home / f"celery-worker-{i}.pid"),
+                    ],
                 )
         self._wait_ready(timeout)
         return self
