@@ -23,15 +23,13 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Mapping
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from airflow.sdk import BaseHook
 
 from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.core.storage import artifact_root, local_path
 from airflow_mlpipe.exceptions import ConfigError
+from airflow_mlpipe.hooks.base import OptionalConnectionHook
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -138,7 +136,7 @@ def _config_to_dict(config: Any) -> dict[str, Any]:
     return data
 
 
-class FeastHook(BaseHook):
+class FeastHook(OptionalConnectionHook):
     """A Feast feature store configured by an Airflow connection, a repository or code.
 
     :param feast_conn_id: Airflow connection (type ``mlpipe_feast``); a missing connection means
@@ -164,19 +162,6 @@ class FeastHook(BaseHook):
         self.repo_path = None if repo_path is None else os.fspath(repo_path)
         self.config = config
         self._store: FeatureStore | None = None
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        from airflow_mlpipe.get_provider_info import ui_field_behaviour
-
-        return ui_field_behaviour(cls.conn_type)
-
-    @cached_property
-    def connection(self) -> Any | None:
-        try:
-            return self.get_connection(self.feast_conn_id)
-        except Exception:  # AirflowNotFoundException: no connection → no overrides
-            return None
 
     def repo_config(self) -> dict[str, Any]:
         """The store configuration as a JSON-able dict (``${VAR}`` references unexpanded)."""

@@ -26,11 +26,10 @@ from functools import cached_property
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow.sdk import BaseHook
-
 from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.core.storage import artifact_root, local_path
 from airflow_mlpipe.exceptions import ConfigError, MlpipeError
+from airflow_mlpipe.hooks.base import OptionalConnectionHook
 
 T = TypeVar("T")
 
@@ -94,7 +93,7 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-class MlflowHook(BaseHook):
+class MlflowHook(OptionalConnectionHook):
     """Access to MLflow tracking and the model registry.
 
     :param mlflow_conn_id: Airflow connection id; when the connection does not exist the embedded
@@ -109,19 +108,6 @@ class MlflowHook(BaseHook):
     def __init__(self, mlflow_conn_id: str = default_conn_name) -> None:
         super().__init__()
         self.mlflow_conn_id = mlflow_conn_id
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        from airflow_mlpipe.get_provider_info import ui_field_behaviour
-
-        return ui_field_behaviour(cls.conn_type)
-
-    @cached_property
-    def connection(self) -> Any | None:
-        try:
-            return self.get_connection(self.mlflow_conn_id)
-        except Exception:  # AirflowNotFoundException: no connection → embedded default
-            return None
 
     @cached_property
     def settings(self) -> dict[str, Any]:

@@ -8,7 +8,6 @@ champion is rolled out (canary under live traffic) without failing a single clie
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from airflow_mlpipe.datasets import churn
 from airflow_mlpipe.demo.runner import MONITORING_DAG, TRAINING_DAG, Demo, DemoConfig, DemoResult
+from tests.fixtures.services import fresh_database
 
 pytestmark = pytest.mark.e2e
 
@@ -60,19 +60,8 @@ def test_loop_on_local_executor_with_sqlite(tmp_path: Path) -> None:
 @pytest.fixture
 def postgres_database(postgres_dsn: str) -> Iterator[str]:
     """A fresh PostgreSQL database for the Airflow metadata DB, dropped afterwards."""
-    import psycopg2
-
-    name = f"mlpipe_e2e_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with fresh_database(postgres_dsn, "mlpipe_e2e") as name:
         yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def test_same_loop_on_celery_executor_with_postgres_and_redis(
