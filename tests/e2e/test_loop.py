@@ -17,7 +17,8 @@ from airflow_mlpipe.datasets import churn
 from airflow_mlpipe.demo.runner import MONITORING_DAG, TRAINING_DAG, Demo, DemoConfig, DemoResult
 from tests.fixtures.services import fresh_database
 
-pytestmark = pytest.mark.e2e
+# The loop takes 5-8 minutes on an idle 2-core machine; allow for a slow one.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 
 
 def _check_loop(result: DemoResult) -> None:
