@@ -5,17 +5,24 @@
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 
 @cache
-def get_provider_info() -> dict[str, Any]:
+def _load() -> dict[str, Any]:
     import yaml
 
     data: dict[str, Any] = yaml.safe_load((Path(__file__).with_name("provider.yaml")).read_text())
     return data
+
+
+def get_provider_info() -> dict[str, Any]:
+    # A copy: Airflow's ProvidersManager adds keys (e.g. "documentation-url") to the dict it gets,
+    # which would otherwise leak into the cached metadata for everyone else in the process.
+    return copy.deepcopy(_load())
 
 
 def ui_field_behaviour(connection_type: str) -> dict[str, Any]:
