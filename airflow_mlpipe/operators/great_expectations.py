@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -121,20 +120,11 @@ class DataValidationOperator(BaseOperator):
 
     # -- resolution of arguments (execute time) ------------------------------------------------
 
-    def _search_paths(self, context: Context) -> list[str]:
-        dag = context.get("dag") or getattr(self, "dag", None)
-        paths: list[str] = []
-        fileloc = getattr(dag, "fileloc", None)
-        if fileloc:
-            paths.append(str(Path(fileloc).parent))
-        searchpath = getattr(dag, "template_searchpath", None) or []
-        paths.extend([searchpath] if isinstance(searchpath, str) else list(searchpath))
-        return paths
-
     def _suite(self, context: Context) -> SuiteSpec:
+        from airflow_mlpipe.core.dagfiles import dag_search_paths
         from airflow_mlpipe.validation.suite import load_suite
 
-        return load_suite(self.suite, name=self.suite_name, search_paths=self._search_paths(context))
+        return load_suite(self.suite, name=self.suite_name, search_paths=dag_search_paths(context, self))
 
     def _shift(self) -> ShiftConfig | None:
         from airflow_mlpipe.validation.dataset import shift_from_args
