@@ -75,3 +75,67 @@ def test_entity_rows_keep_join_keys_and_make_integral_keys_ints(service):
     assert all(type(r["customer_id"]) is int for r in out)
     with pytest.raises(service.RequestError, match="customer_id expects long"):
         service.validate_rows([{"customer_id": "3", "region": "eu"}], schema, what="entities", max_rows=10)
+
+
+def test_frame_has_the_signature_dtypes_for_every_type(service):
+    inputs = [
+        {"name": "d", "type": "double"},
+        {"name": "f", "type": "float"},
+        {"name": "i", "type": "integer"},
+        {"name": "l", "type": "long"},
+        {"name": "b", "type": "boolean"},
+        {"name": "s", "type": "string"},
+        {"name": "t", "type": "datetime"},
+        {"name": "opt_l", "type": "long", "required": False},
+        {"name": "opt_s", "type": "string", "required": False},
+    ]
+    rows = [
+        {
+            "d": 1,
+            "f": 0.5,
+            "i": 2.0,
+            "l": 2**40,
+            "b": True,
+            "s": "x",
+            "t": "2024-01-01",
+            "opt_l": None,
+            "opt_s": None,
+        },
+        {
+            "d": 1.5,
+            "f": 2,
+            "i": -3,
+            "l": 7,
+            "b": False,
+            "s": "y",
+            "t": "2024-01-02",
+            "opt_l": 4,
+            "opt_s": "z",
+        },
+    ]
+    service.validate_rows(rows, inputs, max_rows=10)
+    df = service.to_frame(rows, inputs)
+    assert list(df.columns) == [c["name"] for c in inputs]
+    assert {c: str(t) for c, t in df.dtypes.items()} == {
+        "d": "float64", "f": "float32", "i": "int32", "l": "int64", "b": "bool", "s": "object",
+        "t": "datetime64[ns]", "opt_l": "float64", "opt_s": "object",
+    }  # fmt: skip
+    assert df["l"].tolist() == [2**40, 7] and df["opt_l"].isna().tolist() == [True, False]
+    assert df["s"].tolist() == ["x", "y"] and df["opt_s"].tolist() == [None, "z"]
+
+
+@pytest.mark.parametrize("kind", ["double", "long", "integer"])
+def test_single_dtype_models_get_one_block_with_the_values(service, kind):
+    inputs = [{"name": n, "type": kind} for n in ("a", "b", "c")]
+    rows = [{"a": 1, "b": 2.0, "c": -3}, {"a": 4, "b": 5, "c": 6}]
+    df = service.to_frame(rows, inputs)
+    assert set(map(str, df.dtypes)) == {service._DTYPES[kind]}
+    assert df.to_dict(orient="records") == rows
+
+
+def test_integers_out_of_range_are_refused(service):
+    inputs = [{"name": "i", "type": "integer"}, {"name": "l", "type": "long"}]
+    with pytest.raises(service.RequestError) as err:
+        service.validate_rows([{"i": 2**31, "l": 2**63}], inputs, max_rows=10)
+    assert "2147483648 is out of range for integer" in err.value.problems[0]
+    assert "out of range for long" in err.value.problems[1]
