@@ -10,12 +10,14 @@ old process finishes its in-flight requests before it exits.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,19 @@ def haproxy_binary(explicit: str | None = None) -> str:
     if not found:
         raise ProxyError("HAProxy is not installed; run `make system-deps` (apt-get install -y haproxy).")
     return found
+
+
+def short_socket_path(state_dir: Path) -> Path:
+    """Where the stats socket of the proxy for ``state_dir`` lives.
+
+    Unix socket paths are limited to ~100 bytes (HAProxy: 97), which deep state directories exceed;
+    a long path gets a socket in the temp directory, named by a digest of the state directory.
+    """
+    inside = Path(state_dir) / "haproxy.sock"
+    if len(str(inside)) <= 90:
+        return inside
+    digest = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"mlpipe-haproxy-{digest}.sock"
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -91,7 +106,7 @@ class HAProxy:
         self.binary = binary
         self.config_path = self.dir / "haproxy.cfg"
         self.pid_file = self.dir / "haproxy.pid"
-        self.socket_path = self.dir / "haproxy.sock"
+        self.socket_path = short_socket_path(self.dir)
 
     def render(self, servers: list[ServerEntry]) -> str:
         import jinja2
@@ -132,7 +147,8 @@ class HAProxy:
         candidate.write_text(self.render(servers))
         check = subprocess.run([binary, "-c", "-q", "-f", str(candidate)], capture_output=True, text=True)
         if check.returncode != 0:
-            raise ProxyError(f"HAProxy rejected the generated config {candidate}: {check.stderr.strip()}")
+            output = (check.stderr.strip() + "\n" + check.stdout.strip()).strip()
+            raise ProxyError(f"HAProxy rejected the generated config {candidate}: {output}")
         os.replace(candidate, self.config_path)
         old = self.pids()
         cmd = [binary, "-f", str(self.config_path), "-p", str(self.pid_file)]
@@ -213,3 +229,4 @@ class HAProxy:
                 except ProcessLookupError:
                     pass
         self.pid_file.unlink(missing_ok=True)
+        self.socket_path.unlink(missing_ok=True)
