@@ -44,6 +44,4 @@ class TaskType(enum.StrEnum):
         try:
             return cls(value)
         except ValueError:
-            raise ConfigError(
-                f"Unknown task type {value!r}; use one of {[t.value for t in cls]}."
-            ) from None
+            raise ConfigError(f"Unknown task type {value!r}; use one of {[t.value for t in cls]}.") from None
