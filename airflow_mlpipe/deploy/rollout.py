@@ -212,7 +212,25 @@ def _ensure_locked(target: DeploymentTarget, log: Log) -> dict[str, Any]:
         target.route(state.stable, state.canary, state.canary_share)
         report["restarted"].append("proxy")
     target.save_state(state)
+    if report["restarted"]:
+        _wait_proxy_sees_up(target, [b for b in (state.stable, state.canary) if b is not None])
     return report
+
+
+def _wait_proxy_sees_up(target: DeploymentTarget, backends: list[Backend], timeout: float = 20.0) -> None:
+    """Return once the proxy's own health checks mark every backend UP again.
+
+    A restarted backend answers ``/readyz`` before the proxy's next check (``inter 1s``) notices;
+    until then the proxy still answers 503 for it, so "restarted" must mean "taking traffic again".
+    """
+    deadline = time.monotonic() + timeout
+    wanted = {b.server for b in backends}
+    while time.monotonic() < deadline:
+        traffic = target.traffic()
+        if all(str(traffic.get(name, {}).get("status", "")).startswith("UP") for name in wanted):
+            return
+        time.sleep(0.2)
+    raise ServingError(f"the proxy did not mark {sorted(wanted)} UP within {timeout:.0f}s after the restart")
 
 
 def record_deployment(hook: MlflowHook, result: dict[str, Any]) -> None:
