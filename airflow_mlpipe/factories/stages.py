@@ -8,6 +8,7 @@ operator module when called, so a factory-built DAG only loads the stages it use
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -17,34 +18,32 @@ from airflow_mlpipe.factories import graph as g
 Builder = Callable[[g.Node, dict[str, Any], list[Any]], Any]
 
 
-def _validate(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
-    from airflow_mlpipe.operators.great_expectations import DataValidationOperator
-
-    return DataValidationOperator(task_id=node.name, outlets=outlets, **params)
-
-
-def _feature_apply(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
-    from airflow_mlpipe.operators.feast import FeastApplyOperator
-
-    return FeastApplyOperator(task_id=node.name, outlets=outlets, **params)
-
-
-def _materialize(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
-    from airflow_mlpipe.operators.feast import FeastMaterializeOperator
-
-    return FeastMaterializeOperator(task_id=node.name, outlets=outlets, **params)
-
-
-def _training_set(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
-    from airflow_mlpipe.operators.feast import FeastTrainingSetOperator
-
-    return FeastTrainingSetOperator(task_id=node.name, outlets=outlets, **params)
+# Stage kinds whose task is just the stage's operator with the node's params, by class path: the
+# module is imported only when a DAG uses that kind.
+OPERATORS: dict[str, str] = {
+    g.VALIDATE: "airflow_mlpipe.operators.great_expectations.DataValidationOperator",
+    g.QUALITY: "airflow_mlpipe.operators.great_expectations.DataValidationOperator",
+    g.FEATURE_APPLY: "airflow_mlpipe.operators.feast.FeastApplyOperator",
+    g.MATERIALIZE: "airflow_mlpipe.operators.feast.FeastMaterializeOperator",
+    g.TRAINING_SET: "airflow_mlpipe.operators.feast.FeastTrainingSetOperator",
+    g.HOLDOUT_SET: "airflow_mlpipe.operators.feast.FeastTrainingSetOperator",
+    g.TRAIN: "airflow_mlpipe.operators.mlflow.MlflowTrainModelOperator",
+    g.GATE: "airflow_mlpipe.operators.evaluation.EvaluationGateOperator",
+    g.PROMOTE: "airflow_mlpipe.operators.evaluation.PromoteModelOperator",
+    g.DEPLOY: "airflow_mlpipe.operators.bentoml.BentoDeployOperator",
+    g.BATCH_SCORE: "airflow_mlpipe.operators.bentoml.BatchInferenceOperator",
+    g.WAIT_FOR_BATCH: "airflow_mlpipe.sensors.monitoring.NewDataSensor",
+    g.CLAIM_BATCH: "airflow_mlpipe.operators.monitoring.ClaimNewBatchOperator",
+}
 
 
-def _train(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
-    from airflow_mlpipe.operators.mlflow import MlflowTrainModelOperator
+def _operator(class_path: str) -> Builder:
+    def build(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
+        module, _, name = class_path.rpartition(".")
+        operator = getattr(importlib.import_module(module), name)
+        return operator(task_id=node.name, outlets=outlets, **params)
 
-    return MlflowTrainModelOperator(task_id=node.name, outlets=outlets, **params)
+    return build
 
 
 def _train_search(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
@@ -52,12 +51,6 @@ def _train_search(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> A
 
     # start → one mapped candidate task per search point → register the best (a nested group)
     return training_search_tasks(group_id=node.name, outlets=outlets, **params).group
-
-
-def _gate(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
-    from airflow_mlpipe.operators.evaluation import EvaluationGateOperator
-
-    return EvaluationGateOperator(task_id=node.name, outlets=outlets, **params)
 
 
 def _approval(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
@@ -71,36 +64,6 @@ def _approval(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
         body=approval_body(params["gate_task_id"]),
         response_timeout=dt.timedelta(hours=float(params["timeout_hours"])),
     )
-
-
-def _promote(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
-    from airflow_mlpipe.operators.evaluation import PromoteModelOperator
-
-    return PromoteModelOperator(task_id=node.name, outlets=outlets, **params)
-
-
-def _deploy(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
-    from airflow_mlpipe.operators.bentoml import BentoDeployOperator
-
-    return BentoDeployOperator(task_id=node.name, outlets=outlets, **params)
-
-
-def _batch_score(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
-    from airflow_mlpipe.operators.bentoml import BatchInferenceOperator
-
-    return BatchInferenceOperator(task_id=node.name, outlets=outlets, **params)
-
-
-def _wait_for_batch(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
-    from airflow_mlpipe.sensors.monitoring import NewDataSensor
-
-    return NewDataSensor(task_id=node.name, outlets=outlets, **params)
-
-
-def _claim_batch(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
-    from airflow_mlpipe.operators.monitoring import ClaimNewBatchOperator
-
-    return ClaimNewBatchOperator(task_id=node.name, outlets=outlets, **params)
 
 
 def _drift(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
@@ -125,21 +88,9 @@ def _retrain(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
 
 
 BUILDERS: dict[str, Builder] = {
-    g.VALIDATE: _validate,
-    g.QUALITY: _validate,
-    g.FEATURE_APPLY: _feature_apply,
-    g.MATERIALIZE: _materialize,
-    g.TRAINING_SET: _training_set,
-    g.HOLDOUT_SET: _training_set,
-    g.TRAIN: _train,
+    **{kind: _operator(path) for kind, path in OPERATORS.items()},
     g.TRAIN_SEARCH: _train_search,
-    g.GATE: _gate,
     g.APPROVAL: _approval,
-    g.PROMOTE: _promote,
-    g.DEPLOY: _deploy,
-    g.BATCH_SCORE: _batch_score,
-    g.WAIT_FOR_BATCH: _wait_for_batch,
-    g.CLAIM_BATCH: _claim_batch,
     g.DRIFT: _drift,
     g.RETRAIN: _retrain,
 }

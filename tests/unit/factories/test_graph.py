@@ -126,3 +126,19 @@ def test_options_reach_the_stage_params(base_config):
     base_config["training"]["options"] = {"test_size": 0.3}
     gr = g.training_graph(_build(base_config, "dag"))
     assert gr.nodes["train.search"].params["test_size"] == 0.3
+
+
+def test_every_stage_kind_has_a_builder_and_every_operator_path_resolves():
+    import importlib
+
+    from airflow.sdk import BaseOperator
+
+    from airflow_mlpipe.factories import graph as g
+    from airflow_mlpipe.factories.stages import BUILDERS, OPERATORS
+
+    kinds = {v for k, v in vars(g).items() if k.isupper() and isinstance(v, str)}
+    assert set(BUILDERS) == kinds, "every stage kind of the graph builder has exactly one task builder"
+    assert set(OPERATORS) <= set(BUILDERS)
+    for path in OPERATORS.values():
+        module, _, name = path.rpartition(".")
+        assert issubclass(getattr(importlib.import_module(module), name), BaseOperator), path
