@@ -143,24 +143,29 @@ def train_model(
             parent_run_id=str(parent["parent_run_id"]) if parent else None,
         )
 
+        def reuse(version: Any, *, cached: bool) -> dict[str, Any]:
+            """Point the alias at an existing version instead of training again."""
+            extra: dict[str, Any] = {} if cached else {"resumed": True}
+            on_run(version.run_id, hook.run_url(experiment_id, version.run_id))
+            client.set_registered_model_alias(registry.model_name, registry.alias, str(version.version))
+            return _result(
+                hook,
+                **common,
+                run_id=version.run_id,
+                metrics=_run_metrics(client, version.run_id),
+                params=estimator.params,
+                cached=cached,
+                version=version,
+                **extra,
+            )
+
         if register:
             previous = tracking.find_version_by_key(client, registry.model_name, key)
             if previous is not None:
                 log.info(
                     "Version %s was registered by an earlier try of this task; resuming.", previous.version
                 )
-                on_run(previous.run_id, hook.run_url(experiment_id, previous.run_id))
-                client.set_registered_model_alias(registry.model_name, registry.alias, str(previous.version))
-                return _result(
-                    hook,
-                    **common,
-                    run_id=previous.run_id,
-                    metrics=_run_metrics(client, previous.run_id),
-                    params=estimator.params,
-                    cached=False,
-                    version=previous,
-                    resumed=True,
-                )
+                return reuse(previous, cached=False)
             if registry.reuse_cached:
                 cached = tracking.find_cached_version(client, registry.model_name, fp)
                 if cached is not None:
@@ -171,19 +176,7 @@ def train_model(
                         cached.version,
                         fp,
                     )
-                    on_run(cached.run_id, hook.run_url(experiment_id, cached.run_id))
-                    client.set_registered_model_alias(
-                        registry.model_name, registry.alias, str(cached.version)
-                    )
-                    return _result(
-                        hook,
-                        **common,
-                        run_id=cached.run_id,
-                        metrics=_run_metrics(client, cached.run_id),
-                        params=estimator.params,
-                        cached=True,
-                        version=cached,
-                    )
+                    return reuse(cached, cached=True)
         elif registry.reuse_cached:
             run = tracking.find_cached_run(client, experiment_id, fp)
             if run is not None:
