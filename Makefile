@@ -1,18 +1,23 @@
-# Two commands on a fresh machine: `make demo` and `make test`. Both bootstrap uv and the locked venv.
+# Two commands on a fresh machine: `make demo` and `make test`. Both bootstrap the project's own uv
+# (pinned, in .tools/) and the locked venv; nothing installed by hand is used (no global uv).
 SHELL := /bin/bash
 PYTHON ?= python3.11
-UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+UV_VERSION := 0.13.9
+UV := $(CURDIR)/.tools/bin/uv
 VENV := $(CURDIR)/.venv
 export UV_PYTHON_DOWNLOADS := never
+# Trust the OS certificate store (as pip and curl do): needed behind TLS-inspecting proxies.
+export UV_SYSTEM_CERTS := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
 
 .PHONY: system-deps venv test lint typecheck pytest demo bench docs clean
 
-$(CURDIR)/.tools/bin/uv:
+$(UV):
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (Debian: apt-get install python3.11-venv)"; exit 1; }
 	$(PYTHON) -m venv $(CURDIR)/.tools
-	$(CURDIR)/.tools/bin/pip install --quiet 'uv>=0.5'
+	$(CURDIR)/.tools/bin/pip install --quiet 'uv==$(UV_VERSION)'
 
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --all-extras --python $(PYTHON)

@@ -19,6 +19,7 @@ _EXTRA_OF = {
     "skops": "training",
     "matplotlib": "training",  # evaluation report plots; a dependency of mlflow
     "bentoml": "deploy",
+    "uv": "deploy",  # `bentoml build` runs `python -m uv` from the same environment
     "evidently": "monitoring",
     "pandas": "validation",
     "pyarrow": "validation",

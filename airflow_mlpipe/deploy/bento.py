@@ -81,6 +81,11 @@ def build_bento(
     :param max_rows: largest batch one request may carry.
     """
     bentoml = require("bentoml")
+    # `bentoml build` freezes requirements with uv: from PATH if one is there, else `python -m uv`
+    # of this environment (the deploy extra installs it). Without either it would try
+    # `pip install uv` at task time, which fails in pip-less (uv-made) or offline environments.
+    if shutil.which("uv") is None:
+        require("uv")
     extra = ""
     if online_spec is not None:
         digest = hashlib.sha256(json.dumps(online_spec, sort_keys=True, default=str).encode()).hexdigest()
