@@ -29,13 +29,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from airflow_mlpipe.core.conventions import TaskType
-from airflow_mlpipe.evaluation.metrics import CATALOG, check_metric
+from airflow_mlpipe.core.metrics import CATALOG, check_metric
 from airflow_mlpipe.exceptions import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\- ]+$")  # what MLflow accepts in a tag key
 _SHORTHAND = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(>=|<=)\s*([-+0-9.eE]+)\s*$")
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*[.:][A-Za-z_]\w*$")
-_ALL_METRICS = sorted({m for metrics in CATALOG.values() for m in metrics})
+_ALL_METRICS = sorted(CATALOG)
 
 
 def _number(value: Any, field: str, where: str) -> float | None:

@@ -161,9 +161,7 @@ def rollback(
     client.set_registered_model_alias(model_name, cv.ALIAS_CHAMPION, model.version)
     client.delete_registered_model_alias(model_name, cv.ALIAS_PREVIOUS)
     if current is not None and current.model_name == model_name and current.model_version != model.version:
-        client.set_model_version_tag(
-            model_name, current.model_version, "mlpipe.deploy.rolled_back_at", _now()
-        )
+        client.set_model_version_tag(model_name, current.model_version, cv.TAG_ROLLED_BACK_AT, _now())
         result["rolled_back_from"] = current.model_version
     if result["status"] == "noop":
         result["status"] = "rolled_back"

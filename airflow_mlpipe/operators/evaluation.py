@@ -24,6 +24,9 @@ from airflow_mlpipe.core.conventions import (
     ALIAS_CHAMPION,
     ALIAS_PREVIOUS,
     TAG_BLESSED,
+    TAG_CRITERION_PREFIX,
+    TAG_GATE_METRIC_PREFIX,
+    TAG_GATE_MODEL_NAME,
     TAG_GATE_PREFIX,
 )
 from airflow_mlpipe.core.lineage import airflow_ids, emit_asset_metadata
@@ -37,7 +40,6 @@ if TYPE_CHECKING:
 
     from airflow_mlpipe.evaluation.gate import GateOutcome
 
-TAG_CRITERION_PREFIX = f"{TAG_GATE_PREFIX}criterion."
 REPORT_NAME = "evaluation_report.html"
 
 
@@ -142,7 +144,7 @@ class EvaluationGateOperator(BaseOperator):
             run = client.create_run(
                 exp_id,
                 run_name=f"gate {self.model_name}",
-                tags={**airflow_ids(context), "mlpipe.gate.model_name": self.model_name},
+                tags={**airflow_ids(context), TAG_GATE_MODEL_NAME: self.model_name},
             )
             run_id = run.info.run_id
             push_link(context, EvaluationReportLink, self._link(hook, exp_id, run_id, str(report_path)))
@@ -254,6 +256,8 @@ class EvaluationGateOperator(BaseOperator):
             client.set_model_version_tag(
                 name, version, TAG_CRITERION_PREFIX + r.name, json.dumps(jsonable(record))
             )
+        for metric, value in outcome.evidence.challenger.metrics.values.items():
+            client.set_model_version_tag(name, version, TAG_GATE_METRIC_PREFIX + metric, repr(float(value)))
         for key, text in {
             "run_id": run_id,
             "report_uri": str(report_path),
