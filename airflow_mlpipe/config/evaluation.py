@@ -274,10 +274,6 @@ class GateConfig:
                 except ConfigError as exc:
                     raise ConfigError(f"Criterion {c.name!r}: {exc}") from None
 
-    @property
-    def needs_champion(self) -> bool:
-        return any(isinstance(c, ChangeCriterion) for c in self.criteria)
-
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | Sequence[Any]) -> GateConfig:
         """From a mapping (keys = fields) or a bare list of criteria."""

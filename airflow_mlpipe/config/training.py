@@ -77,10 +77,6 @@ class EstimatorConfig:
         """The import path (or repr of an unimportable callable)."""
         return self.estimator if isinstance(self.estimator, str) else repr(self.estimator)
 
-    def with_params(self, extra: Mapping[str, Any]) -> EstimatorConfig:
-        """A copy with ``extra`` parameters laid over these (a search candidate)."""
-        return EstimatorConfig(self.estimator, {**self.params, **dict(extra)})
-
 
 @dataclass
 class TrainingConfig:

@@ -34,6 +34,7 @@ from airflow_mlpipe.core.links import XComLink, push_link
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.core.storage import local_path, task_dir
 from airflow_mlpipe.hooks.mlflow import MlflowHook
+from airflow_mlpipe.operators._results import push_then_raise
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -175,10 +176,13 @@ class EvaluationGateOperator(BaseOperator):
         self.log.warning("NOT BLESSED %s v%s:\n  %s", self.model_name, outcome.challenger_version, reasons)
         if not self.skip_when_blocked:
             return summary
-        context["ti"].xcom_push(key="return_value", value=summary)
-        raise AirflowSkipException(
-            f"{self.model_name} v{outcome.challenger_version} is not blessed; "
-            f"{len(summary['reasons'])} criterion check(s) failed: {'; '.join(summary['reasons'])}"
+        push_then_raise(
+            context,
+            summary,
+            AirflowSkipException(
+                f"{self.model_name} v{outcome.challenger_version} is not blessed; "
+                f"{len(summary['reasons'])} criterion check(s) failed: {'; '.join(summary['reasons'])}"
+            ),
         )
 
     @staticmethod
