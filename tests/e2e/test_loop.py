@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_mlpipe.datasets import churn
-from airflow_mlpipe.demo.runner import MONITORING_DAG, TRAINING_DAG, Demo, DemoConfig, DemoResult
+from mlpipe_dev import churn_data as churn
+from mlpipe_dev.demo.runner import MONITORING_DAG, TRAINING_DAG, Demo, DemoConfig, DemoResult
 from tests.fixtures.services import fresh_database
 
 # The loop takes 5-8 minutes on an idle 2-core machine; allow for a slow one.

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_mlpipe.local.mlflow_server import LocalMlflowServer
-from airflow_mlpipe.local.stack import AirflowApi, LocalAirflow
+from mlpipe_dev.local.mlflow_server import LocalMlflowServer
+from mlpipe_dev.local.stack import AirflowApi, LocalAirflow
 
 TRAINING_DAG = "churn_training"
 MONITORING_DAG = "churn_monitoring"
@@ -116,7 +116,7 @@ class Demo:
 
     # -- setup -------------------------------------------------------------------------------
     def prepare(self) -> None:
-        from airflow_mlpipe.datasets import churn
+        from mlpipe_dev import churn_data as churn
 
         if self.work.exists():
             shutil.rmtree(self.work)
@@ -190,7 +190,7 @@ class Demo:
         }
 
     def sample_rows(self, n: int = 3) -> list[dict[str, Any]]:
-        from airflow_mlpipe.datasets import churn
+        from mlpipe_dev import churn_data as churn
 
         rows = churn.load(self.data_dir, "features").head(n)
         return list(json.loads(rows.drop(columns=[churn.ENTITY, churn.TIMESTAMP]).to_json(orient="records")))
@@ -202,7 +202,7 @@ class Demo:
         """Steady client traffic on the serving endpoint (~10 requests/s, loopback, bounded), so the
         canary of the next deployment has live requests to be judged on, and the summary can show
         that the rollout failed none of them."""
-        from airflow_mlpipe.deploy.loadgen import LoadLoop
+        from mlpipe_dev.loadgen import LoadLoop
 
         return LoadLoop(
             endpoint,
@@ -214,7 +214,7 @@ class Demo:
         ).start()
 
     def run(self) -> DemoResult:
-        from airflow_mlpipe.datasets import churn
+        from mlpipe_dev import churn_data as churn
 
         t0 = time.monotonic()
         result = DemoResult(workdir=str(self.work))
@@ -324,9 +324,7 @@ def summary(r: DemoResult) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(
-        prog="python -m airflow_mlpipe.demo", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m mlpipe_dev.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default=".demo", help="where the demo writes everything (recreated)")
     parser.add_argument("--executor", default="LocalExecutor", choices=["LocalExecutor", "CeleryExecutor"])
     parser.add_argument(
