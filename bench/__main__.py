@@ -39,7 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     # Libraries that default to the working directory (MLflow's ./mlruns) write into a scratch dir.
     os.chdir(tempfile.mkdtemp(prefix="mlpipe-bench-"))
     all_ok = True
-    for name in names:
+    # Long runs show where they are as they go, also when stdout is a pipe or a CI log.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
+    for index, name in enumerate(names, 1):
+        print(f"[{index}/{len(names)}] {name}: running … (load {os.getloadavg()[0]:.1f})")
         module = importlib.import_module(f"bench.{name}")
         started = time.perf_counter()
         results: list[Result] = module.run(quick=args.quick)
