@@ -22,6 +22,10 @@ from bench._util import Result, print_table
 HERE = Path(__file__).resolve().parent
 
 
+#: long benchmarks run only when named (each runs the whole loop for many minutes)
+ON_REQUEST = frozenset({"demo"})
+
+
 def available() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules([str(HERE)]) if not m.name.startswith("_"))
 
@@ -31,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {available()})")
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
     args = parser.parse_args(argv)
-    names = args.names or available()
+    names = args.names or [n for n in available() if n not in ON_REQUEST]
     unknown = sorted(set(names) - set(available()))
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; available: {available()}")
