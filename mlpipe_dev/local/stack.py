@@ -225,6 +225,8 @@ class LocalAirflow:
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+                # Task processes call the api-server; its 5 s default fails tasks on a busy machine.
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": str(round(scaled(30))),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,
