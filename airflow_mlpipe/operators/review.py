@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_mlpipe.exceptions import ConfigError
+from airflow_mlpipe.operators.evidently import DriftReportLink
 
 RETRAIN, IGNORE, ROLL_BACK = "Retrain", "Ignore", "Roll back"
 
@@ -23,7 +24,7 @@ _BODY = """\
 * drifted columns: {{{{ ti.xcom_pull(task_ids='{task}')['drifted_columns'] | join(', ') }}}}
 * reasons to retrain: {{{{ ti.xcom_pull(task_ids='{task}')['retrain_reasons'] | join(', ') or 'none' }}}}
 
-Evidently report: {{{{ ti.xcom_pull(task_ids='{task}', key='mlpipe_drift_report') }}}}
+Evidently report: {{{{ ti.xcom_pull(task_ids='{task}', key='{report_key}') }}}}
 """
 
 
@@ -55,7 +56,7 @@ def drift_review(
     return HITLBranchOperator(
         task_id=task_id,
         subject=subject,
-        body=_BODY.format(task=drift_task_id),
+        body=_BODY.format(task=drift_task_id, report_key=DriftReportLink.key),
         options=options,
         defaults=[default],
         options_mapping=dict(branches),
