@@ -5,6 +5,10 @@ Feast feature service builds the training set, which candidate models are traine
 evaluation gate demands, how the champion is deployed and how new data is monitored. The DAG
 factories (:mod:`airflow_mlpipe.factories`) turn it into Airflow DAGs.
 
+Naming: a section of the pipeline YAML is a ``*Section`` (``TrainingSection``, ``GateSection`` …);
+a stage's own configuration is a ``*Config`` in that stage's config module (``config.training.TrainingConfig``,
+``config.evaluation.GateConfig``), which the sections validate against.
+
 Every object validates itself in ``__post_init__`` and raises
 :class:`~airflow_mlpipe.exceptions.ConfigError` saying what to change. Strings may be Jinja templates
 (``{{ ds }}``, ``{{ mlpipe_env('MLPIPE_DATA_DIR') }}``): they are rendered when a task runs, never
@@ -130,7 +134,7 @@ class Locations(_Config):
 
 
 @dataclass
-class ValidationConfig(_Config):
+class ValidationSection(_Config):
     """Data validation of the incoming batch (Great Expectations).
 
     :param dataset: URI of the table to validate (templated, e.g. ``{{ ... }}/features/{{ ds }}.parquet``).
@@ -155,7 +159,7 @@ class ValidationConfig(_Config):
 
 
 @dataclass
-class FeaturesConfig(_Config):
+class FeaturesSection(_Config):
     """The training set, built point-in-time correct by a Feast feature service.
 
     :param feature_service: name of the Feast feature service.
@@ -193,7 +197,7 @@ class FeaturesConfig(_Config):
 
 
 @dataclass
-class TrainingConfig(_Config):
+class TrainingSection(_Config):
     """The model: a scikit-learn estimator trained on the training set and registered in MLflow.
 
     :param model_name: registered model name.
@@ -248,7 +252,7 @@ class TrainingConfig(_Config):
 
 
 @dataclass
-class GateConfig(_Config):
+class GateSection(_Config):
     """The evaluation gate between the trained challenger and the serving champion.
 
     :param criteria: gate criteria as the evaluation stage reads them
@@ -269,16 +273,16 @@ class GateConfig(_Config):
     def __post_init__(self) -> None:
         if not isinstance(self.criteria, list):
             raise ConfigError("gate.criteria must be a list, e.g. ['roc_auc >= 0.7'].")
-        from airflow_mlpipe.config.evaluation import GateConfig as StageGateConfig
+        from airflow_mlpipe.config.evaluation import GateConfig
 
-        StageGateConfig.from_dict({"criteria": copy.deepcopy(self.criteria)})  # raises what to change
+        GateConfig.from_dict({"criteria": copy.deepcopy(self.criteria)})  # raises what to change
         if self.approval_timeout_hours <= 0:
             raise ConfigError("gate.approval_timeout_hours must be positive.")
         _require_mapping(self.options, "gate.options")
 
 
 @dataclass
-class DeploymentConfig(_Config):
+class DeploymentSection(_Config):
     """Serving the champion and scoring a batch with it.
 
     :param enabled: deploy after promotion (off = promote only).
@@ -305,7 +309,7 @@ class DeploymentConfig(_Config):
 
 
 @dataclass
-class MonitoringConfig(_Config):
+class MonitoringSection(_Config):
     """Watching new batches for quality and drift, and asking for retraining.
 
     :param watch_path: directory new batch files land in (templated).
@@ -374,12 +378,12 @@ class PipelineConfig(_Config):
     tags: list[str] = field(default_factory=list)
     retries: int = 1
     locations: Locations = field(default_factory=Locations)
-    validation: ValidationConfig | None = None
-    features: FeaturesConfig | None = None
-    training: TrainingConfig | None = None
-    gate: GateConfig = field(default_factory=GateConfig)
-    deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
-    monitoring: MonitoringConfig | None = None
+    validation: ValidationSection | None = None
+    features: FeaturesSection | None = None
+    training: TrainingSection | None = None
+    gate: GateSection = field(default_factory=GateSection)
+    deployment: DeploymentSection = field(default_factory=DeploymentSection)
+    monitoring: MonitoringSection | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _IDENT.match(self.name or ""):

@@ -47,12 +47,12 @@ def test_config_reference_lists_every_field():
     classes = [
         pipeline.PipelineConfig,
         pipeline.Locations,
-        pipeline.ValidationConfig,
-        pipeline.FeaturesConfig,
-        pipeline.TrainingConfig,
-        pipeline.GateConfig,
-        pipeline.DeploymentConfig,
-        pipeline.MonitoringConfig,
+        pipeline.ValidationSection,
+        pipeline.FeaturesSection,
+        pipeline.TrainingSection,
+        pipeline.GateSection,
+        pipeline.DeploymentSection,
+        pipeline.MonitoringSection,
     ]
     missing = [
         f"{cls.__name__}.{f.name}"

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from airflow_mlpipe.config.pipeline import PipelineConfig, TrainingConfig
+from airflow_mlpipe.config.pipeline import PipelineConfig, TrainingSection
 from airflow_mlpipe.exceptions import ConfigError
 from tests.unit.factories.conftest import BASE
 
@@ -15,7 +15,7 @@ def test_yaml_round_trip(tmp_path):
     path.write_text(cfg.to_yaml())
     again = PipelineConfig.from_yaml(path)
     assert again == cfg
-    assert isinstance(again.training, TrainingConfig)
+    assert isinstance(again.training, TrainingSection)
     assert again.training.experiment == "toy_model"  # defaulted from the model name
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_mlpipe.config.deploy import TargetSpec
-from airflow_mlpipe.config.pipeline import DeploymentConfig
+from airflow_mlpipe.config.pipeline import DeploymentSection
 from airflow_mlpipe.deploy.targets import TARGETS, resolve_target
 from airflow_mlpipe.deploy.targets.base import DeploymentTarget
 from airflow_mlpipe.deploy.targets.local import LocalTarget
@@ -61,9 +61,9 @@ def test_bad_target_specs_say_what_to_change(spec, message):
 
 
 def test_pipeline_deployment_config_carries_the_target():
-    assert DeploymentConfig().target == {"kind": "local"}
+    assert DeploymentSection().target == {"kind": "local"}
     assert TargetSpec.from_value(
-        DeploymentConfig(target={"kind": "local", "port": 9000}).target
+        DeploymentSection(target={"kind": "local", "port": 9000}).target
     ) == TargetSpec("local", {"port": 9000})
     with pytest.raises(ConfigError, match="deployment.target must be a mapping"):
-        DeploymentConfig(target="local")  # type: ignore[arg-type]
+        DeploymentSection(target="local")  # type: ignore[arg-type]
