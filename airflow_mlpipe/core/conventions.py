@@ -29,6 +29,20 @@ TAG_GATE_PREFIX = "mlpipe.gate."
 TAG_DEPLOYED_AT = "mlpipe.deploy.deployed_at"
 TAG_DEPLOY_ENDPOINT = "mlpipe.deploy.endpoint"
 TAG_DEPLOY_BENTO = "mlpipe.deploy.bento_tag"
+# Governance (airflow_mlpipe.governance): content-addressed snapshots under the artifact root, the
+# training specification a reproduction rebuilds from, digests that make later edits detectable.
+TAG_SNAPSHOT_TRAINING_URI = "mlpipe.snapshot.training.uri"
+TAG_SNAPSHOT_TRAINING_DIGEST = "mlpipe.snapshot.training.digest"
+TAG_SNAPSHOT_HOLDOUT_URI = "mlpipe.snapshot.holdout.uri"
+TAG_SNAPSHOT_HOLDOUT_DIGEST = "mlpipe.snapshot.holdout.digest"
+TAG_TRAINING_SPEC = "mlpipe.training.spec"  # JSON: estimator, params, label, features, split, seed
+TAG_RECORD_DIGEST = "mlpipe.record.digest"  # digest of the version's lineage tags (governance.records)
+TAG_GATE_REPORT_DIGEST = "mlpipe.digest.gate_report"
+TAG_REPRODUCE_STATUS = "mlpipe.reproduce.status"  # "match" | "mismatch"
+TAG_REPRODUCE_AT = "mlpipe.reproduce.at"
+TAG_REPRODUCE_REPORT_URI = "mlpipe.reproduce.report_uri"
+TAG_REPRODUCE_REPORT_DIGEST = "mlpipe.reproduce.report_digest"
+TAG_ENV_PREFIX = "mlpipe.env."  # on training runs: Python and package versions
 
 
 class TaskType(enum.StrEnum):

@@ -23,7 +23,7 @@ from airflow_mlpipe.training.data import TrainingSet
 TAG_IDEMPOTENCY_KEY = "mlpipe.training.idempotency_key"
 TAG_ESTIMATOR = "mlpipe.training.estimator"
 TAG_MODEL_URI = "mlpipe.training.model_uri"  # logged (not yet registered) model of a run
-TAG_ENV_PREFIX = "mlpipe.env."
+TAG_ENV_PREFIX = cv.TAG_ENV_PREFIX
 _ENV_PACKAGES = {
     "sklearn": "scikit-learn",
     "mlflow": "mlflow",
