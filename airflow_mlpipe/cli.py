@@ -8,8 +8,6 @@
   JSON) and check every recorded digest (exit 1 when one does not match).
 * ``mlpipe snapshots --model NAME [--keep-last N] [--dry-run]`` — delete the snapshots that no
   retained version needs (never those of ``champion`` or ``previous``).
-* ``mlpipe churn-data OUT_DIR [--days N] [--drift-day D] [--seed S]`` — write the reference churn
-  batches (seeded, offline).
 """
 
 from __future__ import annotations
@@ -124,22 +122,6 @@ def _registry_args(parser: argparse.ArgumentParser, *, version: bool = True) -> 
     parser.add_argument("--conn-id", default="mlpipe_mlflow_default", help="Airflow connection of MLflow")
 
 
-def _churn_data(args: argparse.Namespace) -> int:
-    from airflow_mlpipe.datasets import churn
-
-    spec = churn.ChurnSpec(
-        seed=args.seed,
-        start=args.start,
-        days=args.days,
-        rows_per_day=args.rows_per_day,
-        customers=max(args.customers, args.rows_per_day),
-        drift_day=None if args.drift_day < 0 else args.drift_day,
-    )
-    info = churn.write_batches(args.out, spec)
-    print(json.dumps({k: info[k] for k in ("days", "drift_date", "drifted_features")}, indent=2))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlpipe", description="airflow-mlpipe command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -178,15 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
     snap.set_defaults(func=_snapshots)
 
-    data = sub.add_parser("churn-data", help="write the seeded reference churn batches")
-    data.add_argument("out", help="output directory")
-    data.add_argument("--seed", type=int, default=42)
-    data.add_argument("--start", default="2024-01-01")
-    data.add_argument("--days", type=int, default=10)
-    data.add_argument("--rows-per-day", type=int, default=500)
-    data.add_argument("--customers", type=int, default=3000)
-    data.add_argument("--drift-day", type=int, default=7, help="0-based; negative for no drift")
-    data.set_defaults(func=_churn_data)
     return parser
 
 
