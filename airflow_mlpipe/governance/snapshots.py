@@ -199,7 +199,7 @@ def delete(client: Any, model_name: str, digest: str) -> None:
     if local is not None:
         shutil.rmtree(local, ignore_errors=True)
     elif home.exists():
-        home.rmdir(recursive=True)
+        home.fs.rm(home.path, recursive=True)
 
 
 def prune(
