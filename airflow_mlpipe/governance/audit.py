@@ -21,14 +21,15 @@ from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.core.datasets import file_digest
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.core.storage import artifact_root, resolve, safe_segment
-from airflow_mlpipe.evaluation.promotion import TAG_PROMOTED_AT, TAG_PROMOTED_FROM
 from airflow_mlpipe.governance import records, snapshots
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 #: version tag prefixes that describe what happened to a version after the gate
-LIFECYCLE_PREFIXES = ("mlpipe.promotion.", "mlpipe.deploy.", "mlpipe.rollout.", "mlpipe.rollback.")
+LIFECYCLE_PREFIXES = tuple(
+    key.rpartition(".")[0] + "." for key in (cv.TAG_PROMOTED_AT, cv.TAG_DEPLOYED_AT, cv.TAG_ROLLED_BACK_AT)
+) + ("mlpipe.rollout.", "mlpipe.rollback.")
 
 
 def location(model_name: str, version: str) -> ObjectStoragePath:
@@ -107,7 +108,7 @@ def integrity(tags: Mapping[str, str], drift: list[dict[str, Any]]) -> list[dict
 
 
 def _gate(client: Any, tags: Mapping[str, str]) -> dict[str, Any]:
-    prefix = cv.TAG_GATE_PREFIX + "criterion."
+    prefix = cv.TAG_CRITERION_PREFIX
     criteria = []
     for key, value in sorted(tags.items()):
         if key.startswith(prefix):
@@ -198,13 +199,13 @@ def _airflow(lineage: Mapping[str, Any], model_name: str, version: str) -> dict[
 
 
 def _served_window(client: Any, model_name: str, version: str, tags: Mapping[str, str]) -> dict[str, Any]:
-    start = tags.get(TAG_PROMOTED_AT) or tags.get(cv.TAG_DEPLOYED_AT)
+    start = tags.get(cv.TAG_PROMOTED_AT) or tags.get(cv.TAG_DEPLOYED_AT)
     end = None
     replaced_by = None
     for mv in client.search_model_versions(f"name = '{model_name}'"):
         other = dict(mv.tags or {})
-        if other.get(TAG_PROMOTED_FROM) == str(version):
-            when = other.get(TAG_PROMOTED_AT)
+        if other.get(cv.TAG_PROMOTED_FROM) == str(version):
+            when = other.get(cv.TAG_PROMOTED_AT)
             if when and (end is None or when < end):
                 end, replaced_by = when, str(mv.version)
     return {"from": start, "until": end, "replaced_by": replaced_by}

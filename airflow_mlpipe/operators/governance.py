@@ -14,6 +14,7 @@ from airflow.sdk import BaseOperator
 from airflow_mlpipe.core.links import XComLink, push_link
 from airflow_mlpipe.exceptions import QualityGateFailed
 from airflow_mlpipe.hooks.mlflow import MlflowHook
+from airflow_mlpipe.operators._results import push_then_raise
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -90,11 +91,14 @@ class ReproduceModelOperator(BaseOperator):
             report["report_uri"] = record(client, report)
         self.log.info("%s", render_text(report))
         if not report["match"] and self.fail_on_mismatch:
-            context["ti"].xcom_push(key="return_value", value=report)
-            raise QualityGateFailed(
-                f"{self.model_name} v{self.version} did not reproduce: "
-                + "; ".join(f"{d['kind']} {d['name']}" for d in report["differences"]),
+            push_then_raise(
+                context,
                 report,
+                QualityGateFailed(
+                    f"{self.model_name} v{self.version} did not reproduce: "
+                    + "; ".join(f"{d['kind']} {d['name']}" for d in report["differences"]),
+                    report,
+                ),
             )
         return report
 
@@ -138,9 +142,12 @@ class AuditReportOperator(BaseOperator):
             report = audit.collect(hook.get_client(), self.model_name, str(self.version))
         result = {**audit.write(report), "tampered": report["tampered"]}
         if report["tampered"] and self.fail_on_tampering:
-            context["ti"].xcom_push(key="return_value", value=result)
-            raise QualityGateFailed(
-                f"Audit of {self.model_name} v{self.version}: changed after the fact: {report['tampered']}",
+            push_then_raise(
+                context,
                 result,
+                QualityGateFailed(
+                    f"Audit of {self.model_name} v{self.version}: changed after the fact: {report['tampered']}",
+                    result,
+                ),
             )
         return result
