@@ -134,3 +134,13 @@ def test_probability_metrics_unavailable_without_predict_proba():
     assert "LinearSVC has no predict_proba" in m.unavailable["roc_auc"]
     (res,) = judge(GateConfig.from_dict(["log_loss <= 1"]).criteria, _evidence("classification", y, y, None))
     assert not res.passed and "not available" in res.reason
+
+
+def test_multiclass_averages_over_classes_present():
+    # A slice (or a small holdout) without class 2: a perfect model scores 1.0, not 2/3.
+    y = np.array([0, 1, 1, 0, 1])
+    perfect = compute("classification", y, Predictions(y, classes=[0, 1, 2]))
+    assert perfect.values["recall"] == perfect.values["precision"] == perfect.values["f1"] == 1.0
+    # Mistakes still count: one class-1 row predicted as the absent class 2 lowers class 1's recall.
+    wrong = compute("classification", y, Predictions(np.array([0, 1, 2, 0, 1]), classes=[0, 1, 2]))
+    assert wrong.values["recall"] == pytest.approx((1.0 + 2 / 3) / 2)
