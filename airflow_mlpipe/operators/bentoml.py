@@ -421,6 +421,7 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
             model_version=model.version,
             keep_columns=list(self.keep_columns or []),
             batch_size=self.batch_size,
+            inputs=model.inputs,
         )
         result = {
             "predictions_uri": scored["predictions_uri"],
