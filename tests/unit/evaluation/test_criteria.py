@@ -55,6 +55,9 @@ def test_change_is_direction_aware_for_lower_is_better_metrics():
     assert r[0].threshold == pytest.approx(0.6) and r[0].op == "<="
     assert r[1].threshold == pytest.approx(0.4)
     assert "lower is better" in r[0].reason
+    # the improvement and what it needs share a unit; the absolute bound is named as such
+    assert "improvement +50.00%, needs >= +40.00% (that is rmse <= 0.6;" in r[0].reason
+    assert "improvement +0.5, needs >= +0.5 (that is mae <= 0.5;" in r[2].reason
 
 
 def test_no_worse_than_champion_minus_delta():
