@@ -39,7 +39,7 @@ from starlette.routing import Route
 try:  # inside a bento the schema module sits next to this file
     import mlpipe_schema as _schema  # type: ignore[import-not-found]
 except ImportError:  # imported from the provider package
-    from airflow_mlpipe._serving import schema as _schema
+    from airflow_mlpipe.deploy import schema as _schema
 
 RequestError = _schema.RequestError
 validate_rows = _schema.validate_rows

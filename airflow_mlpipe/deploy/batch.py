@@ -11,10 +11,10 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from airflow_mlpipe._serving.schema import RequestError, validate_rows
 from airflow_mlpipe.core.datasets import detect_format
 from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.core.storage import local_path, resolve
+from airflow_mlpipe.deploy.schema import RequestError, validate_rows
 from airflow_mlpipe.exceptions import ConfigError, DataError
 
 

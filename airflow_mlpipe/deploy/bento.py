@@ -29,7 +29,7 @@ SCHEMA_MODULE = "mlpipe_schema"  # the service imports it under this name inside
 SERVICE_CLASS = "MlpipeModelService"
 CONFIG_FILE = "mlpipe_service.json"  # must match airflow_mlpipe._serving.service.CONFIG_FILE
 _SERVICE_SOURCE = Path(__file__).resolve().parents[1] / "_serving" / "service.py"
-_SCHEMA_SOURCE = _SERVICE_SOURCE.with_name("schema.py")
+_SCHEMA_SOURCE = Path(__file__).resolve().with_name("schema.py")
 
 
 @dataclass

@@ -121,17 +121,6 @@ def test_lineage_text_and_errors(registry, capsys):
     assert "not found" in capsys.readouterr().err
 
 
-def test_churn_data_command(tmp_path, capsys):
-    assert main(["churn-data", str(tmp_path), "--days", "3", "--rows-per-day", "50", "--drift-day", "2"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["drift_date"] == "2024-01-03"
-    assert sorted(p.name for p in (tmp_path / "labels").iterdir()) == [
-        "2024-01-01.parquet",
-        "2024-01-02.parquet",
-        "2024-01-03.parquet",
-    ]
-
-
 @pytest.mark.integration
 def test_lineage_without_airflow_home_says_what_is_missing_and_creates_nothing(registry, tmp_path):
     import os

@@ -20,8 +20,8 @@ def test_scheduled_monitoring_detects_the_injected_drift(run_dag, tmp_path, monk
     from airflow.utils.session import create_session
 
     from airflow_mlpipe.dagtest import serialize_dag
-    from airflow_mlpipe.datasets import churn
     from airflow_mlpipe.factories.pipelines import monitoring_dag, training_dag
+    from mlpipe_dev import churn_data as churn
 
     data = tmp_path / "data"
     spec = churn.ChurnSpec(seed=5, days=4, rows_per_day=300, customers=1000, drift_day=3)

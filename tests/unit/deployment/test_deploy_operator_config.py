@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_mlpipe.deploy.config import CanaryConfig
+from airflow_mlpipe.config.deploy import CanaryConfig
 from airflow_mlpipe.exceptions import ConfigError
 from airflow_mlpipe.operators.bentoml import BentoDeployOperator
 
