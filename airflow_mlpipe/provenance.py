@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 from airflow_mlpipe.core import conventions as c
@@ -128,6 +130,41 @@ def model_lineage(
     )
 
 
+_DB_SETTINGS = (
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_SECRET",
+)
+
+
+def missing_airflow_db() -> str | None:
+    """Why the Airflow metadata DB cannot be read from this environment, or ``None``.
+
+    Checked before Airflow is imported or the DB is opened: importing Airflow without a home creates
+    ``~/airflow``, and opening a SQLite URL creates an empty database file.
+    """
+    home = os.environ.get("AIRFLOW_HOME")
+    if not home and not any(os.environ.get(k) for k in _DB_SETTINGS):
+        default = Path("~/airflow").expanduser()
+        if not (default / "airflow.cfg").exists():
+            return (
+                "Airflow's metadata DB is unknown: AIRFLOW_HOME is not set and "
+                f"{default} has no airflow.cfg. Set AIRFLOW_HOME (or AIRFLOW__DATABASE__SQL_ALCHEMY_CONN) "
+                "as for your Airflow deployment, or pass --no-airflow for lineage from the registry alone."
+            )
+    from airflow.configuration import conf
+
+    url = conf.get("database", "sql_alchemy_conn")
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///").split("?")[0])
+        if not path.is_file() or path.stat().st_size == 0:
+            return (
+                f"Airflow's metadata DB {path} does not exist (AIRFLOW_HOME={home or '~/airflow'}); "
+                "point AIRFLOW_HOME at the home of your Airflow deployment, or pass --no-airflow."
+            )
+    return None
+
+
 def airflow_asset_events(record: dict[str, Any], *, limit: int = 50) -> dict[str, Any]:
     """Asset events of the run that trained the model and of deployments of its version.
 
@@ -137,6 +174,9 @@ def airflow_asset_events(record: dict[str, Any], *, limit: int = 50) -> dict[str
     airflow = record.get("airflow") or {}
     version = record["model"]["version"]
     name = record["model"]["name"]
+    missing = missing_airflow_db()
+    if missing:
+        return {"error": missing, "events": []}
     try:
         from airflow.models.asset import AssetEvent, AssetModel
         from airflow.utils.session import create_session

@@ -13,20 +13,21 @@ API (see ``docs/stages/deployment.md``)::
     POST /predict  {..., "return_features": true}           -> also {"features": [{col: value}, ...]},
                                                                the feature values the model was given
     GET  /info     model name, version, fingerprint, bento tag, request schema
+    GET  /docs.json  the OpenAPI document: the request schema of the model signature
     GET  /readyz, /livez, /metrics                          (BentoML)
 
-A malformed request gets HTTP 400 with ``{"error": ..., "problems": [...]}`` that says what is wrong;
-it never reaches the model. So does an entity the online store has no features for (unknown key, or
-never materialized), a missing join key or a key of the wrong type.
+Every 4xx answer has one shape, ``{"error", "problems", "model_name", "model_version",
+"fingerprint"}``, whoever refused the request (this service, or BentoML's request parser): a
+malformed request never reaches the model. So does an entity the online store has no features for
+(unknown key, or never materialized), a missing join key or a key of the wrong type.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import bentoml
 from pydantic import ConfigDict, StrictBool
@@ -35,84 +36,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-CONFIG_FILE = "mlpipe_service.json"
-#: report at most this many problems of one request (a huge bad batch must not produce a huge answer)
-MAX_PROBLEMS = 20
+try:  # inside a bento the schema module sits next to this file
+    import mlpipe_schema as _schema  # type: ignore[import-not-found]
+except ImportError:  # imported from the provider package
+    from airflow_mlpipe.deploy import schema as _schema
 
-_INT_TYPES = {"integer", "long"}
-_INT_BOUNDS = {"integer": 2**31, "long": 2**63}
-_FLOAT_TYPES = {"float", "double"}
+RequestError = _schema.RequestError
+validate_rows = _schema.validate_rows
+MAX_PROBLEMS = _schema.MAX_PROBLEMS
+INT_TYPES, FLOAT_TYPES = _schema.INT_TYPES, _schema.FLOAT_TYPES
+
+CONFIG_FILE = "mlpipe_service.json"
+#: where the OpenAPI document is served (BentoML's own path; its generic spec is replaced)
+SPEC_PATHS = ("/docs.json", "/openapi.json")
 
 
 def load_config() -> dict[str, Any]:
     path = Path(os.environ.get("MLPIPE_SERVICE_CONFIG") or Path(__file__).with_name(CONFIG_FILE))
     return dict(json.loads(path.read_text()))
-
-
-class RequestError(ValueError):
-    """A request the service refuses; ``problems`` lists each thing that is wrong."""
-
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.problems = problems or []
-
-
-def _check_value(value: Any, kind: str) -> str | None:
-    """Why ``value`` is not acceptable for a column of MLflow type ``kind`` (``None``: it is)."""
-    if value is None:
-        return "is null"
-    if kind in _INT_TYPES:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"expects {kind}, got {type(value).__name__} {value!r:.40}"
-        if isinstance(value, float) and not value.is_integer():
-            return f"expects {kind}, got non-integral number {value!r}"
-        bound = _INT_BOUNDS[kind]
-        if not -bound <= value < bound:
-            return f"{value!r:.40} is out of range for {kind}"
-        return None
-    if kind in _FLOAT_TYPES:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"expects {kind}, got {type(value).__name__} {value!r:.40}"
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"expects a finite {kind}, got {value!r}"
-        return None
-    if kind == "boolean":
-        return None if isinstance(value, bool) else f"expects boolean, got {type(value).__name__}"
-    if kind in ("string", "datetime"):
-        return None if isinstance(value, str) else f"expects {kind} (a string), got {type(value).__name__}"
-    return None  # types without a JSON check (binary, …) go to the model as they are
-
-
-def validate_rows(rows: Any, inputs: list[dict[str, Any]], *, what: str = "rows", max_rows: int) -> None:
-    """Check a JSON batch against the request schema; raise :class:`RequestError` naming every problem."""
-    if not isinstance(rows, list):
-        raise RequestError(f"'{what}' must be a list of objects, got {type(rows).__name__}")
-    if not rows:
-        raise RequestError(f"'{what}' is empty: send at least one row")
-    if len(rows) > max_rows:
-        raise RequestError(f"'{what}' has {len(rows)} rows; at most {max_rows} per request")
-    names = [c["name"] for c in inputs]
-    known = set(names)
-    problems: list[str] = []
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            problems.append(f"{what}[{i}] must be an object, got {type(row).__name__}")
-            continue
-        missing = [n for n in names if n not in row]
-        if missing:
-            problems.append(f"{what}[{i}] lacks column(s) {missing}")
-        extra = sorted(k for k in row if k not in known)
-        if extra:
-            problems.append(f"{what}[{i}] has unknown column(s) {extra}; expected {names}")
-        for col in inputs:
-            if col["name"] in row:
-                why = _check_value(row[col["name"]], col["type"])
-                if why and not (row[col["name"]] is None and not col.get("required", True)):
-                    problems.append(f"{what}[{i}].{col['name']} {why}")
-        if len(problems) >= MAX_PROBLEMS:
-            break
-    if problems:
-        raise RequestError(f"invalid '{what}': {problems[0]}", problems[:MAX_PROBLEMS])
 
 
 def to_frame(rows: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> Any:
@@ -143,7 +84,7 @@ def to_frame(rows: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> Any:
 def _column_dtype(col: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     want = "datetime" if col["type"] == "datetime" else _DTYPES.get(col["type"], "object")
     if not col.get("required", True) and any(row[col["name"]] is None for row in rows):
-        return "float64" if col["type"] in _INT_TYPES | _FLOAT_TYPES else "object"
+        return "float64" if col["type"] in INT_TYPES | FLOAT_TYPES else "object"
     return want
 
 
@@ -213,7 +154,7 @@ def entity_key_schema(reader: Any) -> list[dict[str, Any]]:
 def entity_rows(entities: list[dict[str, Any]], schema: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Validated entity rows reduced to their join keys; integral floats of integer keys become ints
     (JSON clients send ``3.0``; the online store would not find the key)."""
-    ints = [c["name"] for c in schema if c["type"] in _INT_TYPES]
+    ints = [c["name"] for c in schema if c["type"] in INT_TYPES]
     names = [c["name"] for c in schema]
     rows = [{k: row[k] for k in names} for row in entities]
     for row in rows:
@@ -232,6 +173,81 @@ def _info(_: Request) -> JSONResponse:
 
 
 _info_app = Starlette(routes=[Route("/info", _info, methods=["GET"])])
+
+
+def uniform_error(raw: bytes, status: int, identity: dict[str, Any]) -> dict[str, Any]:
+    """Any 4xx body (ours, BentoML's pydantic ``{"error", "detail": [...]}``, its ``[{"error"}]``
+    or plain text) as the one documented error shape."""
+    try:
+        body: Any = json.loads(raw) if raw else None
+    except ValueError:
+        body = raw.decode(errors="replace").strip()
+    if isinstance(body, list) and len(body) == 1:
+        body = body[0]
+    if isinstance(body, dict) and isinstance(body.get("detail"), list):
+        problems = [
+            f"{'.'.join(str(p) for p in d.get('loc', ())) or 'body'}: {d.get('msg', d)}"
+            if isinstance(d, dict)
+            else str(d)
+            for d in body["detail"]
+        ]
+        return _schema.error_body(
+            f"invalid request: {problems[0]}" if problems else str(body), problems, identity
+        )
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        listed = body.get("problems")
+        return _schema.error_body(body["error"], listed if isinstance(listed, list) else [], identity)
+    return _schema.error_body(str(body or f"HTTP {status}"), [], identity)
+
+
+class SchemaMiddleware:
+    """Serves the OpenAPI document and gives every 4xx answer the documented error shape."""
+
+    def __init__(self, app: Any, spec: dict[str, Any], identity: dict[str, Any]) -> None:
+        self.app = app
+        self.spec = spec
+        self.identity = identity
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] in SPEC_PATHS and scope["method"] == "GET":
+            await JSONResponse(self.spec)(scope, receive, send)
+            return
+        start: dict[str, Any] | None = None
+        chunks: list[bytes] = []
+
+        async def send_uniform(message: dict[str, Any]) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+                start = message
+                return
+            if start is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            payload = json.dumps(uniform_error(b"".join(chunks), start["status"], self.identity)).encode()
+            skip = (b"content-length", b"content-type")
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in skip]
+            headers += [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ]
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
+
+        await self.app(scope, receive, send_uniform)
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model_name": config["model_name"],
+        "model_version": str(config["model_version"]),
+        "fingerprint": config.get("fingerprint"),
+    }
 
 
 @bentoml.asgi_app(_info_app, path="/")
@@ -261,11 +277,7 @@ class MlpipeModelService:
             self.reader = OnlineFeatureReader.from_spec(self.config["online_spec"])
             # Resolves the feature service now: a version mismatch stops the service at start-up.
             self.key_schema = entity_key_schema(self.reader)
-        self.identity = {
-            "model_name": self.config["model_name"],
-            "model_version": str(self.config["model_version"]),
-            "fingerprint": self.config.get("fingerprint"),
-        }
+        self.identity = _identity(self.config)
 
     def _features_for(self, entities: Any) -> Any:
         if self.reader is None:
@@ -309,9 +321,18 @@ class MlpipeModelService:
                 frame = self._features_for(entities)
         except RequestError as exc:
             ctx.response.status_code = 400
-            return {"error": str(exc), "problems": exc.problems, **self.identity}
+            return _schema.error_body(str(exc), exc.problems, self.identity)
         predictions = self.model.predict(frame)
         values = predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
         if return_features:
             return {"predictions": values, "features": frame.to_dict(orient="records"), **self.identity}
         return {"predictions": values, **self.identity}
+
+
+cast(Any, MlpipeModelService).add_asgi_middleware(  # a bentoml Service, not the class mypy sees
+    SchemaMiddleware,
+    spec=_schema.openapi_spec(
+        _CONFIG, _CONFIG["inputs"], [{"name": k, "type": "_any"} for k in _CONFIG.get("entity_keys") or []]
+    ),
+    identity=_identity(_CONFIG),
+)

@@ -45,6 +45,9 @@ class CanaryConfig:
     :param max_p95_ratio: canary p95 latency may be at most this multiple of stable's p95 …
     :param p95_slack_ms: … plus this many milliseconds (latency histograms have coarse buckets).
     :param enabled: ``False`` switches straight to the new version after the smoke test.
+    :param no_traffic: what a window with fewer than ``min_requests`` canary requests means: ``"rollback"``
+        (no evidence, the default) or ``"promote"`` — for an endpoint nobody uses yet, the smoke test
+        is the evidence; a canary that went down or answered with errors is still rolled back.
     """
 
     share: float = 0.1
@@ -55,8 +58,13 @@ class CanaryConfig:
     max_p95_ratio: float = 1.5
     p95_slack_ms: float = 25.0
     enabled: bool = True
+    no_traffic: str = "rollback"
 
     def __post_init__(self) -> None:
+        if self.no_traffic not in ("rollback", "promote"):
+            raise ConfigError(
+                f"CanaryConfig.no_traffic must be 'rollback' or 'promote', got {self.no_traffic!r}."
+            )
         if not 0 < self.share < 1:
             raise ConfigError(f"CanaryConfig.share must be strictly between 0 and 1, got {self.share}.")
         if self.window_seconds <= 0:

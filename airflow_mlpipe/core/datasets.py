@@ -67,7 +67,7 @@ def read_table(
         raise
     except Exception as exc:  # pyarrow/pandas raise many types for corrupt input
         raise DataError(
-            f"Could not read {kind} dataset {text}: {type(exc).__name__}: {exc}. "
+            f"Could not read {kind} dataset {text}: {type(exc).__name__}: {str(exc).rstrip('.')}. "
             f"The file may be truncated, corrupt or not a {kind} file."
         ) from exc
     if not isinstance(df, pd.DataFrame):  # pragma: no cover - defensive

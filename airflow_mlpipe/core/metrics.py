@@ -181,8 +181,10 @@ def compute(
 
     Classification uses binary averaging when there are at most two classes (positive class:
     ``positive_label`` or the model's last class, as scikit-learn's ``predict_proba[:, 1]``) and
-    macro averaging otherwise; ROC AUC is one-vs-rest for multiclass. Metrics that cannot be
-    computed (no ``predict_proba``, a single class present …) are reported in ``unavailable``.
+    macro averaging over the classes present in ``y_true`` otherwise (a class a slice or a small
+    holdout lacks has no recall to average, so it does not count as 0); ROC AUC is one-vs-rest for
+    multiclass. Metrics that cannot be computed (no ``predict_proba``, a single class present …)
+    are reported in ``unavailable``.
     """
     kind = TaskType.parse(task_type)
     wanted = list(only) if only is not None else names(kind, report=True)
@@ -247,7 +249,8 @@ def _classification(
         avg = {"average": "binary", "pos_label": pos}
     else:
         pos = None
-        avg = {"average": "macro", "labels": labels}
+        seen = set(y_true.tolist())
+        avg = {"average": "macro", "labels": [label for label in labels if label in seen] or labels}
     y_pred = preds.y_pred
     for name in names:
         if CATALOG[name].needs_scores and preds.proba is None:

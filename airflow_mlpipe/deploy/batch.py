@@ -14,6 +14,7 @@ from typing import Any
 from airflow_mlpipe.core.datasets import detect_format
 from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.core.storage import local_path, resolve
+from airflow_mlpipe.deploy.schema import RequestError, validate_rows
 from airflow_mlpipe.exceptions import ConfigError, DataError
 
 
@@ -61,8 +62,12 @@ def score_dataset(
     keep_columns: list[str] | None = None,
     batch_size: int = 100_000,
     prediction_column: str = "prediction",
+    inputs: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Score ``input_uri`` with ``model`` and write ``keep_columns`` + predictions + model version.
+
+    Every chunk is checked against ``inputs`` (the model signature, as the HTTP service checks a
+    request: a number stored as a string is refused) before the model sees it.
 
     :returns: ``{"predictions_uri", "row_count", "batches"}``.
     """
@@ -88,9 +93,13 @@ def score_dataset(
     }
     try:
         for frame in iter_batches(input_uri, columns, batch_size):
+            if frame.empty:  # an empty file (or fragment) is not a batch: never handed to the model
+                continue
             if frame[features].isna().any().any():
                 bad = [c for c in features if frame[c].isna().any()]
                 raise DataError(f"Dataset {input_uri} has missing values in feature column(s) {bad}.")
+            if inputs:
+                _check_schema(frame[features], inputs, input_uri, first_row=rows)
             predictions = model.predict(frame[features])
             out = {c: pa.array(frame[c]) for c in keep}
             out[prediction_column] = pa.array(predictions)
@@ -112,3 +121,14 @@ def score_dataset(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return {"predictions_uri": str(output_path), "row_count": rows, "batches": batches}
+
+
+def _check_schema(frame: Any, inputs: list[dict[str, Any]], uri: str, *, first_row: int) -> None:
+    """The service's request validation applied to a chunk (``rows[i]`` counts from the chunk's start)."""
+    try:
+        validate_rows(frame.to_dict(orient="records"), inputs, what="rows", max_rows=len(frame))
+    except RequestError as exc:
+        shown = "; ".join(exc.problems[:5])
+        raise DataError(
+            f"Dataset {uri} does not match the model's signature (in the chunk from row {first_row}): {shown}"
+        ) from None

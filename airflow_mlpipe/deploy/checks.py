@@ -164,10 +164,13 @@ def analyse_canary(
     reasons: list[str] = []
     if not canary_healthy or (c["status"] or "UP").startswith("DOWN"):
         reasons.append("canary backend went down during the window")
+    notes: list[str] = []
     if c["requests"] < cfg.min_requests:
-        reasons.append(
-            f"canary received {c['requests']} requests, fewer than min_requests={cfg.min_requests}"
-        )
+        few = f"canary received {c['requests']} requests, fewer than min_requests={cfg.min_requests}"
+        if cfg.no_traffic == "promote":
+            notes.append(f"{few}: promoted on the smoke test (no_traffic='promote')")
+        else:
+            reasons.append(few)
     c_rate, s_rate = c["error_rate"] or 0.0, s["error_rate"] or 0.0
     if c["requests"] and c_rate > cfg.max_error_rate:
         reasons.append(f"canary error rate {c_rate:.4f} > max_error_rate {cfg.max_error_rate}")
@@ -183,7 +186,7 @@ def analyse_canary(
             )
     elif c["requests"] >= cfg.min_requests:
         reasons.append("no latency measurements for the canary")
-    return {"passed": not reasons, "reasons": reasons, "stable": s, "canary": c}
+    return {"passed": not reasons, "reasons": reasons, "notes": notes, "stable": s, "canary": c}
 
 
 def snapshot(target: Any, servers: dict[str, str]) -> dict[str, Any]:

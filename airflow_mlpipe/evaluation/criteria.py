@@ -116,10 +116,14 @@ def judge_change(c: ChangeCriterion, ev: Evidence) -> list[CriterionResult]:
     required = old + step if better == HIGHER else old - step
     ok = new >= required - 1e-12 if better == HIGHER else new <= required + 1e-12
     delta = new - old if better == HIGHER else old - new
-    change = f"{delta / abs(old):+.2%}" if c.relative and old else f"{delta:+.4g}"
+    # The improvement and what it needs are in the same unit; the absolute bound follows, named.
+    if c.relative and old:
+        change, needed = f"{delta / abs(old):+.2%}", f"{c.min_delta:+.2%}"
+    else:
+        change, needed = f"{delta:+.4g}", f"{c.min_delta:+.4g}"
     reason = (
-        f"{c.metric} {_fmt(new)} vs champion v{ev.champion.version} {_fmt(old)} "
-        f"(improvement {change}; needs {op} {_fmt(required)}, {better} is better)"
+        f"{c.metric} {_fmt(new)} vs champion v{ev.champion.version} {_fmt(old)}: improvement {change}, "
+        f"needs >= {needed} (that is {c.metric} {op} {_fmt(required)}; {better} is better)"
     )
     details["improvement"] = delta
     return [CriterionResult(c.name, c.kind, c.metric, new, required, op, ok, reason, details)]

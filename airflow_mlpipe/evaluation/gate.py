@@ -125,11 +125,13 @@ def evaluate(
     y_true = _labels(frame, label, task_type, holdout_uri)
 
     champion: LoadedModel | None = None
+    champion_version: str | None = None  # the version behind the champion alias, even when not compared
     note = ""
     if not config.compare_to_champion:
         note = "comparison with the champion is turned off (compare_to_champion=false)"
     else:
         champ_version = version_by_alias(client, model_name, champion_alias)
+        champion_version = champ_version
         if champ_version is None:
             note = f"no champion yet: {model_name!r} has no {champion_alias!r} alias, nothing to compare with"
         elif champ_version == challenger.version:
@@ -152,7 +154,7 @@ def evaluate(
         blessed=all(r.passed for r in results),
         model_name=model_name,
         challenger_version=challenger.version,
-        champion_version=champion.version if champion else None,
+        champion_version=champion_version,
         task_type=task_type,
         label=label,
         holdout_uri=holdout_uri,

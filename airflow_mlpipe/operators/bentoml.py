@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
 
@@ -111,8 +111,9 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
     :param deployment_name: name of the deployment (state dir, proxy config).
     :param holdout_uri: dataset for the smoke test (feature columns); ``None`` skips it.
     :param smoke_rows: holdout rows sent in the smoke test.
-    :param canary: :class:`CanaryConfig` or its dict; ``None`` means the default canary
-        (10 % of live traffic for 60 s); ``{"enabled": False}`` switches right after the smoke test.
+    :param canary: :class:`CanaryConfig` or its dict; by default (argument left out) the default
+        canary (10 % of live traffic for 60 s); ``None`` or ``{"enabled": False}`` switches right
+        after the smoke test.
     :param port: stable endpoint port on 127.0.0.1 (first deploy; kept afterwards). Default: free port.
     :param state_dir: deployment state (default ``<artifact root>/deployments/<deployment_name>``).
     :param target: where the deployment runs: ``{"kind": "local", <options>}`` or your own target
@@ -145,7 +146,7 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
         deployment_name: str | None = None,
         holdout_uri: str | None = None,
         smoke_rows: int = 50,
-        canary: CanaryConfig | dict[str, Any] | None = None,
+        canary: CanaryConfig | dict[str, Any] | None | Literal["default"] = "default",
         port: int | None = None,
         state_dir: str | None = None,
         target: dict[str, Any] | str | None = None,
@@ -161,7 +162,7 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
         self.deployment_name = deployment_name or model_name
         self.holdout_uri = holdout_uri
         self.smoke_rows = smoke_rows
-        self.canary = CanaryConfig.parse(canary) if canary is not None else CanaryConfig()
+        self.canary = CanaryConfig() if canary == "default" else CanaryConfig.parse(canary)
         self.port = port
         self.state_dir = state_dir
         self.target = target
@@ -377,6 +378,7 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
             model_version=model.version,
             keep_columns=list(self.keep_columns or []),
             batch_size=self.batch_size,
+            inputs=model.inputs,
         )
         result = {
             "predictions_uri": scored["predictions_uri"],

@@ -119,3 +119,29 @@ def test_lineage_text_and_errors(registry, capsys):
     assert "has no alias 'previous'; its aliases are ['champion']" in capsys.readouterr().err
     assert main(["lineage", "--model", "no-such-model", "--tracking-uri", uri, "--no-airflow"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_lineage_without_airflow_home_says_what_is_missing_and_creates_nothing(registry, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    name, uri, _ = registry
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env["HOME"] = str(home)
+    proc = subprocess.run(
+        [sys.executable, "-m", "airflow_mlpipe.cli", "lineage", "--model", name, "--tracking-uri", uri],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"Model     {name} version 1" in proc.stdout  # the registry's lineage is still complete
+    assert "AIRFLOW_HOME is not set" in proc.stdout and "--no-airflow" in proc.stdout
+    assert "OperationalError" not in proc.stdout + proc.stderr
+    assert list(home.iterdir()) == []  # no ~/airflow, no empty airflow.db

@@ -135,6 +135,13 @@ def test_no_champion_change_passes_with_reason(mlflow_conn, registered):
     assert "no champion yet" in out.results[0].reason
 
 
+def test_challenger_that_already_is_the_champion_names_the_champion_version(mlflow_conn, registered):
+    reg = registered("binary", challenger="strong", champion="strong")
+    out = _run(mlflow_conn, reg, [{"kind": "change", "metric": "accuracy", "min_improvement": 0.5}])
+    assert out.challenger_version == out.champion_version == reg.versions["strong"]
+    assert out.blessed and "already is the champion" in out.results[0].reason
+
+
 def test_no_predict_proba_is_reported_not_available(mlflow_conn, registered):
     reg = registered("binary", challenger="noproba")
     out = _run(mlflow_conn, reg, ["roc_auc >= 0.5", "accuracy >= 0.8"])

@@ -19,9 +19,9 @@ def test_scheduled_monitoring_detects_the_injected_drift(run_dag, tmp_path, monk
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
 
+    from airflow_mlpipe.dagtest import serialize_dag
     from airflow_mlpipe.factories.pipelines import monitoring_dag, training_dag
     from mlpipe_dev import churn_data as churn
-    from tests.fixtures.airflow import _serialize
 
     data = tmp_path / "data"
     spec = churn.ChurnSpec(seed=5, days=4, rows_per_day=300, customers=1000, drift_day=3)
@@ -37,7 +37,7 @@ def test_scheduled_monitoring_detects_the_injected_drift(run_dag, tmp_path, monk
     cfg["retries"] = 0
     cfg["monitoring"]["watch_path"] = str(incoming)
     cfg["monitoring"]["poll_interval_seconds"] = 1
-    _serialize(training_dag(cfg))  # the DAG the retraining request triggers
+    serialize_dag(training_dag(cfg))  # the DAG the retraining request triggers
     dag = monitoring_dag(cfg)
 
     result = run_dag(dag)

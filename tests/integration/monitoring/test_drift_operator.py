@@ -57,9 +57,9 @@ def _serialize_unpaused(dag) -> None:
     from airflow.models.dag import DagModel
     from airflow.utils.session import create_session
 
-    from tests.fixtures.airflow import _serialize
+    from airflow_mlpipe.dagtest import serialize_dag
 
-    _serialize(dag)
+    serialize_dag(dag)
     with create_session() as session:
         session.query(DagModel).filter(DagModel.dag_id == dag.dag_id).update({"is_paused": False})
 

@@ -52,6 +52,27 @@ def test_canary_decision(after, passed, reason):
         assert any(reason in r for r in decision["reasons"]), decision["reasons"]
 
 
+@pytest.mark.parametrize(
+    ("after", "passed"),
+    [
+        (_snap(0, 0, 0, 0, ZERO, ZERO), True),  # nobody uses the endpoint yet
+        (_snap(5, 0, 1, 0, FAST, FAST), True),
+        (_snap(5, 0, 2, 2, FAST, FAST), False),  # few requests, but they failed
+        (_snap(0, 0, 0, 0, ZERO, ZERO, canary_status="DOWN"), False),
+    ],
+)
+def test_canary_without_traffic_promotes_only_when_chosen(after, passed):
+    before = _snap(0, 0, 0, 0, ZERO, ZERO)
+    chosen = analyse_canary(before, after, "s", "c", CanaryConfig(min_requests=20, no_traffic="promote"))
+    assert chosen["passed"] is passed, chosen["reasons"]
+    if passed:
+        assert "promoted on the smoke test" in chosen["notes"][0]
+    default = analyse_canary(before, after, "s", "c", CanaryConfig(min_requests=20))
+    assert not default["passed"] and any("min_requests" in r for r in default["reasons"])
+    with pytest.raises(ConfigError, match="no_traffic must be"):
+        CanaryConfig(no_traffic="ignore")
+
+
 def test_latency_buckets_keep_successful_predict_only():
     text = "\n".join(
         [

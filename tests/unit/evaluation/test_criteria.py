@@ -55,6 +55,9 @@ def test_change_is_direction_aware_for_lower_is_better_metrics():
     assert r[0].threshold == pytest.approx(0.6) and r[0].op == "<="
     assert r[1].threshold == pytest.approx(0.4)
     assert "lower is better" in r[0].reason
+    # the improvement and what it needs share a unit; the absolute bound is named as such
+    assert "improvement +50.00%, needs >= +40.00% (that is rmse <= 0.6;" in r[0].reason
+    assert "improvement +0.5, needs >= +0.5 (that is mae <= 0.5;" in r[2].reason
 
 
 def test_no_worse_than_champion_minus_delta():
@@ -134,3 +137,13 @@ def test_probability_metrics_unavailable_without_predict_proba():
     assert "LinearSVC has no predict_proba" in m.unavailable["roc_auc"]
     (res,) = judge(GateConfig.from_dict(["log_loss <= 1"]).criteria, _evidence("classification", y, y, None))
     assert not res.passed and "not available" in res.reason
+
+
+def test_multiclass_averages_over_classes_present():
+    # A slice (or a small holdout) without class 2: a perfect model scores 1.0, not 2/3.
+    y = np.array([0, 1, 1, 0, 1])
+    perfect = compute("classification", y, Predictions(y, classes=[0, 1, 2]))
+    assert perfect.values["recall"] == perfect.values["precision"] == perfect.values["f1"] == 1.0
+    # Mistakes still count: one class-1 row predicted as the absent class 2 lowers class 1's recall.
+    wrong = compute("classification", y, Predictions(np.array([0, 1, 2, 0, 1]), classes=[0, 1, 2]))
+    assert wrong.values["recall"] == pytest.approx((1.0 + 2 / 3) / 2)

@@ -1,0 +1,61 @@
+"""Batch scoring checks its input as the HTTP service checks a request, before the model sees it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from airflow_mlpipe.core.storage import resolve
+from airflow_mlpipe.deploy.batch import score_dataset
+from airflow_mlpipe.exceptions import DataError
+
+INPUTS = [{"name": "a", "type": "double", "required": True}, {"name": "b", "type": "long", "required": True}]
+
+
+@pytest.fixture(scope="module")
+def model():
+    from sklearn.linear_model import LogisticRegression
+
+    X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [0, 1, 0, 1]})
+    return LogisticRegression().fit(X, [0, 0, 1, 1])
+
+
+def _score(model, src, out, **kwargs):
+    return score_dataset(
+        model,
+        input_uri=str(src),
+        features=["a", "b"],
+        output_path=resolve(str(out)),
+        model_name="m",
+        model_version="1",
+        inputs=INPUTS,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_empty_input_is_a_data_error_not_a_model_crash(model, tmp_path, fmt):
+    src = tmp_path / f"empty.{fmt}"
+    empty = pd.DataFrame({"a": pd.Series([], dtype="float64"), "b": pd.Series([], dtype="int64")})
+    empty.to_parquet(src, index=False) if fmt == "parquet" else empty.to_csv(src, index=False)
+    out = tmp_path / "out.parquet"
+    with pytest.raises(DataError, match=r"is empty \(0 rows\)"):
+        _score(model, src, out)
+    assert not out.exists() and list(tmp_path.iterdir()) == [src]
+
+
+def test_numbers_stored_as_strings_are_refused_like_the_http_api(model, tmp_path):
+    src = tmp_path / "strings.parquet"
+    pd.DataFrame({"a": ["0.5", "1.5"], "b": [0, 1]}).to_parquet(src, index=False)
+    out = tmp_path / "out.parquet"
+    with pytest.raises(DataError, match=r"signature.*rows\[0\]\.a expects double, got str '0.5'"):
+        _score(model, src, out)
+    assert not out.exists()
+
+
+def test_valid_input_scores_every_row(model, tmp_path):
+    src = tmp_path / "ok.csv"
+    pd.DataFrame({"a": [0.0, 3.0, 2.5], "b": [0, 1, 1]}).to_csv(src, index=False)
+    res = _score(model, src, tmp_path / "out.parquet", batch_size=2)
+    assert res["row_count"] == 3 and res["batches"] == 2
+    assert pd.read_parquet(tmp_path / "out.parquet")["prediction"].tolist() == [0, 1, 1]
