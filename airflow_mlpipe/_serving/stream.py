@@ -22,8 +22,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from airflow_mlpipe.config.streaming import StreamConfig
 from airflow_mlpipe.deploy.bento import CONFIG_FILE, SERVICE_MODULE
-from airflow_mlpipe.streaming.config import StreamConfig
 from airflow_mlpipe.streaming.metrics import serve_metrics
 from airflow_mlpipe.streaming.redis_streams import RedisStreamTransport
 from airflow_mlpipe.streaming.scorer import StreamScorer

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from airflow_mlpipe.config.streaming import StreamConfig
 from airflow_mlpipe.core.deps import require
-from airflow_mlpipe.streaming.config import StreamConfig
 from airflow_mlpipe.streaming.transport import Committed, Event, Result
 
 _COMPARE = """

@@ -22,12 +22,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow_mlpipe.config.deploy import CanaryConfig
+from airflow_mlpipe.config.streaming import StreamConfig
 from airflow_mlpipe.core.prometheus import histogram_buckets, scrape
 from airflow_mlpipe.deploy.checks import CanaryFailed, ServingError, analyse_canary
-from airflow_mlpipe.deploy.config import CanaryConfig
 from airflow_mlpipe.deploy.targets.local import free_port, http_ok, spawn_detached, wait_ready
 from airflow_mlpipe.exceptions import DataError
-from airflow_mlpipe.streaming.config import StreamConfig
 from airflow_mlpipe.streaming.metrics import PREFIX
 from airflow_mlpipe.streaming.redis_streams import RedisStreamTransport
 from airflow_mlpipe.streaming.transport import BUCKETS

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from airflow_mlpipe.streaming.config import StreamConfig
+from airflow_mlpipe.config.streaming import StreamConfig
 from airflow_mlpipe.streaming.metrics import StreamMetrics
 from airflow_mlpipe.streaming.transport import Event, Result, StreamTransport
 

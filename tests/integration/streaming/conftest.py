@@ -38,7 +38,7 @@ def stream_config(redis_url: str) -> Iterator[Any]:
     """A :class:`StreamConfig` with keys unique to the test; every key under its prefix is deleted after."""
     import redis
 
-    from airflow_mlpipe.streaming.config import StreamConfig
+    from airflow_mlpipe.config.streaming import StreamConfig
 
     prefix = f"mlpipe-test-{uuid.uuid4().hex[:10]}"
     config = StreamConfig(

@@ -43,7 +43,7 @@ def _owner(routes: list[dict[str, Any]], position: str, key: str) -> str:
 def test_every_event_scored_once_through_kill_restart_and_version_switch(
     stream_config, stream_bentos, iris_registered, tmp_path
 ):
-    from airflow_mlpipe.deploy.config import CanaryConfig
+    from airflow_mlpipe.config.deploy import CanaryConfig
     from airflow_mlpipe.streaming.rollout import Scorer, StreamDeployment, deploy_stream, scorer_name
 
     v1, v2 = stream_bentos
