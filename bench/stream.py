@@ -14,11 +14,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from bench._util import Result
@@ -44,11 +42,9 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 def run(quick: bool) -> list[Result]:
-    work = Path(tempfile.mkdtemp(prefix="mlpipe-bench-stream-"))
-    os.environ["MLPIPE_ARTIFACT_ROOT"] = f"file://{work}/artifacts"
-    os.environ["BENTOML_HOME"] = str(work / "bentoml")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    from bench.deployment import _register, bench_home
+
+    work = bench_home("stream")
     import pandas as pd
     import redis
 
@@ -61,7 +57,6 @@ def run(quick: bool) -> list[Result]:
     from airflow_mlpipe.streaming.redis_streams import RedisStreamTransport
     from airflow_mlpipe.streaming.rollout import Scorer, StreamDeployment, deploy_stream
     from airflow_mlpipe.streaming.scorer import StreamScorer
-    from bench.deployment import _register
 
     use_bentoml_home(work / "bentoml")
     hook = MlflowHook()
