@@ -169,3 +169,29 @@ def test_metrics_read_by_the_serving_health_check(stream_config, bento_model, ir
     assert values[("mlpipe_stream_events_total", "dead_letter")] == 1
     assert values[("mlpipe_stream_consumer_lag", None)] == 1
     assert values[("mlpipe_stream_event_latency_seconds_count", None)] == 30
+
+
+def test_scored_events_become_a_monitored_batch(stream_config, bento_model, iris_registered, tmp_path):
+    import pandas as pd
+
+    from airflow_mlpipe.streaming.batches import export_scored_batch
+
+    scorer = _scorer(stream_config, bento_model)
+    client = scorer.transport.client
+    rows = iris_registered.X.head(40).to_dict(orient="records")
+    for i, row in enumerate(rows):
+        client.xadd(stream_config.input_stream, iris_event(row, i))
+    while scorer.step().read:
+        pass
+    first = export_scored_batch(stream_config, tmp_path / "batches", max_events=30)
+    second = export_scored_batch(stream_config, tmp_path / "batches", max_events=30)
+    assert export_scored_batch(stream_config, tmp_path / "batches") is None  # nothing new
+
+    assert first is not None and second is not None
+    assert (first["rows"], second["rows"]) == (30, 10)
+    frame = pd.concat([pd.read_parquet(first["path"]), pd.read_parquet(second["path"])])
+    assert list(frame.columns[:4]) == list(iris_registered.X.columns)
+    assert frame[list(iris_registered.X.columns)].to_dict(orient="records") == rows
+    expected = bento_model.service.model.predict(iris_registered.X.head(40))
+    assert frame["prediction"].tolist() == expected.tolist()
+    assert first["model_versions"] == [iris_registered.versions[0]]
