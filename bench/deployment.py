@@ -122,12 +122,18 @@ def _register(hook: Any, name: str, C: float) -> str:
     )
 
 
-def run(quick: bool) -> list[Result]:
-    work = Path(tempfile.mkdtemp(prefix="mlpipe-bench-deploy-"))
+def bench_home(kind: str) -> Path:
+    """A scratch artifact root and BentoML home for one benchmark run, set in the environment."""
+    work = Path(tempfile.mkdtemp(prefix=f"mlpipe-bench-{kind}-"))
     os.environ["MLPIPE_ARTIFACT_ROOT"] = f"file://{work}/artifacts"
     os.environ["BENTOML_HOME"] = str(work / "bentoml")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    return work
+
+
+def run(quick: bool) -> list[Result]:
+    work = bench_home("deploy")
     import pandas as pd
 
     from airflow_mlpipe.config.deploy import CanaryConfig

@@ -21,6 +21,7 @@ _EXTRA_OF = {
     "bentoml": "deploy",
     "uv": "deploy",  # `bentoml build` runs `python -m uv` from the same environment
     "evidently": "monitoring",
+    "redis": "streaming",
     "pandas": "validation",
     "pyarrow": "validation",
 }

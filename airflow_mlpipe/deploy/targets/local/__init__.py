@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,17 +176,7 @@ class LocalTarget:
         logs.mkdir(exist_ok=True)
         log_path = logs / f"{server}-{port}.log"
         cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", self.host, "--port", str(port)]
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self._env(),
-                cwd=self.dir,
-                start_new_session=True,  # own process group: outlives the task, stopped as a group
-                close_fds=True,
-            )
+        proc = spawn_detached(cmd, log_path, self._env(), cwd=self.dir)
         backend = Backend(
             server=server,
             bento_tag=bento_tag,
@@ -200,21 +190,11 @@ class LocalTarget:
         )
         backend.extra["start_ticks"] = _start_ticks(proc.pid)
         (logs / f"{server}-{port}.pid").write_text(str(proc.pid))
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise BackendStartError(
-                    f"bentoml serve {bento_tag} exited with code {proc.returncode} before it was ready. "
-                    f"Log {log_path}:\n{_tail(log_path)}"
-                )
-            if http_ok(f"{backend.url}/readyz", timeout=1.0):
-                return backend
-            time.sleep(0.25)
-        self.stop(backend)
-        raise BackendStartError(
-            f"bentoml serve {bento_tag} was not ready after {self.ready_timeout:.0f}s. "
-            f"Log {log_path}:\n{_tail(log_path)}"
+        what = f"bentoml serve {bento_tag}"
+        wait_ready(
+            proc, f"{backend.url}/readyz", self.ready_timeout, what, log_path, lambda: self.stop(backend)
         )
+        return backend
 
     def stop(self, backend: Backend, timeout: float = 15.0) -> None:
         """Stop the backend's process tree: ``circusd`` and its workers (which run in their own
@@ -274,6 +254,50 @@ class LocalTarget:
         for backend in (state.canary, state.stable):
             if backend is not None:
                 self.stop(backend)
+
+
+def spawn_detached(
+    cmd: list[str], log_path: Path, env: dict[str, str], cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in its own session (it outlives the task, and is stopped as a group), output
+    appended to ``log_path``."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes],
+    url: str,
+    timeout: float,
+    what: str,
+    log_path: Path,
+    on_timeout: Callable[[], None],
+) -> None:
+    """Return once ``url`` answers 200; after ``timeout`` call ``on_timeout`` (stop it) and raise.
+
+    :raises BackendStartError: the process exited first, or was not ready in time (with its log tail).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BackendStartError(
+                f"{what} exited with code {proc.returncode} before it was ready. "
+                f"Log {log_path}:\n{_tail(log_path)}"
+            )
+        if http_ok(url, timeout=1.0):
+            return
+        time.sleep(0.25)
+    on_timeout()
+    raise BackendStartError(f"{what} was not ready after {timeout:.0f}s. Log {log_path}:\n{_tail(log_path)}")
 
 
 def _tail(path: Path, lines: int = 25) -> str:

@@ -1,0 +1,269 @@
+"""Redis Streams transport: consumer groups, XAUTOCLAIM recovery, atomic write + XACK.
+
+Results are committed by one Lua script per micro-batch, so for every input event either its result
+is written **and** it is acknowledged, or neither (a consumer killed mid-batch leaves its events
+pending; another consumer claims them after ``claim_idle_ms``). The script records each written
+event id in the hash ``<output_stream>.done``: a redelivered event that already has a result is
+acknowledged without writing it again, so the output holds each event id once. The routing epochs
+(``<input_stream>.<group_prefix>.routes``, a list) decide which scorer owns an event: the one whose
+bucket range holds the event key's bucket in the epoch that was current when the event arrived.
+All keys of one stream must live on one Redis node (on a cluster, give them one hash tag).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from airflow_mlpipe.config.streaming import StreamConfig
+from airflow_mlpipe.core.deps import require
+from airflow_mlpipe.streaming.transport import Committed, Event, Result
+
+_COMPARE = """
+local function cmp(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  if am ~= bm then if am < bm then return -1 else return 1 end end
+  if as ~= bs then if as < bs then return -1 else return 1 end end
+  return 0
+end
+"""
+
+# KEYS: input, output, dead letters, done hash, routes.
+# ARGV: group, owner, maxlen ('' = none), then per event: position, event id, bucket, kind (0 result,
+# 1 dead letter, 2 skipped as not owned), number of fields, field, value, …
+_COMMIT = (
+    _COMPARE
+    + """
+local epochs = {}
+for _, raw in ipairs(redis.call('LRANGE', KEYS[5], 0, -1)) do table.insert(epochs, cjson.decode(raw)) end
+local function owns(pos, b)
+  if #epochs == 0 then return true end
+  for i = #epochs, 1, -1 do
+    local e = epochs[i]
+    if cmp(pos, e['after']) > 0 then
+      local r = e['owners'][ARGV[2]]
+      return r ~= nil and b >= r[1] and b < r[2]
+    end
+  end
+  return false
+end
+local written, dead, dups, others = 0, 0, 0, 0
+local owned, ack = {}, {}
+local i = 4
+while i <= #ARGV do
+  local pos, eid, b, isdead, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], tonumber(ARGV[i + 4])
+  local fields = {}
+  for j = 1, 2 * n do fields[j] = ARGV[i + 4 + j] end
+  i = i + 5 + 2 * n
+  if not owns(pos, b) then
+    others = others + 1
+    table.insert(ack, pos)
+  elseif isdead == '2' then
+    -- skipped on a stale view of the routes: leave it pending, it is read (claimed) again
+  elseif redis.call('HSETNX', KEYS[4], eid, ARGV[2]) == 0 then
+    dups = dups + 1
+    table.insert(ack, pos)
+  else
+    local target = KEYS[2]
+    if isdead == '1' then target = KEYS[3]; dead = dead + 1 else written = written + 1 end
+    if ARGV[3] ~= '' then
+      redis.call('XADD', target, 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+    else
+      redis.call('XADD', target, '*', unpack(fields))
+    end
+    table.insert(owned, pos)
+    table.insert(ack, pos)
+  end
+end
+for s = 1, #ack, 500 do
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(ack, s, math.min(s + 499, #ack)))
+end
+local out = {written, dead, dups, others}
+for _, p in ipairs(owned) do table.insert(out, p) end
+return out
+"""
+)
+
+# KEYS: input, routes. ARGV: owners (JSON). Returns the position after which the epoch applies.
+_ROUTE = """
+local last = '0-0'
+-- The first epoch covers the whole stream, events that arrived before the first scorer included.
+if redis.call('LLEN', KEYS[2]) > 0 and redis.call('EXISTS', KEYS[1]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for k = 1, #info, 2 do if info[k] == 'last-generated-id' then last = info[k + 1] end end
+end
+redis.call('RPUSH', KEYS[2], cjson.encode({after = last, owners = cjson.decode(ARGV[1])}))
+return last
+"""
+
+
+def _event(position: str, fields: dict[str, str]) -> Event:
+    # A Redis entry id starts with the server's clock in milliseconds when the entry was added.
+    return Event(position, dict(fields), arrived_ms=float(position.split("-", 1)[0]))
+
+
+def position_key(position: str) -> tuple[int, int]:
+    """A Redis entry id as a sortable pair."""
+    ms, _, seq = position.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class RedisStreamTransport:
+    """:class:`~airflow_mlpipe.streaming.transport.StreamTransport` on Redis Streams.
+
+    :param config: the stream's configuration (Redis URL, stream names).
+    :param client: an existing ``redis.Redis`` (``decode_responses=True``) instead of one from the URL.
+    """
+
+    def __init__(self, config: StreamConfig, client: Any = None) -> None:
+        self.config = config
+        if client is None:
+            redis = require("redis")
+            client = redis.Redis.from_url(config.redis_url, decode_responses=True)
+        self.client = client
+        self.done_key = f"{config.output_stream}.done"
+        self.routes_key = f"{config.input_stream}.{config.group_prefix}.routes"
+        self._commit = client.register_script(_COMMIT)
+        self._route = client.register_script(_ROUTE)
+        self._backlog_read: set[tuple[str, str]] = set()
+        self._claim_cursor: dict[str, str] = {}
+        self._routes: tuple[list[dict[str, Any]], str] | None = None
+
+    # -- consuming ---------------------------------------------------------------------------------
+    def ensure_group(self, group: str, start: str) -> None:
+        redis = require("redis")
+        try:
+            self.client.xgroup_create(self.config.input_stream, group, id=start, mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read(self, group: str, consumer: str, count: int, block_ms: int) -> list[Event]:
+        stream = self.config.input_stream
+        if (group, consumer) not in self._backlog_read:
+            # After a restart under the same name, its own unacknowledged events come first.
+            reply = self.client.xreadgroup(group, consumer, {stream: "0"}, count=count)
+            events = self._events(group, reply)
+            if events:
+                return events
+            self._backlog_read.add((group, consumer))
+        reply = self.client.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
+        return self._events(group, reply)
+
+    def claim_stale(self, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Event]:
+        start = self._claim_cursor.get(group, "0-0")
+        reply = self.client.xautoclaim(
+            self.config.input_stream, group, consumer, min_idle_time=min_idle_ms, start_id=start, count=count
+        )
+        self._claim_cursor[group] = reply[0]
+        return [_event(pos, fields) for pos, fields in reply[1] if fields is not None]
+
+    def _events(self, group: str, reply: Any) -> list[Event]:
+        events, gone = [], []
+        for _stream, entries in reply or []:
+            for pos, fields in entries:
+                if fields is None:  # trimmed from the input stream while pending: nothing to score
+                    gone.append(pos)
+                else:
+                    events.append(_event(pos, fields))
+        if gone:
+            self.client.xack(self.config.input_stream, group, *gone)
+        return events
+
+    # -- committing --------------------------------------------------------------------------------
+    def commit(self, group: str, owner: str, results: list[Result]) -> Committed:
+        from airflow_mlpipe.streaming.transport import bucket
+
+        if not results:
+            return Committed()
+        argv: list[Any] = [group, owner, "" if self.config.max_len is None else self.config.max_len]
+        for r in results:
+            flat = [x for kv in r.fields.items() for x in kv]
+            argv += [
+                r.event.position,
+                r.event.event_id,
+                bucket(r.event.key),
+                int(r.dead),
+                len(r.fields),
+                *flat,
+            ]
+        keys = [
+            self.config.input_stream,
+            self.config.output_stream,
+            self.config.dead_letter_stream,
+            self.done_key,
+            self.routes_key,
+        ]
+        reply = self._commit(keys=keys, args=argv)
+        written, dead, dups, others = (int(x) for x in reply[:4])
+        if written + dead + dups + others < len(results):
+            self._routes = None  # a skip was wrong (stale routes): read them again
+        return Committed(written, dead, dups, others, [str(p) for p in reply[4:]])
+
+    def owned(self, owner: str, events: list[Event]) -> list[bool]:
+        from airflow_mlpipe.streaming.transport import bucket
+
+        newest = max((position_key(e.position) for e in events), default=(0, 0))
+        if self._routes is None or newest > position_key(self._routes[1]):
+            # Epochs and the stream's last id read together: every event up to that id has its
+            # epoch among these (a later epoch only covers events after it was appended).
+            pipe = self.client.pipeline(transaction=True)
+            pipe.lrange(self.routes_key, 0, -1)
+            pipe.xinfo_stream(self.config.input_stream)
+            raw, info = pipe.execute()
+            self._routes = ([json.loads(r) for r in raw], str(info["last-generated-id"]))
+        epochs, last = self._routes
+        out = []
+        for e in events:
+            pos = position_key(e.position)
+            if not epochs or pos > position_key(last):
+                out.append(True)
+                continue
+            # The same rule as the commit script's owns().
+            covering = [x for x in epochs if pos > position_key(x["after"])]
+            span = covering[-1]["owners"].get(owner) if covering else None
+            out.append(span is not None and span[0] <= bucket(e.key) < span[1])
+        return out
+
+    # -- routing and state -------------------------------------------------------------------------
+    def set_route(self, owners: dict[str, tuple[int, int]]) -> str:
+        body = json.dumps({name: [int(lo), int(hi)] for name, (lo, hi) in owners.items()})
+        return str(self._route(keys=[self.config.input_stream, self.routes_key], args=[body]))
+
+    def routes(self) -> list[dict[str, Any]]:
+        """The routing epochs, oldest first."""
+        return [json.loads(raw) for raw in self.client.lrange(self.routes_key, 0, -1)]
+
+    def group_state(self, group: str) -> dict[str, Any]:
+        for info in self.client.xinfo_groups(self.config.input_stream):
+            if info["name"] == group:
+                return {
+                    "lag": int(info.get("lag") or 0),
+                    "pending": int(info.get("pending") or 0),
+                    "last_delivered": str(info.get("last-delivered-id")),
+                    "consumers": int(info.get("consumers") or 0),
+                }
+        return {"lag": None, "pending": None, "last_delivered": None, "consumers": 0}
+
+    def drained(self, group: str, upto: str) -> bool:
+        state = self.group_state(group)
+        if state["last_delivered"] is None:
+            return False
+        if position_key(state["last_delivered"]) < position_key(upto):
+            return False
+        return not self.client.xpending_range(self.config.input_stream, group, min="-", max=upto, count=1)
+
+    def remove_group(self, group: str) -> None:
+        self.client.xgroup_destroy(self.config.input_stream, group)
+
+    def start_position(self, group: str) -> str:
+        """Where a new group must start to see everything ``group`` has not finished: before its
+        oldest pending event, else at its last delivered one."""
+        pending = self.client.xpending_range(self.config.input_stream, group, min="-", max="+", count=1)
+        if pending:
+            ms, seq = position_key(str(pending[0]["message_id"]))
+            return f"{ms}-{seq - 1}" if seq else f"{ms - 1}-{2**63 - 1}"
+        state = self.group_state(group)
+        return state["last_delivered"] or "0"

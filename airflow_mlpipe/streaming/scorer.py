@@ -1,0 +1,222 @@
+"""The stream scorer: read a micro-batch, validate each event, score the valid ones together, commit.
+
+Delivery is **at least once** with **idempotent output**: an event is acknowledged only in the same
+atomic commit that writes its result, so a scorer killed mid-batch leaves it pending and another
+consumer claims it (``claim_idle_ms``); the transport writes at most one result per ``event_id``.
+A malformed event (bad JSON, schema violation) or one the model fails on goes to the dead-letter
+stream with the reason; neither stops the scorer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from airflow_mlpipe.config.streaming import StreamConfig
+from airflow_mlpipe.streaming.metrics import StreamMetrics
+from airflow_mlpipe.streaming.transport import Event, Result, StreamTransport
+
+log = logging.getLogger(__name__)
+
+#: a dead letter keeps at most this much of the raw event
+MAX_DEAD_PAYLOAD = 65_536
+
+
+class StreamModel(Protocol):
+    """What the scorer needs of a served model version (see ``_serving/stream.py``)."""
+
+    identity: dict[str, str]
+
+    def validate(self, data: Any) -> None:
+        """Raise ``ValueError`` (with ``problems``, a list of strings, when known) for bad input."""
+        ...
+
+    def predict(self, batch: list[Any]) -> list[tuple[Any, float | None]]:
+        """(prediction, probability of the predicted class or ``None``) per valid input."""
+        ...
+
+
+@dataclass
+class BatchOutcome:
+    """Counts of one micro-batch, as committed."""
+
+    read: int = 0
+    scored: int = 0
+    dead_lettered: int = 0
+    duplicates: int = 0
+    not_owned: int = 0
+
+
+def _problems(exc: BaseException) -> list[str]:
+    return [str(p) for p in getattr(exc, "problems", None) or [str(exc)]]
+
+
+class StreamScorer:
+    """Consume ``config.input_stream`` as consumer ``consumer`` of the group of ``name``.
+
+    :param transport: the stream transport (:class:`~airflow_mlpipe.streaming.transport.StreamTransport`).
+    :param model: the served model version.
+    :param config: the stream's configuration.
+    :param name: the scorer's name: its consumer group and its owner name in the routing epochs.
+    :param consumer: this process's consumer name inside the group.
+    :param metrics: where to count (a fresh :class:`StreamMetrics` by default).
+    """
+
+    def __init__(
+        self,
+        transport: StreamTransport,
+        model: StreamModel,
+        *,
+        config: StreamConfig,
+        name: str,
+        consumer: str,
+        metrics: StreamMetrics | None = None,
+    ) -> None:
+        self.transport = transport
+        self.model = model
+        self.config = config
+        self.name = name
+        self.group = config.group(name)
+        self.consumer = consumer
+        self.metrics = metrics or StreamMetrics(
+            {
+                "endpoint": config.input_stream,
+                "scorer": name,
+                "model_version": model.identity["model_version"],
+            }
+        )
+        self._next_claim = 0.0
+        self._next_gauges = 0.0
+
+    def step(self) -> BatchOutcome:
+        """Score one micro-batch: stale events of dead consumers first, else new ones."""
+        now = time.monotonic()
+        events: list[Event] = []
+        if now >= self._next_claim:
+            self._next_claim = now + self.config.claim_idle_ms / 2000
+            events = self.transport.claim_stale(
+                self.group, self.consumer, self.config.claim_idle_ms, self.config.batch_size
+            )
+        if not events:
+            events = self.transport.read(
+                self.group, self.consumer, self.config.batch_size, self.config.block_ms
+            )
+        outcome = self.process(events) if events else BatchOutcome()
+        if now >= self._next_gauges:
+            self._next_gauges = now + 1.0
+            self.update_gauges()
+        return outcome
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        """Score until ``should_stop()`` is true (checked between micro-batches)."""
+        while not should_stop():
+            self.step()
+
+    def update_gauges(self) -> None:
+        state = self.transport.group_state(self.group)
+        self.metrics.set_gauge("consumer_lag", state["lag"])
+        self.metrics.set_gauge("pending", state["pending"])
+
+    def process(self, events: list[Event]) -> BatchOutcome:
+        started = time.monotonic()
+        identity = self.model.identity
+        base = {**identity, "scorer": self.name}
+        results: list[Result] = []
+        status: dict[str, str] = {}
+        valid: list[tuple[Event, Any]] = []
+        for event, mine in zip(events, self.transport.owned(self.name, events), strict=True):
+            if not mine:
+                results.append(Result(event, {}, skipped=True))
+                continue
+            try:
+                data = self._parse(event)
+                self.model.validate(data)
+            except ValueError as exc:
+                results.append(self._dead(event, base, exc, "malformed"))
+                status[event.position] = "malformed"
+                continue
+            valid.append((event, data))
+        for (event, _), scored in zip(valid, self._score([d for _, d in valid]), strict=True):
+            if isinstance(scored, BaseException):
+                # A ValueError is the event's fault (e.g. no online features for its key).
+                kind = "malformed" if isinstance(scored, ValueError) else "model_error"
+                results.append(self._dead(event, base, scored, kind))
+                status[event.position] = kind
+                continue
+            prediction, probability = scored
+            fields = {
+                "event_id": event.event_id,
+                "input_position": event.position,
+                "prediction": json.dumps(prediction),
+                "probability": "" if probability is None else json.dumps(probability),
+                **base,
+                "scored_at": f"{time.time():.6f}",
+                "data": event.fields["data"],
+            }
+            results.append(Result(event, fields))
+            status[event.position] = "scored"
+        committed = self.transport.commit(self.group, self.name, results)
+        elapsed = time.monotonic() - started
+        owned = set(committed.owned_positions)
+        by_status: dict[str, int] = {}
+        for position in owned:
+            by_status[status[position]] = by_status.get(status[position], 0) + 1
+        for key, n in by_status.items():
+            self.metrics.record(key, n, elapsed)
+        now_ms = time.time() * 1000
+        arrived = {e.position: e.arrived_ms for e in events}
+        self.metrics.observe_latency(
+            [max(0.0, now_ms - a) / 1000 for p in owned if (a := arrived.get(p)) is not None]
+        )
+        self.metrics.count("scored", committed.written)
+        self.metrics.count("dead_letter", committed.dead_lettered)
+        self.metrics.count("duplicate", committed.duplicates)
+        self.metrics.count("not_owned", committed.not_owned)
+        return BatchOutcome(
+            len(events), committed.written, committed.dead_lettered, committed.duplicates, committed.not_owned
+        )
+
+    def _score(self, batch: list[Any]) -> list[Any]:
+        """Predictions for ``batch``; when the batch fails, each event alone (the failing ones get
+        their exception, the others their prediction)."""
+        if not batch:
+            return []
+        try:
+            return list(self.model.predict(batch))
+        except Exception as exc:
+            if len(batch) == 1:
+                return [exc]
+            log.warning("model failed on a batch of %d events; scoring them one by one", len(batch))
+        out: list[Any] = []
+        for data in batch:
+            try:
+                out.extend(self.model.predict([data]))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    @staticmethod
+    def _parse(event: Event) -> Any:
+        raw = event.fields.get("data")
+        if raw is None:
+            raise ValueError(f"event has no 'data' field (fields: {sorted(event.fields)[:10]})")
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ValueError(f"'data' is not valid JSON: {exc}") from None
+
+    def _dead(self, event: Event, base: dict[str, str], exc: BaseException, kind: str) -> Result:
+        fields = {
+            "event_id": event.event_id,
+            "input_position": event.position,
+            "status": kind,
+            "error": f"{type(exc).__name__}: {exc}"[:2000],
+            "problems": json.dumps(_problems(exc)[:20]),
+            **base,
+            "data": str(event.fields.get("data", ""))[:MAX_DEAD_PAYLOAD],
+        }
+        return Result(event, fields, dead=True)

@@ -1,0 +1,197 @@
+"""The scorer and the Redis Streams transport in this process, against the real Redis and a real bento."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from tests.integration.streaming.conftest import iris_event, malformed_event
+
+pytestmark = [pytest.mark.integration, pytest.mark.streaming]
+
+
+@pytest.fixture(scope="module")
+def bento_model(stream_bentos: Any) -> Any:
+    from airflow_mlpipe._serving.stream import BentoStreamModel, load_bento_service
+
+    module, service = load_bento_service(stream_bentos[0].tag)
+    return BentoStreamModel(module, service)
+
+
+def _scorer(config: Any, model: Any, name: str = "v1", consumer: str = "c1") -> Any:
+    from airflow_mlpipe.streaming.redis_streams import RedisStreamTransport
+    from airflow_mlpipe.streaming.scorer import StreamScorer
+
+    transport = RedisStreamTransport(config)
+    scorer = StreamScorer(transport, model, config=config, name=name, consumer=consumer)
+    transport.ensure_group(scorer.group, "0")
+    return scorer
+
+
+def _entries(client: Any, stream: str) -> list[dict[str, str]]:
+    return [fields for _, fields in client.xrange(stream)]
+
+
+def test_scores_valid_events_and_dead_letters_malformed(stream_config, bento_model, iris_registered):
+    scorer = _scorer(stream_config, bento_model)
+    client = scorer.transport.client
+    rows = iris_registered.X.to_dict(orient="records")
+    for i, row in enumerate(rows):
+        client.xadd(
+            stream_config.input_stream, malformed_event(row, i) if i % 50 == 7 else iris_event(row, i)
+        )
+    bad = {f"e{i}" for i in range(len(rows)) if i % 50 == 7}
+    while scorer.step().read:
+        pass
+
+    scored = _entries(client, stream_config.output_stream)
+    dead = _entries(client, stream_config.dead_letter_stream)
+    assert {d["event_id"] for d in dead} == bad
+    assert all(d["status"] == "malformed" and json.loads(d["problems"]) for d in dead)
+    assert any("not valid JSON" in d["error"] for d in dead)
+    assert any("lacks column" in d["error"] for d in dead)
+    assert len(scored) == len(rows) - len(bad)
+    # Same answers as the model itself, with the probability of the predicted class and its identity.
+    model = bento_model.service.model
+    by_id = {s["event_id"]: s for s in scored}
+    valid = [i for i in range(len(rows)) if f"e{i}" not in bad]
+    frame = iris_registered.X.iloc[valid]
+    expected, proba = model.predict(frame), model.predict_proba(frame)
+    for n, i in enumerate(valid):
+        out = by_id[f"e{i}"]
+        assert json.loads(out["prediction"]) == expected[n]
+        assert json.loads(out["probability"]) == pytest.approx(proba[n].max())
+        assert out["model_version"] == iris_registered.versions[0]
+        assert out["fingerprint"] and out["input_position"]
+    state = scorer.transport.group_state(scorer.group)
+    assert state["pending"] == 0 and state["lag"] == 0
+
+
+def _wait_idle(client: Any, config: Any, group: str, count: int) -> None:
+    """Until ``count`` pending events of ``group`` have been idle for ``claim_idle_ms``."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pending = client.xpending_range(config.input_stream, group, "-", "+", count)
+        if len(pending) == count and min(p["time_since_delivered"] for p in pending) >= config.claim_idle_ms:
+            return
+        time.sleep(0.05)
+    raise AssertionError("pending events did not become idle")
+
+
+@pytest.mark.parametrize("guard", [True, False], ids=["with-done-hash", "without-done-hash"])
+def test_claimed_events_have_one_result_each(stream_config, bento_model, iris_registered, guard):
+    """A slow consumer's batch is claimed by another; both commit it. The done hash keeps one result
+    per event id; without it (the guard removed) the output holds duplicates."""
+    slow = _scorer(stream_config, bento_model, consumer="slow")
+    fast = _scorer(stream_config, bento_model, consumer="fast")
+    client = slow.transport.client
+    rows = iris_registered.X.head(20).to_dict(orient="records")
+    for i, row in enumerate(rows):
+        client.xadd(stream_config.input_stream, iris_event(row, i))
+    held = slow.transport.read(slow.group, "slow", 100, 100)  # read, then stalls before committing
+    assert len(held) == 20
+    _wait_idle(client, stream_config, slow.group, 20)
+    claimed = fast.transport.claim_stale(fast.group, "fast", stream_config.claim_idle_ms, 100)
+    assert [e.position for e in claimed] == [e.position for e in held]
+    first = fast.process(claimed)
+    if not guard:
+        client.delete(fast.transport.done_key)
+    second = slow.process(held)
+
+    ids = [s["event_id"] for s in _entries(client, stream_config.output_stream)]
+    assert first.scored == 20
+    if guard:
+        assert second.duplicates == 20 and second.scored == 0
+        assert sorted(ids) == sorted(f"e{i}" for i in range(20))
+    else:
+        assert len(ids) == 40 and len(set(ids)) == 20
+
+
+def test_routing_epochs_give_each_event_one_owner(stream_config, bento_model, iris_registered):
+    """A canary epoch splits event keys by hash; a later epoch applies only to later events."""
+    from airflow_mlpipe.streaming.transport import BUCKETS, bucket
+
+    a = _scorer(stream_config, bento_model, name="a")
+    b = _scorer(stream_config, bento_model, name="b")
+    client = a.transport.client
+    rows = iris_registered.X.to_dict(orient="records")
+    a.transport.set_route({"a": (0, BUCKETS)})
+    for i in range(40):
+        client.xadd(stream_config.input_stream, iris_event(rows[i % len(rows)], i))
+    switch = a.transport.set_route({"b": (0, 3000), "a": (3000, BUCKETS)})
+    for i in range(40, 150):
+        client.xadd(stream_config.input_stream, iris_event(rows[i % len(rows)], i))
+    # b runs ahead of a, and a promotion epoch arrives before a has read anything after the split.
+    while b.step().read:
+        pass
+    a.transport.set_route({"b": (0, BUCKETS)})
+    for i in range(150, 160):
+        client.xadd(stream_config.input_stream, iris_event(rows[i % len(rows)], i))
+    while a.step().read or b.step().read:
+        pass
+
+    scored = _entries(client, stream_config.output_stream)
+    owner = {s["event_id"]: s["scorer"] for s in scored}
+    assert sorted(owner) == sorted(f"e{i}" for i in range(160))
+    for i in range(160):
+        if i < 40:
+            want = "a"
+        elif i < 150:
+            want = "b" if bucket(f"e{i}") < 3000 else "a"
+        else:
+            want = "b"
+        assert owner[f"e{i}"] == want, (i, switch)
+    assert {"a", "b"} == {owner[f"e{i}"] for i in range(40, 150)}
+
+
+def test_metrics_read_by_the_serving_health_check(stream_config, bento_model, iris_registered):
+    from airflow_mlpipe.config.monitoring import ServingHealthConfig
+    from airflow_mlpipe.core.prometheus import parse
+    from airflow_mlpipe.monitoring.serving import aggregate, evaluate
+
+    scorer = _scorer(stream_config, bento_model)
+    client = scorer.transport.client
+    rows = iris_registered.X.head(30).to_dict(orient="records")
+    for i, row in enumerate(rows):
+        client.xadd(stream_config.input_stream, malformed_event(row, i) if i == 3 else iris_event(row, i))
+    scorer.step()
+    client.xadd(stream_config.input_stream, iris_event(rows[0], 999))  # left unread: lag 1
+    scorer.update_gauges()
+    samples = parse(scorer.metrics.render())
+    cfg = ServingHealthConfig(metric_prefix="mlpipe_stream_", max_latency_seconds=5.0, max_error_rate=0.0)
+    health = evaluate(aggregate(samples, cfg), cfg)
+    assert health["requests"] == 30 and health["errors"] == 0 and health["healthy"]
+    values = {(n, lbl.get("outcome")): v for n, lbl, v in samples}
+    assert values[("mlpipe_stream_events_total", "scored")] == 29
+    assert values[("mlpipe_stream_events_total", "dead_letter")] == 1
+    assert values[("mlpipe_stream_consumer_lag", None)] == 1
+    assert values[("mlpipe_stream_event_latency_seconds_count", None)] == 30
+
+
+def test_scored_events_become_a_monitored_batch(stream_config, bento_model, iris_registered, tmp_path):
+    import pandas as pd
+
+    from airflow_mlpipe.streaming.batches import export_scored_batch
+
+    scorer = _scorer(stream_config, bento_model)
+    client = scorer.transport.client
+    rows = iris_registered.X.head(40).to_dict(orient="records")
+    for i, row in enumerate(rows):
+        client.xadd(stream_config.input_stream, iris_event(row, i))
+    while scorer.step().read:
+        pass
+    first = export_scored_batch(stream_config, tmp_path / "batches", max_events=30)
+    second = export_scored_batch(stream_config, tmp_path / "batches", max_events=30)
+    assert export_scored_batch(stream_config, tmp_path / "batches") is None  # nothing new
+
+    assert first is not None and second is not None
+    assert (first["rows"], second["rows"]) == (30, 10)
+    frame = pd.concat([pd.read_parquet(first["path"]), pd.read_parquet(second["path"])])
+    assert list(frame.columns[:4]) == list(iris_registered.X.columns)
+    assert frame[list(iris_registered.X.columns)].to_dict(orient="records") == rows
+    expected = bento_model.service.model.predict(iris_registered.X.head(40))
+    assert frame["prediction"].tolist() == expected.tolist()
+    assert first["model_versions"] == [iris_registered.versions[0]]
