@@ -40,6 +40,8 @@ class DemoConfig:
     :param dags_folder: the DAGs to run (the repository's ``dags/``).
     :param executor: ``LocalExecutor`` (SQLite) or ``CeleryExecutor`` (needs ``sql_alchemy_conn`` and broker).
     :param wait_for_ctrl_c: keep the stack up after the loop until Ctrl-C.
+    :param after_loop: called with the result and the running Airflow once the loop ran, before
+        anything stops (browser tests look at the UI there).
     """
 
     workdir: Path
@@ -53,6 +55,7 @@ class DemoConfig:
     wait_for_ctrl_c: bool = False
     log: Callable[[str], None] = print
     extra_env: dict[str, str] = field(default_factory=dict)
+    after_loop: Callable[[DemoResult, LocalAirflow], None] | None = None
 
 
 @dataclass
@@ -259,6 +262,8 @@ class Demo:
             result.lineage = self.lineage(mlflow_server.url)
             result.seconds = time.monotonic() - t0
             self.log(summary(result))
+            if self.cfg.after_loop is not None:
+                self.cfg.after_loop(result, stack)
             if self.cfg.wait_for_ctrl_c:
                 self.log("Everything stays up until Ctrl-C.")
                 with contextlib.suppress(KeyboardInterrupt):
