@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from airflow_mlpipe.exceptions import MlpipeError
-from airflow_mlpipe.local.processes import terminate
+from mlpipe_dev.local.processes import terminate
 
 TERMINAL_STATES = frozenset({"success", "failed"})
 
