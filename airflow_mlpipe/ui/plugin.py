@@ -1,4 +1,4 @@
-"""The provider's Airflow plugin (``plugins`` in provider.yaml): a FastAPI app and a nav entry.
+"""The provider's Airflow plugin (entry point ``airflow.plugins``): a FastAPI app and a nav entry.
 
 Airflow imports plugin modules in every component (task processes included), so this module stays
 light: the FastAPI app is built on the first request by :class:`LazyApp`, not at import.

@@ -39,7 +39,7 @@ def test_airflow_cli_lists_the_provider():
 
 
 def test_airflow_loads_the_ui_plugin_from_the_provider_without_building_it():
-    """The plugin comes from provider.yaml; loading it (as every Airflow process does) imports
+    """The plugin comes from the package's entry point; loading it (as every Airflow process does) imports
     neither the FastAPI app module nor any heavy library."""
     code = (
         "import json, sys\n"
