@@ -4,10 +4,7 @@ to the Airflow task that ran it or to the MLflow object it produced."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from airflow_mlpipe.ui.loop import Rollout
+from typing import Any
 
 
 @dataclass
@@ -31,7 +28,7 @@ def task_page(dag_id: str, run_id: str, task_id: str | None = None) -> str:
 
 
 def lineage_nodes(
-    record: dict[str, Any], results: list[dict[str, Any]], rollouts: list[Rollout], mlflow_url: str | None
+    record: dict[str, Any], results: list[dict[str, Any]], rollouts: list[Any], mlflow_url: str | None
 ) -> list[LineageNode]:
     """Data batches → validation → feature views → training set → run → version → deployment."""
     ids = record.get("airflow") or {}
