@@ -25,12 +25,18 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 venv: $(VENV)/.synced
 
-# OS packages the project runs: HAProxy splits and switches serving traffic (deployment stage).
+# OS packages the project runs: HAProxy splits and switches serving traffic (deployment stage);
+# Chromium runs the browser tests of the Airflow UI plugin (Playwright drives it by path).
 # Idempotent: installs only what is missing (needs root or sudo the first time).
+SYSTEM_PACKAGES := haproxy:/usr/sbin/haproxy chromium:/usr/bin/chromium
 system-deps:
-	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || { \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get install -y haproxy || { $$SUDO apt-get update && $$SUDO apt-get install -y haproxy; }; }
+	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); missing=""; \
+	for entry in $(SYSTEM_PACKAGES); do \
+	  test -x "$${entry#*:}" || missing="$$missing $${entry%%:*}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  $$SUDO apt-get install -y $$missing || { $$SUDO apt-get update && $$SUDO apt-get install -y $$missing; }; \
+	fi
 
 lint: venv
 	$(VENV)/bin/ruff check airflow_mlpipe mlpipe_dev dags tests bench

@@ -48,7 +48,7 @@ pytest_plugins = [
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # A test without an explicit marker is a unit test.
     for item in items:
-        if not any(item.iter_markers(name=m) for m in ("integration", "unit", "e2e")):
+        if not any(item.iter_markers(name=m) for m in ("integration", "unit", "e2e", "browser")):
             item.add_marker(pytest.mark.unit)
 
 

@@ -34,3 +34,39 @@ class XComLink(BaseOperatorLink):
 def push_link(context: Any, link: type[XComLink], url: str) -> None:
     """Store ``url`` for ``link`` of the running task (call before the long work starts)."""
     context["ti"].xcom_push(key=link.key, value=url)
+
+
+#: Where the api-server mounts the provider's UI plugin app (``airflow_mlpipe.ui``) ...
+UI_PREFIX = "/mlpipe"
+#: ... which serves the files of the artifact root here.
+REPORTS_PREFIX = f"{UI_PREFIX}/reports/"
+
+
+def report_url(path: Any) -> str:
+    """A same-origin link to a report the task wrote under the artifact root.
+
+    The Airflow UI shows extra links only when they are http(s), mailto or same-origin; a
+    ``file://`` or ``s3://`` URI would be dropped. Reports under the artifact root are served by
+    the plugin at ``<api base path>/mlpipe/reports/<path relative to the root>``; anything else keeps
+    its URI (the REST API still returns it).
+
+    :param path: an ``ObjectStoragePath`` (or URI) of the report.
+    """
+    from urllib.parse import quote
+
+    from airflow_mlpipe.core.storage import artifact_root
+
+    uri, root = str(path), str(artifact_root()).rstrip("/") + "/"
+    if not uri.startswith(root):
+        return uri
+    return f"{base_path()}{REPORTS_PREFIX}{quote(uri[len(root) :])}"
+
+
+def base_path() -> str:
+    """The path part of Airflow's ``[api] base_url`` (``""`` when served at the root)."""
+    from urllib.parse import urlsplit
+
+    from airflow.configuration import conf
+
+    base = conf.get("api", "base_url", fallback="") or ""
+    return urlsplit(base).path.rstrip("/")

@@ -30,7 +30,7 @@ from airflow_mlpipe.core.conventions import (
     TAG_GATE_PREFIX,
 )
 from airflow_mlpipe.core.lineage import airflow_ids, emit_asset_metadata
-from airflow_mlpipe.core.links import XComLink, push_link
+from airflow_mlpipe.core.links import XComLink, push_link, report_url
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.core.storage import local_path, task_dir
 from airflow_mlpipe.hooks.mlflow import MlflowHook
@@ -46,7 +46,7 @@ REPORT_NAME = "evaluation_report.html"
 
 
 class EvaluationReportLink(XComLink):
-    """Extra link to the gate's HTML report (MLflow run page on an MLflow server, else the file)."""
+    """Extra link to the gate's rendered HTML report, served by the provider's UI plugin."""
 
     link_name = "Evaluation report"
     key = "mlpipe_evaluation_report"
@@ -149,7 +149,7 @@ class EvaluationGateOperator(BaseOperator):
                 tags={**airflow_ids(context), TAG_GATE_MODEL_NAME: self.model_name},
             )
             run_id = run.info.run_id
-            push_link(context, EvaluationReportLink, self._link(hook, exp_id, run_id, str(report_path)))
+            push_link(context, EvaluationReportLink, report_url(report_path))
             try:
                 outcome = evaluate(
                     client,
@@ -186,13 +186,6 @@ class EvaluationGateOperator(BaseOperator):
                 f"{len(summary['reasons'])} criterion check(s) failed: {'; '.join(summary['reasons'])}"
             ),
         )
-
-    @staticmethod
-    def _link(hook: MlflowHook, exp_id: str, run_id: str, report_uri: str) -> str:
-        tracking = hook.tracking_uri.rstrip("/")
-        if tracking.startswith(("http://", "https://")):
-            return f"{tracking}/#/experiments/{exp_id}/runs/{run_id}/artifacts"
-        return report_uri
 
     def _record(
         self, client: Any, run_id: str, outcome: GateOutcome, summary: dict[str, Any], report_path: Any

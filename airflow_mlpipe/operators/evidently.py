@@ -18,7 +18,7 @@ from airflow.sdk import Asset, AssetAlias, BaseOperator
 
 from airflow_mlpipe.config.monitoring import DriftConfig, QualityConfig
 from airflow_mlpipe.core.lineage import emit_asset_metadata
-from airflow_mlpipe.core.links import XComLink, push_link
+from airflow_mlpipe.core.links import XComLink, push_link, report_url
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.core.storage import task_dir
 from airflow_mlpipe.exceptions import ConfigError
@@ -133,7 +133,7 @@ class EvidentlyDriftOperator(BaseOperator):
         quality_cfg = QualityConfig.from_value(self.quality)
         out_dir = task_dir(context)
         report_path = out_dir / "drift_report.html"
-        push_link(context, DriftReportLink, str(report_path))
+        push_link(context, DriftReportLink, report_url(report_path))
 
         reference = read_table(self.reference_uri)
         current = read_table(self.current_uri)
@@ -150,6 +150,7 @@ class EvidentlyDriftOperator(BaseOperator):
         summary["quality"] = quality
         reasons = self._reasons(summary)
         summary.update(
+            model_name=self.model_name,
             report_uri=str(report_path),
             reference_uri=str(self.reference_uri),
             current_uri=str(self.current_uri),

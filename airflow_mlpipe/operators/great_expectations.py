@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_mlpipe.config.validation import ShiftConfig, SuiteSpec, ValidationOptions
-from airflow_mlpipe.core.links import XComLink, push_link
+from airflow_mlpipe.core.links import XComLink, push_link, report_url
 from airflow_mlpipe.exceptions import ConfigError, DataError, QualityGateFailed
 from airflow_mlpipe.operators._results import push_then_raise
 
@@ -157,7 +157,9 @@ class DataValidationOperator(BaseOperator):
         shift = self._shift()
         docs_target = task_dir(context) / "data_docs"
         docs_uri = str(docs_target / "index.html")
-        push_link(context, DataDocsLink, docs_uri)  # before the long work: the link works on failure
+        push_link(
+            context, DataDocsLink, report_url(docs_uri)
+        )  # before the long work: the link works on failure
         label = self.dataset_uri if self.dataset_uri is not None else f"sql://{self.conn_id}"
 
         try:

@@ -45,6 +45,8 @@ class DemoConfig:
     :param wait_for_ctrl_c: keep the stack up after the loop until Ctrl-C.
     :param run_timeout: how long a run may go without any task changing state (seconds, stretched
         by the machine's load when the wait starts); a run that keeps moving is never cut off.
+    :param after_loop: called with the result and the running Airflow once the loop ran, before
+        anything stops (browser tests look at the UI there).
     """
 
     workdir: Path
@@ -58,6 +60,7 @@ class DemoConfig:
     wait_for_ctrl_c: bool = False
     log: Callable[[str], None] = print
     extra_env: dict[str, str] = field(default_factory=dict)
+    after_loop: Callable[[DemoResult, LocalAirflow], None] | None = None
 
 
 @dataclass
@@ -278,6 +281,8 @@ class Demo:
                 result.audit = self.audit(stack, str(result.champion_after["version"]))
             result.seconds = time.monotonic() - t0
             self.log(summary(result))
+            if self.cfg.after_loop is not None:
+                self.cfg.after_loop(result, stack)
             if self.cfg.wait_for_ctrl_c:
                 self.log("Everything stays up until Ctrl-C.")
                 with contextlib.suppress(KeyboardInterrupt):

@@ -41,3 +41,26 @@ def test_airflow_cli_lists_the_provider():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert '"airflow-mlpipe"' in out.stdout
+
+
+def test_airflow_loads_the_ui_plugin_from_the_provider_without_building_it():
+    """The plugin comes from the package's entry point; loading it (as every Airflow process does) imports
+    neither the FastAPI app module nor any heavy library."""
+    code = (
+        "import json, sys\n"
+        "from airflow import plugins_manager as pm\n"
+        "apps, _ = pm.get_fastapi_plugins()\n"
+        "views, _ = pm._get_ui_plugins()\n"
+        "print(json.dumps({'apps': [a['url_prefix'] for a in apps], 'views': views,\n"
+        "  'loaded': sorted(m for m in ('airflow_mlpipe.ui.app', 'mlflow', 'pandas') if m in sys.modules)}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import json
+
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["apps"] == ["/mlpipe"]
+    assert [(v["name"], v["url_route"], v["href"]) for v in found["views"]] == [
+        ("Models", "mlpipe-models", "/mlpipe/models")
+    ]
+    assert found["loaded"] == []

@@ -7,13 +7,48 @@
       length: nodes.length,
       each: function (fn) { nodes.forEach(function (el, i) { fn.call(el, i, el); }); return api; },
       parent: function () { return wrap(nodes.map(function (n) { return n.parentElement; }).filter(Boolean)); },
+      ready: function (fn) {
+        if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", fn); } else { fn(); }
+        return api;
+      },
+      prepend: function (html) {
+        nodes.forEach(function (n) { n.insertAdjacentHTML("afterbegin", html); }); return api;
+      },
+      bootstrapTable: function (options) {
+        // The index page's results tables are built from options.columns/data by bootstrap-table;
+        // build the same rows as a plain table (commands such as 'resetSearch' are no-ops).
+        if (options && typeof options === "object") { nodes.forEach(function (n) { table(n, options); }); }
+        return api;
+      },
       fadeIn: function () { nodes.forEach(function (n) { n.style.display = ""; }); return api; },
       fadeOut: function () { nodes.forEach(function (n) { n.style.display = "none"; }); return api; },
       show: function () { return api.fadeIn(); }, hide: function () { return api.fadeOut(); }
     };
-    ["modal", "tooltip", "popover", "bootstrapTable", "datepicker", "on", "click", "collapse", "tab"]
+    ["modal", "tooltip", "popover", "datepicker", "on", "click", "collapse", "tab"]
       .forEach(function (m) { api[m] = function () { return api; }; });
     return api;
+  }
+  function table(el, options) {
+    var columns = (options.columns || []).filter(function (c) { return c.field && c.title; });
+    var head = el.createTHead().insertRow();
+    columns.forEach(function (c) {
+      var th = document.createElement("th"); th.textContent = c.title; head.appendChild(th);
+    });
+    var body = el.tBodies[0] || el.createTBody();
+    (options.data || []).forEach(function (row) {
+      var tr = body.insertRow();
+      columns.forEach(function (c) {
+        var td = tr.insertCell(); td.innerHTML = row[c.field] == null ? "" : String(row[c.field]);
+      });
+      if (row._table_row_link_path) {
+        // GE makes the whole row a link; keep that, with a real anchor so it also works without JS.
+        var a = document.createElement("a"); a.href = row._table_row_link_path; a.textContent = "details";
+        a.className = "mlpipe-row-link"; tr.insertCell().appendChild(a);
+        tr.style.cursor = "pointer";
+        tr.addEventListener("click", function () { window.location = row._table_row_link_path; });
+      }
+    });
+    el.classList.add("table", "table-sm");
   }
   function $(arg) {
     if (typeof arg === "function") { document.addEventListener("DOMContentLoaded", arg); return wrap([]); }
