@@ -9,6 +9,10 @@ optional Feast online spec.
 API (see ``docs/stages/deployment.md``)::
 
     POST /predict  {"rows": [{col: value, ...}, ...]}      -> {"predictions": [...], "model_version": ...}
+                                                               classifiers with predict_proba also
+                                                               return "classes", "probabilities"
+                                                               (per row, ordered as "classes") and,
+                                                               binary only, "scores" (P(classes[1]))
     POST /predict  {"entities": [{key: value, ...}, ...]}   (when an online spec is configured)
     POST /predict  {..., "return_features": true}           -> also {"features": [{col: value}, ...]},
                                                                the feature values the model was given
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
+from mlpipe_scores import class_scores  # copied beside this file into the bento
 from pydantic import ConfigDict, StrictBool
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -252,6 +257,7 @@ class MlpipeModelService:
         self.inputs: list[dict[str, Any]] = self.config["inputs"]
         self.max_rows = int(self.config.get("max_rows", 10_000))
         self.model = load_model(self.config)
+        self.classifier = self.config.get("task_type") == "classification"
         self.reader = None
         self.key_schema: list[dict[str, Any]] = []
         if self.config.get("online_spec") is not None:
@@ -312,6 +318,12 @@ class MlpipeModelService:
             return {"error": str(exc), "problems": exc.problems, **self.identity}
         predictions = self.model.predict(frame)
         values = predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
+        scores = class_scores(self.model, frame) if self.classifier else {}
         if return_features:
-            return {"predictions": values, "features": frame.to_dict(orient="records"), **self.identity}
-        return {"predictions": values, **self.identity}
+            return {
+                "predictions": values,
+                **scores,
+                "features": frame.to_dict(orient="records"),
+                **self.identity,
+            }
+        return {"predictions": values, **scores, **self.identity}

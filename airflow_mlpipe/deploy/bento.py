@@ -28,6 +28,8 @@ SERVICE_MODULE = "mlpipe_service"
 SERVICE_CLASS = "MlpipeModelService"
 CONFIG_FILE = "mlpipe_service.json"  # must match airflow_mlpipe._serving.service.CONFIG_FILE
 _SERVICE_SOURCE = Path(__file__).resolve().parents[1] / "_serving" / "service.py"
+_SCORES_SOURCE = _SERVICE_SOURCE.with_name("scores.py")
+SCORES_MODULE = "mlpipe_scores"  # the service imports it under this name
 
 
 @dataclass
@@ -123,6 +125,7 @@ def build_bento(
     ctx = Path(tempfile.mkdtemp(prefix="mlpipe-bento-"))
     try:
         shutil.copyfile(_SERVICE_SOURCE, ctx / f"{SERVICE_MODULE}.py")
+        shutil.copyfile(_SCORES_SOURCE, ctx / f"{SCORES_MODULE}.py")
         (ctx / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
         previous = os.environ.get("MLPIPE_SERVICE_CONFIG")
         os.environ["MLPIPE_SERVICE_CONFIG"] = str(ctx / CONFIG_FILE)  # the build imports the service
@@ -132,7 +135,7 @@ def build_bento(
                 name=name,
                 version=version,
                 build_ctx=str(ctx),
-                include=[f"{SERVICE_MODULE}.py", CONFIG_FILE],
+                include=[f"{SERVICE_MODULE}.py", f"{SCORES_MODULE}.py", CONFIG_FILE],
                 labels={
                     "mlpipe.model_name": model.name,
                     "mlpipe.model_version": model.version,

@@ -61,16 +61,19 @@ def test_serving_versions_training_data_becomes_the_reference(
         model.name, model.versions["weak"], TAG_TRAINING_DATA_URI, str(tmp_path / "configured.parquet")
     )
 
+    def judge(model_name, rebase):
+        dag, asset = _drift_dag(
+            f"rebase_{uuid.uuid4().hex[:6]}",
+            str(tmp_path / "configured.parquet"),
+            batch_uri,
+            model_name=model_name,
+            mlflow_conn_id=mlflow_conn,
+            rebase_reference=rebase,
+        )
+        return run_dag(dag), asset
+
     # The serving version learned from the old regime: the batch drifts, and the event says from when.
-    dag, asset = _drift_dag(
-        f"rebase_old_{uuid.uuid4().hex[:6]}",
-        str(tmp_path / "configured.parquet"),
-        batch_uri,
-        model_name=model.name,
-        mlflow_conn_id=mlflow_conn,
-        rebase_reference=True,
-    )
-    res = run_dag(dag)
+    res, asset = judge(model.name, True)
     summary = res.xcom("drift")
     assert summary["drift_detected"] is True and summary["retrain_recommended"] is True
     assert summary["reference"] == {
@@ -85,15 +88,7 @@ def test_serving_versions_training_data_becomes_the_reference(
     # The serving version learned from the new regime: the same batch is no drift any more, and
     # the lineage says which reference judged it. Without rebasing, it would still drift.
     for rebase, drifted in ((True, False), (False, True)):
-        dag, asset = _drift_dag(
-            f"rebase_new_{uuid.uuid4().hex[:6]}",
-            str(tmp_path / "configured.parquet"),
-            batch_uri,
-            model_name=reg.name,
-            mlflow_conn_id=mlflow_conn,
-            rebase_reference=rebase,
-        )
-        summary = run_dag(dag).xcom("drift")
+        summary = judge(reg.name, rebase)[0].xcom("drift")
         assert summary["drift_detected"] is drifted, rebase
         assert summary["reference"]["source"] == ("serving_training_data" if rebase else "configured")
         assert "target" not in summary["columns"]  # the training data's label is never compared
