@@ -71,7 +71,7 @@ def score_dataset(
 
     :returns: ``{"predictions_uri", "row_count", "batches", "classes"}``.
     """
-    from airflow_mlpipe._serving.scores import class_scores
+    from airflow_mlpipe.core.class_scores import class_scores
 
     pa = require("pyarrow")
     pq = require("pyarrow.parquet")

@@ -28,7 +28,7 @@ SERVICE_MODULE = "mlpipe_service"
 SERVICE_CLASS = "MlpipeModelService"
 CONFIG_FILE = "mlpipe_service.json"  # must match airflow_mlpipe._serving.service.CONFIG_FILE
 _SERVICE_SOURCE = Path(__file__).resolve().parents[1] / "_serving" / "service.py"
-_SCORES_SOURCE = _SERVICE_SOURCE.with_name("scores.py")
+_SCORES_SOURCE = Path(__file__).resolve().parents[1] / "core" / "class_scores.py"
 SCORES_MODULE = "mlpipe_scores"  # the service imports it under this name
 
 

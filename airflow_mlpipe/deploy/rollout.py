@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig
 from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.deploy.bento import build_bento
 from airflow_mlpipe.deploy.checks import (
@@ -25,7 +26,6 @@ from airflow_mlpipe.deploy.checks import (
     smoke_test,
     snapshot,
 )
-from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig
 from airflow_mlpipe.deploy.registry import RegistryModel, load_model, resolve_model
 from airflow_mlpipe.deploy.targets.base import Backend, DeploymentTarget
 
@@ -161,9 +161,7 @@ def rollback(
     client.set_registered_model_alias(model_name, cv.ALIAS_CHAMPION, model.version)
     client.delete_registered_model_alias(model_name, cv.ALIAS_PREVIOUS)
     if current is not None and current.model_name == model_name and current.model_version != model.version:
-        client.set_model_version_tag(
-            model_name, current.model_version, "mlpipe.deploy.rolled_back_at", _now()
-        )
+        client.set_model_version_tag(model_name, current.model_version, cv.TAG_ROLLED_BACK_AT, _now())
         result["rolled_back_from"] = current.model_version
     if result["status"] == "noop":
         result["status"] = "rolled_back"

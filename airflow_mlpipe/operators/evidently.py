@@ -148,7 +148,7 @@ class EvidentlyDriftOperator(BaseOperator):
         raise ConfigError("Quality needs baseline_metrics or model_name to read the champion's metrics from.")
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlpipe.core.datasets import read_table
+        from airflow_mlpipe.core.datasets import file_digest, read_table
         from airflow_mlpipe.monitoring.drift import run_drift_report
         from airflow_mlpipe.monitoring.quality import check_quality
 
@@ -204,6 +204,8 @@ class EvidentlyDriftOperator(BaseOperator):
             "reference": reference_info,
             "retrain_recommended": ask,
             "drift_since": summary["batch_start"] if ask else None,
+            # Tamper evidence: the audit recomputes it (airflow_mlpipe.governance.audit).
+            "report_digest": file_digest(str(report_path)),
         }
         emit_asset_metadata(context, self.outlets, compact)
         if ask and self.drift_asset is not None:

@@ -17,6 +17,7 @@ from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.core.conventions import TaskType
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.exceptions import ConfigError
+from airflow_mlpipe.governance import records
 from airflow_mlpipe.training import tracking
 from airflow_mlpipe.training.data import TrainingSet, check_training_set, infer_task_type, load_training_set
 from airflow_mlpipe.training.estimators import (
@@ -189,10 +190,14 @@ def train_model(
                     metrics=dict(run.data.metrics),
                     params=estimator.params,
                     cached=True,
-                    model_uri=run.data.tags[tracking.TAG_MODEL_URI],
+                    model_uri=run.data.tags[cv.TAG_MODEL_URI],
                 )
 
         tags = tracking.provenance_tags(data, task_type, fp, code, estimator, ids)
+        # Snapshot step: the data is kept by digest and the specification recorded for reproduction.
+        tags.update(
+            records.training_tags(data, estimator, training, task_type.value, registry.model_name, tags)
+        )
         run_tags = dict(tags)
         if parent:
             run_tags[TAG_PARENT_RUN] = str(parent["parent_run_id"])
@@ -283,9 +288,9 @@ def start_search(
         experiment_id = hook.get_or_create_experiment(str(registry.experiment_name))
         tags = {
             **dict(ids),
-            tracking.TAG_ESTIMATOR: estimator.name,
-            "mlpipe.search.candidates": str(len(candidates)),
-            "mlpipe.search.space": json.dumps(search.param_grid or search.param_distributions)[:5000],
+            cv.TAG_ESTIMATOR: estimator.name,
+            cv.TAG_SEARCH_CANDIDATES: str(len(candidates)),
+            cv.TAG_SEARCH_SPACE: json.dumps(search.param_grid or search.param_distributions)[:5000],
         }
         run = client.create_run(experiment_id, tags=tags, run_name=f"{_run_name(ids)}.search")
         on_run(run.info.run_id, hook.run_url(experiment_id, run.info.run_id))
@@ -321,8 +326,7 @@ def register_best(
         tags = {
             k: v
             for k, v in best_run.data.tags.items()
-            if k.startswith(cv.TAG_PREFIX)
-            and not k.startswith((tracking.TAG_ENV_PREFIX, tracking.TAG_MODEL_URI))
+            if k.startswith(cv.TAG_PREFIX) and not k.startswith((cv.TAG_ENV_PREFIX, cv.TAG_MODEL_URI))
         }
         tags.update(ids)
         fp = str(best["fingerprint"])
@@ -346,7 +350,7 @@ def register_best(
         else:
             client.set_registered_model_alias(registry.model_name, registry.alias, str(version.version))
         client.log_metric(parent_run_id, f"best_{metric}", float(best["metrics"][metric]))
-        client.set_tag(parent_run_id, "mlpipe.search.best_run_id", str(version.run_id))
+        client.set_tag(parent_run_id, cv.TAG_SEARCH_BEST_RUN, str(version.run_id))
         client.set_terminated(parent_run_id, "FINISHED")
         log.info(
             "Best of %d candidates by %s (%s): run %s -> %s version %s.",

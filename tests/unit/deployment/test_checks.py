@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
+from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig
 from airflow_mlpipe.deploy.checks import analyse_canary, latency_buckets, quantile
-from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig
 from airflow_mlpipe.exceptions import ConfigError
 
 
@@ -83,14 +83,14 @@ def test_config_parsing():
 
 
 def test_load_loop_refuses_non_loopback():
-    from airflow_mlpipe.deploy.loadgen import LoadLoop
+    from mlpipe_dev.loadgen import LoadLoop
 
     with pytest.raises(ConfigError, match="loopback"):
         LoadLoop("http://10.0.0.1:80", [{}])
 
 
 def test_generated_haproxy_config_is_valid(tmp_path):
-    from airflow_mlpipe.deploy.proxy import HAProxy, ServerEntry, haproxy_binary
+    from airflow_mlpipe.deploy.targets.local.proxy import HAProxy, ServerEntry, haproxy_binary
 
     proxy = HAProxy(tmp_path, name="m_1", port=18080)
     text = proxy.render([ServerEntry("b_v1", 18081, 90), ServerEntry("b_v2", 18082, 10)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from airflow_mlpipe._serving.scores import class_scores
+from airflow_mlpipe.core.class_scores import class_scores
 
 
 def _data(classes):

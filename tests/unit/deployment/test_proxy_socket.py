@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_mlpipe.deploy.proxy import HAProxy, ServerEntry, short_socket_path
-from airflow_mlpipe.local.stack import free_port
+from airflow_mlpipe.deploy.targets.local.proxy import HAProxy, ServerEntry, short_socket_path
+from mlpipe_dev.local.stack import free_port
 
 
 def test_short_state_dir_keeps_socket_inside(tmp_path):
