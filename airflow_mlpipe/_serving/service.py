@@ -33,12 +33,16 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
-from mlpipe_scores import class_scores  # copied beside this file into the bento
 from pydantic import ConfigDict, StrictBool
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+try:  # in a bento: copied beside this file
+    from mlpipe_scores import class_scores
+except ImportError:  # imported from the installed provider
+    from airflow_mlpipe.core.class_scores import class_scores
 
 CONFIG_FILE = "mlpipe_service.json"
 #: report at most this many problems of one request (a huge bad batch must not produce a huge answer)
