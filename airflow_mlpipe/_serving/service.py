@@ -9,6 +9,10 @@ optional Feast online spec.
 API (see ``docs/stages/deployment.md``)::
 
     POST /predict  {"rows": [{col: value, ...}, ...]}      -> {"predictions": [...], "model_version": ...}
+                                                               classifiers with predict_proba also
+                                                               return "classes", "probabilities"
+                                                               (per row, ordered as "classes") and,
+                                                               binary only, "scores" (P(classes[1]))
     POST /predict  {"entities": [{key: value, ...}, ...]}   (when an online spec is configured)
     POST /predict  {..., "return_features": true}           -> also {"features": [{col: value}, ...]},
                                                                the feature values the model was given
@@ -40,6 +44,10 @@ try:  # inside a bento the schema module sits next to this file
     import mlpipe_schema as _schema  # type: ignore[import-not-found]
 except ImportError:  # imported from the provider package
     from airflow_mlpipe.deploy import schema as _schema
+try:  # in a bento: copied beside this file
+    from mlpipe_scores import class_scores
+except ImportError:  # imported from the installed provider
+    from airflow_mlpipe.core.class_scores import class_scores
 
 RequestError = _schema.RequestError
 validate_rows = _schema.validate_rows
@@ -268,6 +276,7 @@ class MlpipeModelService:
         self.inputs: list[dict[str, Any]] = self.config["inputs"]
         self.max_rows = int(self.config.get("max_rows", 10_000))
         self.model = load_model(self.config)
+        self.classifier = self.config.get("task_type") == "classification"
         self.reader = None
         self.key_schema: list[dict[str, Any]] = []
         if self.config.get("online_spec") is not None:
@@ -324,9 +333,15 @@ class MlpipeModelService:
             return _schema.error_body(str(exc), exc.problems, self.identity)
         predictions = self.model.predict(frame)
         values = predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
+        scores = class_scores(self.model, frame) if self.classifier else {}
         if return_features:
-            return {"predictions": values, "features": frame.to_dict(orient="records"), **self.identity}
-        return {"predictions": values, **self.identity}
+            return {
+                "predictions": values,
+                **scores,
+                "features": frame.to_dict(orient="records"),
+                **self.identity,
+            }
+        return {"predictions": values, **scores, **self.identity}
 
 
 cast(Any, MlpipeModelService).add_asgi_middleware(  # a bentoml Service, not the class mypy sees

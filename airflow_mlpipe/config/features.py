@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import typing
 from typing import Any
 
 from airflow_mlpipe.exceptions import ConfigError
@@ -134,3 +135,108 @@ class TrainingSetConfig:
             raise ConfigError(f"output_name={self.output_name!r} must be a file name ending in .parquet.")
         if self.label is not None and self.label == self.timestamp_column:
             raise ConfigError("label and timestamp_column name the same column.")
+
+
+#: how the rows a model learns from are chosen (see docs/concepts/training-data.md)
+WINDOW_MODES = ("auto", "all", "last_days", "last_batches", "since_drift")
+#: how the gate's holdout is cut from the entity table
+HOLDOUT_METHODS = ("time", "random")
+
+
+def _positive(value: Any, where: str, kind: type) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) or value <= 0:
+        raise ConfigError(
+            f"{where} must be a positive {'number' if kind is float else 'integer'}, got {value!r}."
+        )
+
+
+@dataclasses.dataclass
+class TrainingWindowConfig:
+    """Which labelled rows the model learns from, chosen by event time before the feature join.
+
+    :param mode: ``"all"`` (every row), ``"last_days"`` (rows within ``days`` of the newest row),
+        ``"last_batches"`` (the newest ``batches`` batches), ``"since_drift"`` (rows at or after the
+        start of the batch that drifted; all rows when the run was not started by drift) or
+        ``"auto"`` (default): ``since_drift`` for a run started by drift, ``all`` otherwise.
+    :param days: width of the ``last_days`` window.
+    :param batches: number of batches of the ``last_batches`` window.
+    :param batch_column: column naming the batch of a row; default: the UTC calendar day of the
+        timestamp.
+    :param min_rows: a window with fewer rows is widened back in time to the newest ``min_rows``
+        rows (a drift one small batch ago still leaves enough to learn from).
+    """
+
+    mode: str = "auto"
+    days: float | None = None
+    batches: int | None = None
+    batch_column: str | None = None
+    min_rows: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in WINDOW_MODES:
+            raise ConfigError(f"training_window.mode={self.mode!r}; use one of {list(WINDOW_MODES)}.")
+        if self.mode == "last_days":
+            _positive(self.days, "training_window.days (needed by mode last_days)", float)
+        if self.mode == "last_batches":
+            _positive(self.batches, "training_window.batches (needed by mode last_batches)", int)
+        if isinstance(self.min_rows, bool) or not isinstance(self.min_rows, int) or self.min_rows < 0:
+            raise ConfigError(f"training_window.min_rows must be an integer >= 0, got {self.min_rows!r}.")
+        if self.batch_column is not None and (
+            not isinstance(self.batch_column, str) or not self.batch_column
+        ):
+            raise ConfigError(
+                f"training_window.batch_column must be a column name, got {self.batch_column!r}."
+            )
+
+
+@dataclasses.dataclass
+class HoldoutConfig:
+    """The evaluation holdout, cut from the entity table and never given to training.
+
+    :param method: ``"time"`` (default): the most recent rows by event time, so the gate asks "is
+        the new model better on the newest data"; ``"random"``: a seeded random sample (for data
+        whose order carries no meaning).
+    :param fraction: share of the (windowed) rows held out.
+    :param batches: hold out the newest ``batches`` batches instead of ``fraction`` (``time`` only).
+    :param seed: seed of the ``random`` method.
+    """
+
+    method: str = "time"
+    fraction: float = 0.2
+    batches: int | None = None
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.method not in HOLDOUT_METHODS:
+            raise ConfigError(f"holdout.method={self.method!r}; use one of {list(HOLDOUT_METHODS)}.")
+        if (
+            isinstance(self.fraction, bool)
+            or not isinstance(self.fraction, (int, float))
+            or not 0 < self.fraction < 1
+        ):
+            raise ConfigError(f"holdout.fraction must be between 0 and 1 (exclusive), got {self.fraction!r}.")
+        if self.batches is not None:
+            _positive(self.batches, "holdout.batches", int)
+            if self.method != "time":
+                raise ConfigError("holdout.batches holds out the newest batches: it needs method 'time'.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"holdout.seed must be an integer, got {self.seed!r}.")
+
+
+C = typing.TypeVar("C", TrainingWindowConfig, HoldoutConfig)
+
+
+def config_from(cls: type[C], value: C | typing.Mapping[str, Any] | None, where: str) -> C:
+    """``value`` as a ``cls``: a config object, a dict of its fields (as rendered from a template)."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return dataclasses.replace(value)
+    if not isinstance(value, typing.Mapping):
+        raise ConfigError(f"{where} must be a mapping of {cls.__name__} fields, got {value!r}.")
+    unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {unknown}; allowed: {[f.name for f in dataclasses.fields(cls)]}."
+        )
+    return cls(**dict(value))

@@ -61,6 +61,10 @@ class DriftConfig:
     :param prediction_threshold: threshold for the prediction column.
     :param prediction_is_categorical: class labels (``True``) or continuous values (``False``);
         ``None``: categorical when the column is not a float column.
+    :param important_columns: the dataset drifts as soon as any of these columns drifts, whatever
+        the share (e.g. the model's most important features).
+    :param column_weights: weigh columns in the share (default weight 1): the share becomes the
+        drifted columns' weight over the total weight (e.g. feature importances).
     """
 
     columns: Sequence[str] | None = None
@@ -77,8 +81,22 @@ class DriftConfig:
     prediction_method: str | None = None
     prediction_threshold: float | None = None
     prediction_is_categorical: bool | None = None
+    important_columns: Sequence[str] = ()
+    column_weights: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
+        self.important_columns = _names("important_columns", self.important_columns) or ()
+        if self.column_weights is not None:
+            if not isinstance(self.column_weights, Mapping) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                for v in self.column_weights.values()
+            ):
+                raise ConfigError(
+                    f"column_weights must map column names to weights >= 0, got {self.column_weights!r}."
+                )
+            if not any(self.column_weights.values()):
+                raise ConfigError("column_weights are all zero; give at least one column a positive weight.")
+            self.column_weights = {str(k): float(v) for k, v in self.column_weights.items()}
         from airflow_mlpipe.core.drift_methods import check_method
 
         self.columns = _names("columns", self.columns)

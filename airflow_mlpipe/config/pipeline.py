@@ -167,7 +167,15 @@ class FeaturesSection(_Config):
     :param timestamp_column: event timestamp column of ``entity_source``.
     :param label: label column of ``entity_source``.
     :param holdout_source: entity/label table of the evaluation holdout (e.g. the most recent
-        labels), turned into features the same way; empty = the gate evaluates on the training set.
+        labels), turned into features the same way; its rows are removed from the training set.
+        Empty: the holdout is cut from ``entity_source`` by ``holdout``.
+    :param training_window: which rows the model learns from, the fields of
+        :class:`airflow_mlpipe.config.features.TrainingWindowConfig` (``mode``: ``auto`` — since
+        the drifted batch for a run started by drift, else all —, ``all``, ``last_days``,
+        ``last_batches``, ``since_drift``; ``days``, ``batches``, ``min_rows`` …).
+    :param holdout: the gate's holdout when there is no ``holdout_source``, the fields of
+        :class:`airflow_mlpipe.config.features.HoldoutConfig` (default: the newest 20 % by event
+        time, never trained on; ``method: random`` for a seeded random split).
     :param definitions: Feast definitions to apply (a file/directory relative to the DAG folder,
         e.g. ``features/churn.py``, or an import path); empty = the repository's own files.
     :param materialize: also materialize the online store (for online serving).
@@ -184,6 +192,8 @@ class FeaturesSection(_Config):
     timestamp_column: str = "event_timestamp"
     label: str = ""
     holdout_source: str = ""
+    training_window: dict[str, Any] = field(default_factory=dict)
+    holdout: dict[str, Any] = field(default_factory=dict)
     definitions: str = ""
     materialize: bool = True
     materialize_start: str = ""
@@ -194,6 +204,10 @@ class FeaturesSection(_Config):
         for name in ("feature_service", "entity_source", "timestamp_column", "label"):
             _require_text(getattr(self, name), f"features.{name}")
         _require_mapping(self.options, "features.options")
+        from airflow_mlpipe.config.features import HoldoutConfig, TrainingWindowConfig, config_from
+
+        config_from(TrainingWindowConfig, self.training_window, "features.training_window")
+        config_from(HoldoutConfig, self.holdout, "features.holdout")
 
 
 @dataclass
@@ -324,6 +338,12 @@ class MonitoringSection(_Config):
     :param retrain_on_drift: ask for retraining when drift is found (an asset event for the
         ``event`` pattern, a triggered training run otherwise).
     :param poll_interval_seconds: how often the watcher / sensor lists ``watch_path``.
+    :param process_backlog: ``event`` pattern: on the watcher's very first start, announce the
+        files already in ``watch_path`` (a backlog) instead of treating them as history.
+    :param rebase_reference: once a model version serves, compare batches with the data it was
+        trained on instead of ``reference`` (needs the ``training`` section).
+    :param retrain_cooldown_batches: after a retraining request, hold further requests for this
+        many batches while the same version still serves (0: every drifted batch asks).
     :param options: extra keyword arguments for the drift operator.
     """
 
@@ -336,10 +356,16 @@ class MonitoringSection(_Config):
     drift: dict[str, Any] = field(default_factory=dict)
     retrain_on_drift: bool = True
     poll_interval_seconds: float = 30.0
+    process_backlog: bool = False
+    rebase_reference: bool = True
+    retrain_cooldown_batches: int = 3
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require_text(self.watch_path, "monitoring.watch_path")
+        cooldown = self.retrain_cooldown_batches
+        if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 0:
+            raise ConfigError(f"monitoring.retrain_cooldown_batches={cooldown!r} must be an integer >= 0.")
         _require_text(self.reference, "monitoring.reference")
         _require_text(self.pattern, "monitoring.pattern")
         if not self.ledger:

@@ -75,13 +75,18 @@ TAG_OWNERS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "TAG_LABEL": (
         _TRACKING,
-        ("airflow_mlpipe.evaluation.registry", "airflow_mlpipe.deploy.registry", _LINEAGE),
+        (
+            "airflow_mlpipe.evaluation.registry",
+            "airflow_mlpipe.deploy.registry",
+            _LINEAGE,
+            "airflow_mlpipe.monitoring.retraining",
+        ),
     ),
     "TAG_FEATURES": (
         _TRACKING,
         ("airflow_mlpipe.evaluation.registry", "airflow_mlpipe.deploy.registry", _LINEAGE),
     ),
-    "TAG_TRAINING_DATA_URI": (_TRACKING, (_LINEAGE,)),
+    "TAG_TRAINING_DATA_URI": (_TRACKING, (_LINEAGE, "airflow_mlpipe.monitoring.retraining")),
     "TAG_TRAINING_DATA_DIGEST": (_TRACKING, (_LINEAGE,)),
     "TAG_FEATURE_SERVICE": (_TRACKING, (_LINEAGE,)),
     "TAG_FEATURE_SERVICE_VERSION": (_TRACKING, (_LINEAGE,)),

@@ -7,6 +7,7 @@ renamed, so a failed run never leaves a file that looks complete.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -67,16 +68,21 @@ def score_dataset(
     """Score ``input_uri`` with ``model`` and write ``keep_columns`` + predictions + model version.
 
     Every chunk is checked against ``inputs`` (the model signature, as the HTTP service checks a
-    request: a number stored as a string is refused) before the model sees it.
+    request: a number stored as a string is refused) before the model sees it. A classifier with
+    ``predict_proba`` also gets ``probabilities`` (per row, ordered as the classes recorded in the
+    file's ``mlpipe.classes`` metadata) and, binary only, ``scores`` (the positive-class
+    probability) — the same values the online service returns.
 
-    :returns: ``{"predictions_uri", "row_count", "batches"}``.
+    :returns: ``{"predictions_uri", "row_count", "batches", "classes"}``.
     """
+    from airflow_mlpipe.core.class_scores import class_scores
+
     pa = require("pyarrow")
     pq = require("pyarrow.parquet")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
     keep = list(keep_columns or [])
-    clash = {prediction_column, "model_version"} & set(keep)
+    clash = {prediction_column, "model_version", "scores", "probabilities"} & set(keep)
     if clash:
         raise ConfigError(f"keep_columns {sorted(clash)} clash with the output columns; rename them.")
     columns = features + [c for c in keep if c not in features]
@@ -103,6 +109,12 @@ def score_dataset(
             predictions = model.predict(frame[features])
             out = {c: pa.array(frame[c]) for c in keep}
             out[prediction_column] = pa.array(predictions)
+            scored = class_scores(model, frame[features])
+            for column in ("scores", "probabilities"):
+                if column in scored:
+                    out[column] = pa.array(scored[column])
+            if scored:
+                metadata[b"mlpipe.classes"] = json.dumps(scored["classes"]).encode()
             out["model_version"] = pa.repeat(pa.scalar(str(model_version)), len(frame)).dictionary_encode()
             table = pa.table(out)
             if writer is None:
@@ -120,7 +132,8 @@ def score_dataset(
             writer.close()
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return {"predictions_uri": str(output_path), "row_count": rows, "batches": batches}
+    classes = json.loads(metadata.get(b"mlpipe.classes", b"null"))
+    return {"predictions_uri": str(output_path), "row_count": rows, "batches": batches, "classes": classes}
 
 
 def _check_schema(frame: Any, inputs: list[dict[str, Any]], uri: str, *, first_row: int) -> None:

@@ -30,6 +30,8 @@ SERVICE_CLASS = "MlpipeModelService"
 CONFIG_FILE = "mlpipe_service.json"  # must match airflow_mlpipe._serving.service.CONFIG_FILE
 _SERVICE_SOURCE = Path(__file__).resolve().parents[1] / "_serving" / "service.py"
 _SCHEMA_SOURCE = Path(__file__).resolve().with_name("schema.py")
+_SCORES_SOURCE = Path(__file__).resolve().parents[1] / "core" / "class_scores.py"
+SCORES_MODULE = "mlpipe_scores"  # the service imports it under this name
 
 
 @dataclass
@@ -126,6 +128,7 @@ def build_bento(
     try:
         shutil.copyfile(_SERVICE_SOURCE, ctx / f"{SERVICE_MODULE}.py")
         shutil.copyfile(_SCHEMA_SOURCE, ctx / f"{SCHEMA_MODULE}.py")
+        shutil.copyfile(_SCORES_SOURCE, ctx / f"{SCORES_MODULE}.py")
         (ctx / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
         previous = os.environ.get("MLPIPE_SERVICE_CONFIG")
         os.environ["MLPIPE_SERVICE_CONFIG"] = str(ctx / CONFIG_FILE)  # the build imports the service
@@ -135,7 +138,7 @@ def build_bento(
                 name=name,
                 version=version,
                 build_ctx=str(ctx),
-                include=[f"{SERVICE_MODULE}.py", f"{SCHEMA_MODULE}.py", CONFIG_FILE],
+                include=[f"{SERVICE_MODULE}.py", f"{SCHEMA_MODULE}.py", f"{SCORES_MODULE}.py", CONFIG_FILE],
                 labels={
                     "mlpipe.model_name": model.name,
                     "mlpipe.model_version": model.version,

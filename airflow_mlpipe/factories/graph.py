@@ -171,12 +171,20 @@ def training_graph(config: PipelineConfig) -> Graph:
         "label": f.label,
         **f.options,
     }
+    # The gate never scores on rows a model was fitted on: a separate holdout source is removed
+    # from the training rows, otherwise the training-set stage cuts the holdout out itself.
+    held_out = {"exclude_source": f.holdout_source} if f.holdout_source else {"holdout": f.holdout}
     training_set = g.add(
         Node(
             "features",
             "training_set",
             TRAINING_SET,
-            params={**set_params, "entity_source": f.entity_source},
+            params={
+                **set_params,
+                "entity_source": f.entity_source,
+                "training_window": f.training_window,
+                **held_out,
+            },
             outlets=[asset_key(TRAINING_SET_ASSET, name)],
         ),
         after=last,
@@ -230,7 +238,11 @@ def training_graph(config: PipelineConfig) -> Graph:
         )
     if holdout is not None:
         g.edges.append((holdout.task_id, train.task_id))
-    holdout_uri = Ref((holdout or training_set).task_id, "training_set_uri")
+    holdout_uri = (
+        Ref(holdout.task_id, "training_set_uri")
+        if holdout is not None
+        else Ref(training_set.task_id, "holdout_set_uri")
+    )
     gate = g.add(
         Node(
             "evaluate",
@@ -323,6 +335,7 @@ def monitoring_graph(config: PipelineConfig) -> Graph:
                 "path": m.watch_path,
                 "pattern": m.pattern,
                 "poll_interval": m.poll_interval_seconds,
+                "include_existing": m.process_backlog,
             },
         )
     g = Graph(
@@ -383,6 +396,7 @@ def monitoring_graph(config: PipelineConfig) -> Graph:
                 "drift": m.drift,
                 "drift_asset": asset_key(DRIFT_EVENT, name) if m.retrain_on_drift else None,
                 "mlflow_conn_id": config.locations.mlflow_conn_id,
+                **_serving_aware(config),
                 **m.options,
             },
         ),
@@ -399,3 +413,16 @@ def monitoring_graph(config: PipelineConfig) -> Graph:
             after=drift,
         )
     return g
+
+
+def _serving_aware(config: PipelineConfig) -> dict[str, Any]:
+    """Drift-check parameters that need the model: the serving version's data as reference,
+    the retraining cooldown, and the batch start a retraining window begins at."""
+    m = config.monitoring
+    assert m is not None
+    params: dict[str, Any] = {"cooldown_batches": m.retrain_cooldown_batches if m.retrain_on_drift else 0}
+    if config.features is not None:
+        params["timestamp_column"] = config.features.timestamp_column
+    if config.training is not None:
+        params.update(model_name=config.training.model_name, rebase_reference=m.rebase_reference)
+    return params

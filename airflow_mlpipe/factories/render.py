@@ -72,7 +72,11 @@ def schedule_of(graph: Graph) -> Any:
         from airflow.sdk import Asset
 
         watcher = new_batch_watcher(
-            f"{graph.dag_id}.watch", render_now(spec["path"]), spec["pattern"], spec["poll_interval"]
+            f"{graph.dag_id}.watch",
+            render_now(spec["path"]),
+            spec["pattern"],
+            spec["poll_interval"],
+            spec.get("include_existing", False),
         )
         return [
             Asset(

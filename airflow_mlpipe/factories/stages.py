@@ -107,12 +107,18 @@ def build_task(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
     return builder(node, params, outlets)
 
 
-def new_batch_watcher(name: str, path: str, pattern: str, poll_interval: float) -> Any:
-    """An ``AssetWatcher`` announcing each new batch file under ``path``."""
+def new_batch_watcher(
+    name: str, path: str, pattern: str, poll_interval: float, include_existing: bool = False
+) -> Any:
+    """An ``AssetWatcher`` announcing each new batch file under ``path`` (and, with
+    ``include_existing``, the files already there on its very first start)."""
     from airflow.sdk import AssetWatcher
 
     from airflow_mlpipe.triggers.monitoring import NewBatchEventTrigger
 
     return AssetWatcher(
-        name=name, trigger=NewBatchEventTrigger(uri=path, pattern=pattern, poll_interval=poll_interval)
+        name=name,
+        trigger=NewBatchEventTrigger(
+            uri=path, pattern=pattern, poll_interval=poll_interval, include_existing=include_existing
+        ),
     )

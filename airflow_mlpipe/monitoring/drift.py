@@ -142,13 +142,38 @@ def _summarise(snapshot: Any, cfg: DriftConfig, features: list[str], pred: str |
             "Evidently drift share %.4f differs from per-column decisions %.4f", share, expected_share
         )
     return {
-        "drift_detected": bool(share >= cfg.drift_share),
-        "drift_share": share,
+        **drift_decision(share, drifted, features, cfg),
         "threshold": cfg.drift_share,
         "drifted_columns": drifted,
         "columns": columns,
         "prediction_drift": prediction,
     }
+
+
+def drift_decision(share: float, drifted: list[str], features: list[str], cfg: DriftConfig) -> dict[str, Any]:
+    """Whether the dataset drifted: share (weighted when weights are set) or an important column.
+
+    ``drift_share`` stays the share of compared columns that drifted (Evidently's number); with
+    ``column_weights`` the decision uses ``weighted_share`` instead.
+    """
+    weights = cfg.column_weights
+    unknown = [c for c in [*cfg.important_columns, *(weights or {})] if c not in features]
+    if unknown:
+        raise DataError(
+            f"important_columns/column_weights name column(s) {sorted(set(unknown))} that drift is not "
+            f"measured on (compared: {features}); a rule on a column never compared would never fire."
+        )
+    decided_share = share
+    out: dict[str, Any] = {"drift_share": share}
+    if weights is not None:
+        total = sum(weights.get(c, 1.0) for c in features)
+        decided_share = sum(weights.get(c, 1.0) for c in drifted) / total if total else 0.0
+        out["weighted_share"] = decided_share
+    important = [c for c in cfg.important_columns if c in drifted]
+    rules = (["share"] if decided_share >= cfg.drift_share else []) + (
+        ["important_column"] if important else []
+    )
+    return {**out, "drift_detected": bool(rules), "drift_rules": rules, "important_drifted": important}
 
 
 def _column_entry(metric: dict, test_status: dict[str, str]) -> dict:

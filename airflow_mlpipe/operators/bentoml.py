@@ -383,6 +383,7 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
         result = {
             "predictions_uri": scored["predictions_uri"],
             "row_count": scored["row_count"],
+            "classes": scored["classes"],
             "model_name": model.name,
             "version": model.version,
             "fingerprint": model.fingerprint,

@@ -62,6 +62,14 @@ class EvidentlyDriftOperator(BaseOperator):
     :param mlflow_conn_id: MLflow connection for the registry lookup.
     :param drift_asset: asset whose event schedules retraining; emitted only on drift/degradation.
     :param retrain_on: which findings count: ``data_drift``, ``prediction_drift``, ``quality``.
+    :param rebase_reference: compare with the training data of the serving version
+        (``model_name`` at ``model_alias``) once one serves; ``reference_uri`` until then. The
+        reference used is recorded in the result and the asset event (``reference``).
+    :param timestamp_column: event time column of the batch; its earliest value is reported as
+        ``batch_start`` and, with a retraining request, as ``drift_since`` (the training window of
+        the requested run starts there).
+    :param cooldown_batches: after a retraining request, hold further requests for this many
+        batches while the same version serves (0: every drifted batch asks).
     """
 
     template_fields: Sequence[str] = (
@@ -73,6 +81,7 @@ class EvidentlyDriftOperator(BaseOperator):
         "mlflow_conn_id",
         "drift",
         "quality",
+        "timestamp_column",
     )
     template_fields_renderers = {"drift": "json", "quality": "json", "baseline_metrics": "json"}
     operator_extra_links = (DriftReportLink(),)
@@ -91,8 +100,19 @@ class EvidentlyDriftOperator(BaseOperator):
         mlflow_conn_id: str = "mlpipe_mlflow_default",
         drift_asset: Asset | None = None,
         retrain_on: Sequence[str] = RETRAIN_REASONS,
+        rebase_reference: bool = False,
+        timestamp_column: str | None = None,
+        cooldown_batches: int = 0,
         **kwargs: Any,
     ) -> None:
+        if rebase_reference and not model_name:
+            raise ConfigError("rebase_reference needs model_name: whose training data is the reference?")
+        if (
+            isinstance(cooldown_batches, bool)
+            or not isinstance(cooldown_batches, int)
+            or cooldown_batches < 0
+        ):
+            raise ConfigError(f"cooldown_batches must be an integer >= 0, got {cooldown_batches!r}.")
         unknown = [r for r in retrain_on if r not in RETRAIN_REASONS]
         if unknown or isinstance(retrain_on, str):
             raise ConfigError(f"retrain_on must be a list of {list(RETRAIN_REASONS)}, got {retrain_on!r}.")
@@ -112,6 +132,9 @@ class EvidentlyDriftOperator(BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
         self.drift_asset = drift_asset
         self.retrain_on = tuple(retrain_on)
+        self.rebase_reference = rebase_reference
+        self.timestamp_column = timestamp_column
+        self.cooldown_batches = cooldown_batches
 
     def _baseline(self) -> tuple[dict[str, Any], str]:
         if self.baseline_metrics:
@@ -135,8 +158,8 @@ class EvidentlyDriftOperator(BaseOperator):
         report_path = out_dir / "drift_report.html"
         push_link(context, DriftReportLink, report_url(report_path))
 
-        reference = read_table(self.reference_uri)
         current = read_table(self.current_uri)
+        reference, reference_info = self._reference(current)
         extra_excluded = [quality_cfg.label_column] if quality_cfg else []
         if extra_excluded:
             drift_cfg.exclude_columns = (*drift_cfg.exclude_columns, *extra_excluded)
@@ -149,14 +172,18 @@ class EvidentlyDriftOperator(BaseOperator):
             quality["baseline_source"] = source
         summary["quality"] = quality
         reasons = self._reasons(summary)
+        ask, held = self._cooldown(context, bool(reasons), reference_info.get("version"))
         summary.update(
             model_name=self.model_name,
             report_uri=str(report_path),
-            reference_uri=str(self.reference_uri),
+            reference_uri=reference_info["uri"],
+            reference=reference_info,
             current_uri=str(self.current_uri),
             row_counts={"reference": len(reference), "current": len(current)},
             retrain_reasons=reasons,
-            retrain_recommended=bool(reasons),
+            retrain_recommended=ask,
+            retrain_held=held,
+            batch_start=self._batch_start(current),
         )
         summary = jsonable(summary)
         report_path.write_text(snapshot.get_html_str(as_iframe=False))
@@ -175,13 +202,63 @@ class EvidentlyDriftOperator(BaseOperator):
             "retrain_reasons": reasons,
             "current_uri": summary["current_uri"],
             "report_uri": summary["report_uri"],
+            "reference": reference_info,
+            "retrain_recommended": ask,
+            "drift_since": summary["batch_start"] if ask else None,
             # Tamper evidence: the audit recomputes it (airflow_mlpipe.governance.audit).
             "report_digest": file_digest(str(report_path)),
         }
         emit_asset_metadata(context, self.outlets, compact)
-        if reasons and self.drift_asset is not None:
+        if ask and self.drift_asset is not None:
             context["outlet_events"][drift_alias(self.drift_asset)].add(self.drift_asset, extra=compact)
         return summary
+
+    def _reference(self, current: Any) -> tuple[Any, dict[str, Any]]:
+        """The reference table and where it came from (configured, or the serving version's data)."""
+        from airflow_mlpipe.core.datasets import read_table
+
+        info: dict[str, Any] = {"uri": str(self.reference_uri), "source": "configured", "version": None}
+        if self.model_name and (self.rebase_reference or self.cooldown_batches):
+            from airflow_mlpipe.hooks.mlflow import MlflowHook
+            from airflow_mlpipe.monitoring.retraining import serving_reference
+
+            serving = serving_reference(MlflowHook(self.mlflow_conn_id), self.model_name, self.model_alias)
+            if serving is not None:
+                info["version"] = serving["version"]
+                if self.rebase_reference:
+                    info.update(uri=serving["uri"], source="serving_training_data")
+                    # training data also holds ids, timestamps and the label: compare what batches carry
+                    table = read_table(serving["uri"])
+                    shared = [c for c in table.columns if c in current.columns and c != serving["label"]]
+                    return table[shared], info
+        return read_table(info["uri"]), info
+
+    def _cooldown(
+        self, context: Context, wants: bool, serving_version: str | None
+    ) -> tuple[bool, str | None]:
+        """Whether to ask for retraining now; when held, why (the state lives beside the DAG's runs)."""
+        if not self.cooldown_batches:
+            return wants, None
+        from airflow_mlpipe.core.storage import artifact_root, safe_segment
+        from airflow_mlpipe.monitoring.retraining import cooldown_decision
+
+        path = artifact_root() / safe_segment(context["ti"].dag_id) / "retrain_state.json"
+        state = json.loads(path.read_text()) if path.exists() else None
+        ask, state, note = cooldown_decision(state, serving_version, wants, self.cooldown_batches)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(state))
+        self.log.info("Retraining: %s", note)
+        return ask, None if ask or not wants else note
+
+    def _batch_start(self, current: Any) -> str | None:
+        if not self.timestamp_column or self.timestamp_column not in current.columns:
+            return None
+        from airflow_mlpipe.features.training_set import normalise_timestamps
+
+        column = normalise_timestamps(
+            current[self.timestamp_column], column=self.timestamp_column, naive="utc"
+        )
+        return str(column.min().isoformat())
 
     def _reasons(self, summary: Mapping[str, Any]) -> list[str]:
         found = {

@@ -13,8 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_mlpipe.config.features import MaterializeConfig, TrainingSetConfig, parse_timestamp
-from airflow_mlpipe.exceptions import ConfigError
+from airflow_mlpipe.config.features import (
+    HoldoutConfig,
+    MaterializeConfig,
+    TrainingSetConfig,
+    TrainingWindowConfig,
+    config_from,
+    parse_timestamp,
+)
+from airflow_mlpipe.exceptions import ConfigError, DataError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -212,6 +219,16 @@ class FeastTrainingSetOperator(_FeastOperator):
 
     Parameters: see :class:`~airflow_mlpipe.config.features.TrainingSetConfig`;
     ``entity_source_format`` is ``"parquet"``/``"csv"`` when the suffix does not tell.
+
+    :param training_window: :class:`~airflow_mlpipe.config.features.TrainingWindowConfig` (or a
+        dict of its fields): which rows, by event time, the set keeps. The result's ``window``
+        records what was chosen.
+    :param holdout: :class:`~airflow_mlpipe.config.features.HoldoutConfig` (or dict): cut an
+        evaluation holdout from the windowed rows and leave it out of the training set; written to
+        ``holdout_set.parquet`` (``holdout_set_uri`` in the result). ``None``: no holdout.
+    :param exclude_source: a table (e.g. a separate holdout) whose rows are removed from this set.
+    :param drift_since: start of the drifted batch (ISO-8601); default: the ``drift_since`` of the
+        run's conf or of its triggering drift events.
     """
 
     template_fields: Sequence[str] = (
@@ -222,6 +239,10 @@ class FeastTrainingSetOperator(_FeastOperator):
         "entity_columns",
         "naive_timestamps",
         "output_name",
+        "training_window",
+        "holdout",
+        "exclude_source",
+        "drift_since",
         *_STORE_FIELDS,
     )
 
@@ -237,9 +258,17 @@ class FeastTrainingSetOperator(_FeastOperator):
         full_feature_names: bool = False,
         output_name: str = "training_set.parquet",
         entity_source_format: str | None = None,
+        training_window: TrainingWindowConfig | Mapping[str, Any] | None = None,
+        holdout: HoldoutConfig | Mapping[str, Any] | None = None,
+        exclude_source: str | None = None,
+        drift_since: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.training_window = training_window
+        self.holdout = holdout
+        self.exclude_source = exclude_source
+        self.drift_since = drift_since
         self.feature_service = feature_service
         self.entity_source = entity_source
         self.timestamp_column = timestamp_column
@@ -251,7 +280,7 @@ class FeastTrainingSetOperator(_FeastOperator):
         self.entity_source_format = entity_source_format
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlpipe.core.datasets import frame_digest, read_table, write_parquet
+        from airflow_mlpipe.core.datasets import frame_digest, write_parquet
         from airflow_mlpipe.core.lineage import emit_asset_metadata
         from airflow_mlpipe.core.storage import task_dir
         from airflow_mlpipe.features.online import SPEC_KIND
@@ -268,10 +297,20 @@ class FeastTrainingSetOperator(_FeastOperator):
             output_name=self.output_name,
         )
         hook = self.get_hook()
-        entities = read_table(cfg.entity_source, fmt=self.entity_source_format)
+        entities, chosen = self._choose_rows(context, cfg)
         frame, info = retrieve(hook.get_store(), cfg, entities)
-        uri = write_parquet(frame, task_dir(context) / cfg.output_name)
+        held = chosen.pop("held")
+        out = task_dir(context)
+        if held is not None:
+            holdout_frame = frame[held.to_numpy()].reset_index(drop=True)
+            frame = frame[~held.to_numpy()].reset_index(drop=True)
+            chosen["holdout"]["uri"] = write_parquet(holdout_frame, out / "holdout_set.parquet")
+            chosen["holdout"]["digest"] = frame_digest(holdout_frame)
+        uri = write_parquet(frame, out / cfg.output_name)
         result = summary(cfg, info, uri, frame_digest(frame), len(frame))
+        result.update(chosen)
+        if held is not None:
+            result["holdout_set_uri"] = chosen["holdout"]["uri"]
         self.log.info(
             "Training set %s: %d rows, %d features of %s (%s)",
             uri,
@@ -292,6 +331,56 @@ class FeastTrainingSetOperator(_FeastOperator):
             "entity_keys": list(info.entity_keys),
         }
         return result
+
+    def _choose_rows(self, context: Context, cfg: TrainingSetConfig) -> tuple[Any, dict[str, Any]]:
+        """The windowed entity rows, which of them are held out, and the lineage of both choices."""
+        from airflow_mlpipe.core.datasets import read_table
+        from airflow_mlpipe.features.training_set import normalise_timestamps
+        from airflow_mlpipe.features.window import exclude_rows, holdout_mask, span, window_mask
+
+        ts = cfg.timestamp_column
+
+        def timed(uri: str, fmt: str | None = None) -> Any:
+            table = read_table(uri, fmt=fmt).reset_index(drop=True)
+            if ts not in table.columns:
+                raise DataError(
+                    f"Table {uri} has no timestamp column {ts!r}; its columns are {list(table.columns)}."
+                )
+            table[ts] = normalise_timestamps(table[ts], column=ts, naive=cfg.naive_timestamps)
+            return table
+
+        entities = timed(cfg.entity_source, self.entity_source_format)
+        chosen: dict[str, Any] = {"excluded_rows": 0}
+        if self.exclude_source:
+            drop = exclude_rows(entities, timed(self.exclude_source), cfg.label)
+            chosen["excluded_rows"] = int(drop.sum())
+            entities = entities[~drop].reset_index(drop=True)
+        window = config_from(TrainingWindowConfig, self.training_window, "training_window")
+        keep, chosen["window"] = window_mask(entities, ts, window, self._drift_since(context))
+        entities = entities[keep].reset_index(drop=True)
+        chosen["held"] = None
+        if self.holdout is not None:
+            hold_cfg = config_from(HoldoutConfig, self.holdout, "holdout")
+            held = holdout_mask(entities, ts, hold_cfg, window.batch_column)
+            chosen["held"] = held
+            chosen["holdout"] = {"method": hold_cfg.method, **span(entities[held], ts)}
+        self.log.info("Training window %s; holdout %s", chosen["window"], chosen.get("holdout"))
+        return entities, chosen
+
+    def _drift_since(self, context: Context) -> dt.datetime | None:
+        """When the drift that started this run began: the argument, the run's conf, or its drift events."""
+        found: list[Any] = [self.drift_since] if self.drift_since else []
+        if not found:
+            conf = getattr(context.get("dag_run"), "conf", None) or {}
+            found = [conf["drift_since"]] if conf.get("drift_since") else []
+        if not found:
+            for events in (context.get("triggering_asset_events") or {}).values():
+                found += [
+                    e.extra["drift_since"]
+                    for e in events
+                    if (getattr(e, "extra", None) or {}).get("drift_since")
+                ]
+        return max(parse_timestamp(v, "drift_since") for v in found) if found else None
 
 
 class FeastOnlineFeaturesOperator(BaseOperator):

@@ -52,6 +52,17 @@ def test_batch_inference_matches_predict(run_dag, iris_registered, tmp_path, fmt
     assert got["row_id"].tolist() == frame["row_id"].tolist()
     assert got["prediction"].tolist() == model.predict(iris_registered.X.iloc[got["row_id"] % 150]).tolist()
     assert set(got["model_version"].astype(str)) == {iris_registered.versions[1]}
+    # the class probabilities beside the label, ordered as the recorded classes (multiclass: no scores)
+    import json
+
+    import numpy as np
+
+    classes = json.loads(table.schema.metadata[b"mlpipe.classes"])
+    assert out["classes"] == classes == [0, 1, 2] and "scores" not in got.columns
+    probabilities = np.array(got["probabilities"].tolist())
+    assert probabilities.shape == (len(frame), 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-9)
+    assert (np.array(classes)[probabilities.argmax(axis=1)] == got["prediction"].to_numpy()).all()
     assert dict(res.asset_events())["mlpipe://batch/iris"]["row_count"] == len(frame)
 
 

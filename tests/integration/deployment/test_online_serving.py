@@ -121,6 +121,13 @@ def test_entities_are_scored_on_the_training_set_features(online_deployment):
     # (b) and the predictions are the model's on the offline rows
     assert body["predictions"] == dep.model.predict(offline[dep.features]).tolist()
     assert len(set(body["predictions"])) > 1  # a model that answers one class would prove little
+    # (c) next to each label: the class probabilities and the positive-class score (binary)
+    proba = dep.model.predict_proba(offline[dep.features])
+    assert body["classes"] == dep.model.classes_.tolist()
+    import numpy as np
+
+    np.testing.assert_allclose(body["probabilities"], proba, rtol=1e-9)
+    assert body["scores"] == pytest.approx(proba[:, 1].tolist())
 
     # Without the flag the answer carries predictions only; keys sent as integral floats work too.
     status, plain = _post(
@@ -128,6 +135,7 @@ def test_entities_are_scored_on_the_training_set_features(online_deployment):
     )
     assert status == 200, plain
     assert plain["predictions"] == body["predictions"] and "features" not in plain
+    assert plain["scores"] == body["scores"]
     # Sending the offline feature values themselves gives the same answer.
     status, by_rows = _post(dep.endpoint, {"rows": served})
     assert status == 200 and by_rows["predictions"] == body["predictions"]

@@ -47,9 +47,13 @@ def test_churn_training_dag_runs_end_to_end(run_dag, tmp_path, monkeypatch, caps
         assert result.state == "success", result.task_states
         assert result.task_states["train.search.candidate[1]"] == "success"
         training_set = result.xcom("features.training_set")
-        assert training_set["feature_service"] == "churn_model" and training_set["row_count"] == 1000
+        assert training_set["feature_service"] == "churn_model"
+        # the newest rows are the gate's holdout, left out of the 1,000 the model learns from
+        assert training_set["row_count"] + training_set["holdout"]["rows"] == 1000
+        assert training_set["holdout"]["start"] > training_set["window"]["start"]
         best = result.xcom("train.search.register_best")
         gate = result.xcom("evaluate.gate")
+        assert gate["holdout_uri"] == training_set["holdout_set_uri"] != training_set["training_set_uri"]
         assert gate["blessed"] is True and gate["challenger_version"] == best["version"]
         deployed = result.xcom("deploy.serve")
         assert deployed["status"] == "deployed" and deployed["version"] == best["version"]

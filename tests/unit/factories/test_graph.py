@@ -35,10 +35,58 @@ def test_dag_pattern_searches_candidates_in_parallel(base_config):
     assert gr.schedule == "@daily"
     assert all(len(gr.upstream(t)) == 1 for t in gr.task_ids[1:])
     assert gr.upstream("validate.check_batch") == []
-    # the gate evaluates on the training set when no holdout source is configured
+    # without a holdout source, the gate scores on the holdout the training-set stage held out
     assert gr.nodes["evaluate.gate"].params["holdout_uri"] == g.Ref(
-        "features.training_set", "training_set_uri"
+        "features.training_set", "holdout_set_uri"
     )
+
+
+@pytest.mark.parametrize("pattern", ["linear", "dag", "event"])
+@pytest.mark.parametrize("holdout_source", ["", "/tmp/toy/holdout_labels.parquet"])
+def test_gate_never_scores_on_the_training_rows(base_config, pattern, holdout_source):
+    base_config["features"]["holdout_source"] = holdout_source
+    gr = g.training_graph(_build(base_config, pattern))
+    training_set = gr.nodes["features.training_set"]
+    gate_input = gr.nodes["evaluate.gate"].params["holdout_uri"]
+    # never the training set the model was fitted on ...
+    assert gate_input != g.Ref(training_set.task_id, "training_set_uri")
+    assert gate_input.key in ("holdout_set_uri", "training_set_uri")
+    if holdout_source:
+        # ... a separate table whose rows the training set removes,
+        assert gate_input.task_id == "features.holdout_set"
+        assert training_set.params["exclude_source"] == holdout_source
+        assert "holdout" not in training_set.params
+    else:
+        # ... or the slice the training-set stage cut out of its own rows (newest by time).
+        assert gate_input == g.Ref(training_set.task_id, "holdout_set_uri")
+        assert training_set.params["holdout"] == {}
+    for consumer in ("train.search", "train.fit"):
+        if consumer in gr.nodes:
+            assert gr.nodes[consumer].params["training_set"] == g.Ref(training_set.task_id)
+
+
+def test_training_window_and_holdout_reach_the_training_set(base_config):
+    base_config["features"]["training_window"] = {"mode": "last_batches", "batches": 7, "min_rows": 500}
+    base_config["features"]["holdout"] = {"method": "random", "fraction": 0.25}
+    params = g.training_graph(_build(base_config, "linear")).nodes["features.training_set"].params
+    assert params["training_window"] == {"mode": "last_batches", "batches": 7, "min_rows": 500}
+    assert params["holdout"] == {"method": "random", "fraction": 0.25}
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "message"),
+    [
+        ("training_window", {"mode": "recent"}, "training_window.mode"),
+        ("training_window", {"mode": "last_days"}, "days"),
+        ("training_window", {"mode": "all", "size": 3}, "unknown key"),
+        ("holdout", {"fraction": 1.5}, "holdout.fraction"),
+        ("holdout", {"method": "random", "batches": 1}, "needs method 'time'"),
+    ],
+)
+def test_bad_window_or_holdout_says_what_to_change(base_config, section, value, message):
+    base_config["features"][section] = value
+    with pytest.raises(ConfigError, match=message):
+        _build(base_config, "linear")
 
 
 def test_linear_pattern_trains_one_model_sequentially(base_config):
