@@ -12,6 +12,8 @@ import enum
 ALIAS_CHALLENGER = "challenger"
 ALIAS_CHAMPION = "champion"
 ALIAS_PREVIOUS = "previous"
+# A blessed version waiting for its rollout; ``champion`` moves to it only once it serves.
+ALIAS_CANDIDATE = "candidate"
 
 # MLflow tag keys (on runs and model versions).
 TAG_PREFIX = "mlpipe."
@@ -29,6 +31,31 @@ TAG_GATE_PREFIX = "mlpipe.gate."
 TAG_DEPLOYED_AT = "mlpipe.deploy.deployed_at"
 TAG_DEPLOY_ENDPOINT = "mlpipe.deploy.endpoint"
 TAG_DEPLOY_BENTO = "mlpipe.deploy.bento_tag"
+# Outcome of a rollout on the model version (one writer: airflow_mlpipe.deploy.release).
+TAG_ROLLOUT_STATUS = "mlpipe.rollout.status"  # RolloutStatus value
+TAG_ROLLOUT_CHECK = "mlpipe.rollout.check"  # RolloutCheck value that decided a rejection/rollback
+TAG_ROLLOUT_REASON = "mlpipe.rollout.reason"  # human-readable reasons, with the observed numbers
+TAG_ROLLOUT_FIGURES = "mlpipe.rollout.figures"  # JSON of the measured figures of the failed check
+TAG_ROLLOUT_AT = "mlpipe.rollout.decided_at"
+
+
+class RolloutStatus(enum.StrEnum):
+    """Where a version is in the rollout state machine (docs/stages/deployment.md)."""
+
+    CANDIDATE = "candidate"  # blessed (and approved), not yet serving
+    SERVING = "serving"  # passed smoke test, canary and watch window; champion
+    REJECTED = "rejected"  # failed before it served all traffic; never champion
+    ROLLED_BACK = "rolled_back"  # served all traffic, then was replaced by the version before it
+
+
+class RolloutCheck(enum.StrEnum):
+    """The step of a rollout that rejected a version or rolled it back."""
+
+    START = "start"  # the backend never became ready
+    SMOKE = "smoke"  # holdout predictions differ or the backend does not answer
+    CANARY = "canary"  # errors, latency or health on a share of live traffic
+    WATCH = "watch"  # errors, latency or health after the full switch
+    MANUAL = "manual"  # an operator asked for the rollback
 
 
 class TaskType(enum.StrEnum):

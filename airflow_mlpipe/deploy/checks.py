@@ -1,4 +1,5 @@
-"""Checks of a served version: smoke test against local predictions, canary analysis from metrics.
+"""Checks of a served version: smoke test against local predictions, canary and watch-window
+analysis from metrics.
 
 The canary decision is a pure function of two snapshots (proxy counters + BentoML latency
 histograms, taken at the start and the end of the window), so it can be reasoned about and tested
@@ -21,7 +22,7 @@ from airflow_mlpipe.core.prometheus import (
     scrape,
 )
 from airflow_mlpipe.core.results import jsonable
-from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig
+from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig, WatchConfig
 from airflow_mlpipe.exceptions import DataError, MlpipeError, QualityGateFailed
 
 
@@ -135,7 +136,8 @@ def quantile(before: dict[float, float], after: dict[float, float], q: float) ->
     return histogram_quantile(q, bucket_delta(after, before))
 
 
-def _side(before: dict[str, Any], after: dict[str, Any], server: str) -> dict[str, Any]:
+def window_stats(before: dict[str, Any], after: dict[str, Any], server: str) -> dict[str, Any]:
+    """Requests, errors, error rate, p95 and proxy status of ``server`` between two snapshots."""
     b = before["proxy"].get(server, {})
     a = after["proxy"].get(server, {})
     requests = a.get("requests", 0) - b.get("requests", 0)
@@ -160,7 +162,7 @@ def analyse_canary(
     canary_healthy: bool = True,
 ) -> dict[str, Any]:
     """Compare canary with stable over a window; ``passed`` False lists every reason."""
-    s, c = _side(before, after, stable), _side(before, after, canary)
+    s, c = window_stats(before, after, stable), window_stats(before, after, canary)
     reasons: list[str] = []
     if not canary_healthy or (c["status"] or "UP").startswith("DOWN"):
         reasons.append("canary backend went down during the window")
@@ -184,6 +186,25 @@ def analyse_canary(
     elif c["requests"] >= cfg.min_requests:
         reasons.append("no latency measurements for the canary")
     return {"passed": not reasons, "reasons": reasons, "stable": s, "canary": c}
+
+
+def analyse_watch(
+    before: dict[str, Any], after: dict[str, Any], server: str, cfg: WatchConfig, *, healthy: bool = True
+) -> dict[str, Any]:
+    """Judge the new stable version after the full switch; ``passed`` False lists every reason."""
+    w = window_stats(before, after, server)
+    reasons: list[str] = []
+    if not healthy or (w["status"] or "UP").startswith("DOWN"):
+        reasons.append("the new version went down during the watch window")
+    if w["requests"] >= cfg.min_requests:
+        rate = w["error_rate"] or 0.0
+        if rate > cfg.max_error_rate:
+            reasons.append(
+                f"error rate {rate:.4f} ({w['errors']} of {w['requests']}) > max_error_rate {cfg.max_error_rate}"
+            )
+        if cfg.max_p95_ms is not None and w["p95_ms"] is not None and w["p95_ms"] > cfg.max_p95_ms:
+            reasons.append(f"p95 {w['p95_ms']:.1f} ms > max_p95_ms {cfg.max_p95_ms:.1f} ms")
+    return {"passed": not reasons, "reasons": reasons, "serving": w}
 
 
 def snapshot(target: Any, servers: dict[str, str]) -> dict[str, Any]:

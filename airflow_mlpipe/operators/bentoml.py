@@ -19,7 +19,7 @@ from airflow_mlpipe.core.lineage import emit_asset_metadata
 from airflow_mlpipe.core.links import XComLink, push_link
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.core.storage import artifact_root, local_path, safe_segment, task_dir
-from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig
+from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig, WatchConfig
 from airflow_mlpipe.exceptions import ConfigError, QualityGateFailed
 from airflow_mlpipe.hooks.mlflow import MlflowHook
 
@@ -164,6 +164,12 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
     Deploying the version that already serves is a no-op (status ``noop``; a dead backend is
     restarted). A failed smoke test or canary fails the task; stable keeps serving.
 
+    With ``promote=True`` the rollout is a release (:func:`airflow_mlpipe.deploy.release.release`):
+    the version (usually the ``candidate`` alias) becomes ``champion`` only after the smoke test,
+    the canary and the watch window passed, under the registry lock; a failure tags it
+    ``rejected``/``rolled_back`` with the reason and leaves the aliases as they were. The summary
+    (``status``, ``check``, reasons, figures) goes to XCom before the task fails, for notifiers.
+
     :param model_name: registered model name.
     :param alias: alias to deploy (default ``champion``); ignored when ``version`` is set.
     :param version: registry version to deploy.
@@ -172,6 +178,9 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
     :param smoke_rows: holdout rows sent in the smoke test.
     :param canary: :class:`CanaryConfig` or its dict; ``None`` means the default canary
         (10 % of live traffic for 60 s); ``{"enabled": False}`` switches right after the smoke test.
+    :param watch: :class:`WatchConfig` or its dict: the window after the full switch (only with
+        ``promote``); ``None`` means the default (30 s), ``{"enabled": False}`` skips it.
+    :param promote: make the version ``champion`` once it serves (see above).
     :param port: stable endpoint port on 127.0.0.1 (first deploy; kept afterwards). Default: free port.
     :param state_dir: deployment state (default ``<artifact root>/deployments/<deployment_name>``).
     :param online_spec: Feast online spec: the service takes ``entities`` and reads features online.
@@ -202,6 +211,8 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
         holdout_uri: str | None = None,
         smoke_rows: int = 50,
         canary: CanaryConfig | dict[str, Any] | None = None,
+        watch: WatchConfig | dict[str, Any] | None = None,
+        promote: bool = False,
         port: int | None = None,
         state_dir: str | None = None,
         online_spec: dict[str, Any] | str | None = None,
@@ -217,6 +228,8 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
         self.holdout_uri = holdout_uri
         self.smoke_rows = smoke_rows
         self.canary = CanaryConfig.parse(canary) if canary is not None else CanaryConfig()
+        self.watch = WatchConfig.parse(watch) if watch is not None else WatchConfig()
+        self.promote = promote
         self.port = port
         self.state_dir = state_dir
         self.online_spec = online_spec
@@ -224,6 +237,7 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlpipe.deploy.release import release
         from airflow_mlpipe.deploy.rollout import deploy, record_deployment
 
         self._check_ref()
@@ -231,16 +245,16 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
         push_link(context, ServingEndpointLink, f"{target.endpoint}/info")
         hook, model = self._resolve()
         smoke = SmokeTestConfig(self.holdout_uri, rows=self.smoke_rows) if self.holdout_uri else None
+        how: dict[str, Any] = {
+            "smoke": smoke,
+            "canary": self.canary,
+            "online_spec": _parse_spec(self.online_spec),
+        }
         try:
-            result = deploy(
-                target,
-                hook,
-                model,
-                smoke=smoke,
-                canary=self.canary,
-                online_spec=_parse_spec(self.online_spec),
-                log=self.log.info,
-            )
+            if self.promote:
+                result = release(target, hook, model, watch=self.watch, log=self.log.info, **how)
+            else:
+                result = deploy(target, hook, model, log=self.log.info, **how)
         except QualityGateFailed as exc:
             # The summary goes to XCom before the task fails (a failed task emits no asset event).
             context["ti"].xcom_push(key="return_value", value=jsonable(exc.summary))
@@ -252,13 +266,15 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
 
 
 def _event(result: dict[str, Any]) -> dict[str, Any]:
-    keys = ("model_name", "version", "bento_tag", "endpoint", "deployed_at", "status", "fingerprint")
+    keys = "model_name version bento_tag endpoint deployed_at status fingerprint champion_version".split()
     return {k: result.get(k) for k in keys}
 
 
 class BentoRollbackOperator(_TargetMixin, BaseOperator):
     """Serve the registry's ``previous`` version again in one step (no canary) and move
-    ``champion`` back to it.
+    ``champion`` back to it, under the registry lock: the same code path as the automatic rollback
+    after a failed watch window (:func:`airflow_mlpipe.deploy.release.roll_back`). The replaced
+    version is tagged ``rolled_back`` (check ``manual``).
 
     :param model_name: registered model name.
     :param deployment_name: deployment to roll back (default: ``model_name``).
@@ -300,13 +316,14 @@ class BentoRollbackOperator(_TargetMixin, BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlpipe.deploy.rollout import record_deployment, rollback
+        from airflow_mlpipe.deploy.release import manual_rollback
+        from airflow_mlpipe.deploy.rollout import record_deployment
 
         target = self._target()
         push_link(context, ServingEndpointLink, f"{target.endpoint}/info")
         hook = MlflowHook(self.mlflow_conn_id)
         smoke = SmokeTestConfig(self.holdout_uri, rows=self.smoke_rows) if self.holdout_uri else None
-        result = rollback(
+        result = manual_rollback(
             target,
             hook,
             self.model_name,
