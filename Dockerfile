@@ -24,6 +24,8 @@ COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --all-extras --no-dev --no-install-project
 COPY airflow_mlpipe ./airflow_mlpipe
 RUN uv sync --frozen --all-extras --no-dev
+# The example use case the reference DAGs run (churn data generator and estimator); not in the wheel.
+COPY mlpipe_dev ./mlpipe_dev
 
 COPY dags /opt/airflow/dags
 ENV PATH=/opt/mlpipe/.venv/bin:$PATH

@@ -33,8 +33,8 @@ system-deps:
 	  $$SUDO apt-get install -y haproxy || { $$SUDO apt-get update && $$SUDO apt-get install -y haproxy; }; }
 
 lint: venv
-	$(VENV)/bin/ruff check airflow_mlpipe dags tests bench
-	$(VENV)/bin/ruff format --check airflow_mlpipe dags
+	$(VENV)/bin/ruff check airflow_mlpipe mlpipe_dev dags tests bench
+	$(VENV)/bin/ruff format --check airflow_mlpipe mlpipe_dev dags
 
 typecheck: venv
 	$(VENV)/bin/mypy
@@ -45,7 +45,7 @@ pytest: venv
 test: system-deps lint typecheck pytest
 
 demo: system-deps venv
-	$(VENV)/bin/python -m airflow_mlpipe.demo $(DEMO_ARGS)
+	$(VENV)/bin/python -m mlpipe_dev.demo $(DEMO_ARGS)
 
 bench: venv
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)

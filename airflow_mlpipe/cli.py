@@ -2,8 +2,6 @@
 
 * ``mlpipe lineage --model NAME [--alias champion] [--json]`` — which data, features, params and
   code version produced the model now serving, and when it was deployed.
-* ``mlpipe churn-data OUT_DIR [--days N] [--drift-day D] [--seed S]`` — write the reference churn
-  batches (seeded, offline).
 """
 
 from __future__ import annotations
@@ -46,22 +44,6 @@ def _lineage(args: argparse.Namespace) -> int:
     return 0
 
 
-def _churn_data(args: argparse.Namespace) -> int:
-    from airflow_mlpipe.datasets import churn
-
-    spec = churn.ChurnSpec(
-        seed=args.seed,
-        start=args.start,
-        days=args.days,
-        rows_per_day=args.rows_per_day,
-        customers=max(args.customers, args.rows_per_day),
-        drift_day=None if args.drift_day < 0 else args.drift_day,
-    )
-    info = churn.write_batches(args.out, spec)
-    print(json.dumps({k: info[k] for k in ("days", "drift_date", "drifted_features")}, indent=2))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlpipe", description="airflow-mlpipe command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,15 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     lin.add_argument("--json", action="store_true", help="machine-readable output")
     lin.set_defaults(func=_lineage)
 
-    data = sub.add_parser("churn-data", help="write the seeded reference churn batches")
-    data.add_argument("out", help="output directory")
-    data.add_argument("--seed", type=int, default=42)
-    data.add_argument("--start", default="2024-01-01")
-    data.add_argument("--days", type=int, default=10)
-    data.add_argument("--rows-per-day", type=int, default=500)
-    data.add_argument("--customers", type=int, default=3000)
-    data.add_argument("--drift-day", type=int, default=7, help="0-based; negative for no drift")
-    data.set_defaults(func=_churn_data)
     return parser
 
 

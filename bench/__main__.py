@@ -22,6 +22,10 @@ from bench._util import Result, print_table
 HERE = Path(__file__).resolve().parent
 
 
+#: long benchmarks run only when named (each runs the whole loop for many minutes)
+ON_REQUEST = frozenset({"demo"})
+
+
 def available() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules([str(HERE)]) if not m.name.startswith("_"))
 
@@ -31,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {available()})")
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
     args = parser.parse_args(argv)
-    names = args.names or available()
+    names = args.names or [n for n in available() if n not in ON_REQUEST]
     unknown = sorted(set(names) - set(available()))
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; available: {available()}")
@@ -39,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     # Libraries that default to the working directory (MLflow's ./mlruns) write into a scratch dir.
     os.chdir(tempfile.mkdtemp(prefix="mlpipe-bench-"))
     all_ok = True
-    for name in names:
+    # Long runs show where they are as they go, also when stdout is a pipe or a CI log.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
+    for index, name in enumerate(names, 1):
+        print(f"[{index}/{len(names)}] {name}: running … (load {os.getloadavg()[0]:.1f})")
         module = importlib.import_module(f"bench.{name}")
         started = time.perf_counter()
         results: list[Result] = module.run(quick=args.quick)

@@ -134,11 +134,11 @@ def run(quick: bool) -> list[Result]:
     from airflow_mlpipe.deploy.batch import score_dataset
     from airflow_mlpipe.deploy.bento import build_bento, use_bentoml_home
     from airflow_mlpipe.deploy.config import CanaryConfig
-    from airflow_mlpipe.deploy.loadgen import LoadLoop
     from airflow_mlpipe.deploy.registry import load_model, resolve_model
     from airflow_mlpipe.deploy.rollout import deploy
     from airflow_mlpipe.deploy.targets.local import LocalTarget, free_port
     from airflow_mlpipe.hooks.mlflow import MlflowHook
+    from mlpipe_dev.loadgen import LoadLoop
 
     use_bentoml_home(work / "bentoml")
     hook = MlflowHook()

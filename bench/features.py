@@ -91,7 +91,7 @@ def run(quick: bool) -> list[Result]:
 
         base_m, subj_m = [], []
         for i in range(repeat):  # alternate which side goes first: the shared CPU drifts
-            for side in (("direct", "ours") if i % 2 == 0 else ("ours", "direct")):
+            for side in ("direct", "ours") if i % 2 == 0 else ("ours", "direct"):
                 t0 = time.perf_counter()
                 if side == "direct":
                     direct.materialize(start_date=START, end_date=end, feature_views=["stats"])
@@ -116,7 +116,7 @@ def run(quick: bool) -> list[Result]:
         service = direct.get_feature_service("svc")
         base_t, subj_t = [], []
         for i in range(repeat):
-            for side in (("direct", "ours") if i % 2 == 0 else ("ours", "direct")):
+            for side in ("direct", "ours") if i % 2 == 0 else ("ours", "direct"):
                 t0 = time.perf_counter()
                 if side == "direct":
                     direct.get_historical_features(entity_df=entities, features=service).to_df()

@@ -54,7 +54,7 @@ def _slots_while_waiting(api, dag_id: str, seconds: float, waiting_state: str) -
 def run(quick: bool) -> list[Result]:
     from sklearn.datasets import load_breast_cancer
 
-    from airflow_mlpipe.local.stack import LocalAirflow
+    from mlpipe_dev.local.stack import LocalAirflow
     from tests.fixtures.monitoring import land, reference_and_drifted, wait_watcher, write_dags
 
     poll = 10.0
@@ -65,8 +65,13 @@ def run(quick: bool) -> list[Result]:
         reference, _, drifted = reference_and_drifted(frame, tmp)
         landing = tmp / "landing"
         dag_ids = write_dags(
-            tmp / "dags", landing=landing, reference=reference, ledger=tmp / "ledger",
-            waiting=tmp / "waiting", poll=poll, quiet=0.0,
+            tmp / "dags",
+            landing=landing,
+            reference=reference,
+            ledger=tmp / "ledger",
+            waiting=tmp / "waiting",
+            poll=poll,
+            quiet=0.0,
         )
         env = {"MLPIPE_ARTIFACT_ROOT": f"file://{tmp}/artifacts"}
         with LocalAirflow(home=tmp / "home", dags_folder=tmp / "dags", parallelism=2, env=env) as af:
@@ -90,7 +95,9 @@ def run(quick: bool) -> list[Result]:
                 af.api.wait_run("mon_retrain", run_id, timeout=300)
             event_latency = sorted(latencies)[len(latencies) // 2]
             wait = 15.0 if quick else 30.0
-            deferred_state, deferred_slots = _slots_while_waiting(af.api, "mon_wait_deferred", wait, "deferred")
+            deferred_state, deferred_slots = _slots_while_waiting(
+                af.api, "mon_wait_deferred", wait, "deferred"
+            )
             poke_state, poke_slots = _slots_while_waiting(af.api, "mon_wait_poke", wait, "running")
     return [
         Result(

@@ -8,13 +8,14 @@ champion is rolled out (canary under live traffic) without failing a single clie
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from airflow_mlpipe.datasets import churn
-from airflow_mlpipe.demo.runner import MONITORING_DAG, TRAINING_DAG, Demo, DemoConfig, DemoResult
+from mlpipe_dev import churn_data as churn
+from mlpipe_dev.demo.runner import MONITORING_DAG, TRAINING_DAG, Demo, DemoConfig, DemoResult
 from tests.fixtures.services import fresh_database
 
 # The loop takes 5-8 minutes on an idle 2-core machine; allow for a slow one.
@@ -53,9 +54,15 @@ def _check_loop(result: DemoResult) -> None:
     assert lineage["data"]["digest"].startswith("sha256:")
 
 
-def test_loop_on_local_executor_with_sqlite(tmp_path: Path) -> None:
+def test_loop_on_local_executor_with_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     result = Demo(DemoConfig(workdir=tmp_path / "demo", run_timeout=900)).run()
     _check_loop(result)
+    # The live progress named every task as it started and ended (stdout is not a terminal here).
+    out = capsys.readouterr().out
+    for task in ("validate.check_batch", "features.training_set", "deploy.serve"):
+        assert re.search(rf"▶ {re.escape(task)}\s+running", out), out[-3000:]
+        assert re.search(rf"✓ {re.escape(task)}\s+success in \d+ s", out), out[-3000:]
+    assert "waiting for churn_monitoring: monitoring run (asset watcher)" in out
 
 
 @pytest.fixture

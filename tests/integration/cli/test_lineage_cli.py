@@ -119,14 +119,3 @@ def test_lineage_text_and_errors(registry, capsys):
     assert "has no alias 'previous'; its aliases are ['champion']" in capsys.readouterr().err
     assert main(["lineage", "--model", "no-such-model", "--tracking-uri", uri, "--no-airflow"]) == 2
     assert "not found" in capsys.readouterr().err
-
-
-def test_churn_data_command(tmp_path, capsys):
-    assert main(["churn-data", str(tmp_path), "--days", "3", "--rows-per-day", "50", "--drift-day", "2"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["drift_date"] == "2024-01-03"
-    assert sorted(p.name for p in (tmp_path / "labels").iterdir()) == [
-        "2024-01-01.parquet",
-        "2024-01-02.parquet",
-        "2024-01-03.parquet",
-    ]

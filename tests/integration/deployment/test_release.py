@@ -71,7 +71,7 @@ def site(test_home, iris_frame) -> Iterator[Site]:
 
 
 def test_candidate_becomes_champion_only_after_canary_and_watch(site):
-    from airflow_mlpipe.deploy.loadgen import LoadLoop
+    from mlpipe_dev.loadgen import LoadLoop
 
     v1, v2 = site.versions[:2]
     assert aliases_now(site)["champion"] == v1
@@ -136,7 +136,7 @@ def test_failed_smoke_test_leaves_the_registry_as_before(site):
 
 def test_canary_that_crashes_is_rejected_with_its_figures(site):
     from airflow_mlpipe.deploy.checks import CanaryFailed
-    from airflow_mlpipe.deploy.loadgen import LoadLoop
+    from mlpipe_dev.loadgen import LoadLoop
 
     v2, v3 = site.versions[1:]
     before = aliases_now(site)
@@ -156,7 +156,7 @@ def test_canary_that_crashes_is_rejected_with_its_figures(site):
 
 
 def test_failed_watch_window_rolls_back_traffic_and_leaves_the_registry(site):
-    from airflow_mlpipe.deploy.loadgen import LoadLoop
+    from mlpipe_dev.loadgen import LoadLoop
     from airflow_mlpipe.deploy.release import WatchWindowFailed
 
     v2, v3 = site.versions[1:]
@@ -189,7 +189,7 @@ def test_failed_watch_window_rolls_back_traffic_and_leaves_the_registry(site):
 def test_release_killed_mid_canary_converges_when_retried(site, test_home):
     """A release process killed with SIGKILL during the canary leaves a canary backend running;
     the retried release stops it, and ends with one stable backend and a consistent registry."""
-    from airflow_mlpipe.deploy.loadgen import LoadLoop
+    from mlpipe_dev.loadgen import LoadLoop
     from airflow_mlpipe.deploy.proxy import pid_alive
     from airflow_mlpipe.evaluation.promotion import lock_name
 

@@ -90,9 +90,9 @@ def test_service_schema_and_errors(live_deployment, iris_registered):
 def test_canary_promotes_with_zero_failed_requests(run_dag, live_deployment, iris_registered):
     from airflow.sdk import Asset
 
-    from airflow_mlpipe.deploy.loadgen import LoadLoop
     from airflow_mlpipe.hooks.mlflow import MlflowHook
     from airflow_mlpipe.operators.bentoml import BentoDeployOperator
+    from mlpipe_dev.loadgen import LoadLoop
 
     v2 = iris_registered.versions[1]
     assert live_deployment.load_state().stable.model_version == iris_registered.versions[0]
@@ -147,11 +147,11 @@ def test_bad_bentos_never_get_traffic(live_deployment, iris_registered):
     from airflow_mlpipe.deploy.bento import build_bento
     from airflow_mlpipe.deploy.checks import SmokeTestFailed
     from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig
-    from airflow_mlpipe.deploy.loadgen import LoadLoop
     from airflow_mlpipe.deploy.registry import resolve_model
     from airflow_mlpipe.deploy.rollout import deploy
     from airflow_mlpipe.deploy.targets.local import BackendStartError
     from airflow_mlpipe.hooks.mlflow import MlflowHook
+    from mlpipe_dev.loadgen import LoadLoop
 
     stable = live_deployment.load_state().stable
     hook = MlflowHook()
@@ -214,10 +214,10 @@ def test_killed_backend_is_detected_and_restarted(run_dag, live_deployment, iris
 def test_failing_canary_is_rolled_back(live_deployment, iris_registered):
     from airflow_mlpipe.deploy.checks import CanaryFailed
     from airflow_mlpipe.deploy.config import CanaryConfig
-    from airflow_mlpipe.deploy.loadgen import LoadLoop
     from airflow_mlpipe.deploy.registry import resolve_model
     from airflow_mlpipe.deploy.rollout import deploy
     from airflow_mlpipe.hooks.mlflow import MlflowHook
+    from mlpipe_dev.loadgen import LoadLoop
 
     hook = MlflowHook()
     stable = live_deployment.load_state().stable

@@ -19,8 +19,8 @@ def test_scheduled_monitoring_detects_the_injected_drift(run_dag, tmp_path, monk
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
 
-    from airflow_mlpipe.datasets import churn
     from airflow_mlpipe.factories.pipelines import monitoring_dag, training_dag
+    from mlpipe_dev import churn_data as churn
     from tests.fixtures.airflow import _serialize
 
     data = tmp_path / "data"

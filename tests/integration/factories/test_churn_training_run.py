@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.mark.integration
 def test_churn_training_dag_runs_end_to_end(run_dag, tmp_path, monkeypatch, capsys):
-    from airflow_mlpipe.datasets import churn
     from airflow_mlpipe.factories.pipelines import training_dag
     from airflow_mlpipe.hooks.mlflow import MlflowHook
+    from mlpipe_dev import churn_data as churn
 
     data = tmp_path / "data"
     churn.write_batches(

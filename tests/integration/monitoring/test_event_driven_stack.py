@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from airflow_mlpipe.local.stack import LocalAirflow
+from mlpipe_dev.local.stack import LocalAirflow
 from tests.fixtures.monitoring import land, reference_and_drifted, wait_watcher, write_dags
 
 pytestmark = pytest.mark.integration
@@ -30,8 +30,13 @@ def test_batches_drive_monitoring_and_retraining_through_restart(tmp_path, breas
     reference, stable, drifted = reference_and_drifted(breast_cancer_frame, data)
     landing = tmp_path / "landing"
     dag_ids = write_dags(
-        tmp_path / "dags", landing=landing, reference=reference, ledger=tmp_path / "ledger",
-        waiting=tmp_path / "waiting", poll=1.0, quiet=2.0,
+        tmp_path / "dags",
+        landing=landing,
+        reference=reference,
+        ledger=tmp_path / "ledger",
+        waiting=tmp_path / "waiting",
+        poll=1.0,
+        quiet=2.0,
     )
     env = {"MLPIPE_ARTIFACT_ROOT": f"file://{tmp_path}/artifacts"}
     with LocalAirflow(home=tmp_path / "home", dags_folder=tmp_path / "dags", parallelism=2, env=env) as af:

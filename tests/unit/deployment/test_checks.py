@@ -115,7 +115,7 @@ def test_watch_config_rejects_bad_values(kwargs):
 
 
 def test_load_loop_refuses_non_loopback():
-    from airflow_mlpipe.deploy.loadgen import LoadLoop
+    from mlpipe_dev.loadgen import LoadLoop
 
     with pytest.raises(ConfigError, match="loopback"):
         LoadLoop("http://10.0.0.1:80", [{}])

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_mlpipe.deploy.proxy import HAProxy, ServerEntry, short_socket_path
-from airflow_mlpipe.local.stack import free_port
+from mlpipe_dev.local.stack import free_port
 
 
 def test_short_state_dir_keeps_socket_inside(tmp_path):

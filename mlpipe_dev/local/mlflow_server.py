@@ -12,8 +12,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airflow_mlpipe.local.processes import spawn, terminate, wait_http
-from airflow_mlpipe.local.stack import free_port
+from mlpipe_dev.local.processes import spawn, terminate, wait_http
+from mlpipe_dev.local.stack import free_port
 
 
 @dataclass

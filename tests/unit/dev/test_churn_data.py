@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from airflow_mlpipe.datasets import churn
 from airflow_mlpipe.exceptions import ConfigError
+from mlpipe_dev import churn_data as churn
 
 SMALL = churn.ChurnSpec(seed=7, days=6, rows_per_day=300, customers=1200, drift_day=3)
 
@@ -106,3 +106,14 @@ def test_load_missing_directory_is_a_data_error(tmp_path):
 
     with pytest.raises(DataError, match="No features batches"):
         churn.load(tmp_path)
+
+
+def test_churn_data_command(tmp_path, capsys):
+    assert churn.main([str(tmp_path), "--days", "3", "--rows-per-day", "50", "--drift-day", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["drift_date"] == "2024-01-03"
+    assert sorted(p.name for p in (tmp_path / "labels").iterdir()) == [
+        "2024-01-01.parquet",
+        "2024-01-02.parquet",
+        "2024-01-03.parquet",
+    ]

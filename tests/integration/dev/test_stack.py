@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from airflow_mlpipe.local.stack import LocalAirflow, StackError
+from mlpipe_dev.local.stack import LocalAirflow, StackError
 
 pytestmark = pytest.mark.integration
 

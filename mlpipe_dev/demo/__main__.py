@@ -2,6 +2,6 @@ from __future__ import annotations
 
 import sys
 
-from airflow_mlpipe.demo.runner import main
+from mlpipe_dev.demo.runner import main
 
 sys.exit(main())

@@ -31,13 +31,18 @@ Layout written by :func:`write_batches`::
     <root>/labels/<YYYY-MM-DD>.parquet     one file per day (customer_id, label_timestamp, churned)
     <root>/reference/features.parquet      the days before the drift: the monitoring reference
     <root>/manifest.json                   the spec, the days, the drift day and the columns
+
+Command line: ``python -m mlpipe_dev.churn_data OUT_DIR [--days N] [--drift-day D] [--seed S]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
+import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -288,7 +293,7 @@ def load(
 def churn_model() -> Any:
     """The reference churn estimator: one-hot encoded categoricals + gradient-boosted trees.
 
-    Use it as ``training.estimator: airflow_mlpipe.datasets.churn.churn_model``; search its
+    Use it as ``training.estimator: mlpipe_dev.churn_data.churn_model``; search its
     parameters with the ``model__`` prefix (``model__learning_rate``). Plain scikit-learn objects
     only, so the model serializes with skops' default trusted types.
     """
@@ -304,3 +309,36 @@ def churn_model() -> Any:
         verbose_feature_names_out=False,
     )
     return Pipeline([("prepare", prepare), ("model", HistGradientBoostingClassifier(max_iter=100))])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write the seeded churn batches to a directory and print what was written.
+
+    :param argv: command-line arguments (default: ``sys.argv[1:]``).
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m mlpipe_dev.churn_data", description="write the seeded reference churn batches"
+    )
+    parser.add_argument("out", help="output directory")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--start", default="2024-01-01")
+    parser.add_argument("--days", type=int, default=10)
+    parser.add_argument("--rows-per-day", type=int, default=500)
+    parser.add_argument("--customers", type=int, default=3000)
+    parser.add_argument("--drift-day", type=int, default=7, help="0-based; negative for no drift")
+    args = parser.parse_args(argv)
+    spec = ChurnSpec(
+        seed=args.seed,
+        start=args.start,
+        days=args.days,
+        rows_per_day=args.rows_per_day,
+        customers=max(args.customers, args.rows_per_day),
+        drift_day=None if args.drift_day < 0 else args.drift_day,
+    )
+    info = write_batches(args.out, spec)
+    print(json.dumps({k: info[k] for k in ("days", "drift_date", "drifted_features")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

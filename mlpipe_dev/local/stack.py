@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from airflow_mlpipe.core.timing import scaled
 from airflow_mlpipe.exceptions import MlpipeError
-from airflow_mlpipe.local.processes import terminate
+from mlpipe_dev.local.processes import terminate
 
 TERMINAL_STATES = frozenset({"success", "failed"})
 
@@ -55,6 +56,21 @@ class AirflowApi:
     def _request(
         self, method: str, path: str, body: Any = None, *, auth: bool = True, timeout: float = 30
     ) -> Any:
+        """One call; a GET (idempotent) is retried when the api-server is slow or briefly away —
+        on a busy machine a poll can time out while the run it watches is fine."""
+        attempts = 4 if method == "GET" else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._request_once(method, path, body, auth=auth, timeout=scaled(timeout))
+            except (TimeoutError, ConnectionError, urllib.error.URLError) as exc:
+                if isinstance(exc, urllib.error.HTTPError) and exc.code < 500:
+                    raise
+                if attempt == attempts:
+                    raise StackError(f"{method} {path} failed {attempts} times; last: {exc!r}") from exc
+                time.sleep(attempt)  # back off before asking a busy api-server again
+        raise AssertionError("unreachable")
+
+    def _request_once(self, method: str, path: str, body: Any, *, auth: bool, timeout: float) -> Any:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if auth:
@@ -66,7 +82,9 @@ class AirflowApi:
         except urllib.error.HTTPError as exc:
             if exc.code == 401 and auth and self._token is not None:
                 self._token = None  # expired: fetch a new token once
-                return self._request(method, path, body, auth=auth, timeout=timeout)
+                return self._request_once(method, path, body, auth=auth, timeout=timeout)
+            if exc.code >= 500:
+                raise
             detail = exc.read().decode(errors="replace")[:2000]
             raise StackError(f"{method} {path} -> HTTP {exc.code}: {detail}") from exc
         return json.loads(raw) if raw else None
@@ -207,6 +225,8 @@ class LocalAirflow:
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+                # Task processes call the api-server; its 5 s default fails tasks on a busy machine.
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": str(round(scaled(30))),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_mlpipe.local.mlflow_server import LocalMlflowServer
-from airflow_mlpipe.local.stack import AirflowApi, LocalAirflow
+from airflow_mlpipe.core.timing import scaled
+from mlpipe_dev.demo.progress import RunProgress, RunStalled, wait_for_new_run
+from mlpipe_dev.local.mlflow_server import LocalMlflowServer
+from mlpipe_dev.local.stack import AirflowApi, LocalAirflow
 
 TRAINING_DAG = "churn_training"
 MONITORING_DAG = "churn_monitoring"
@@ -40,6 +42,8 @@ class DemoConfig:
     :param dags_folder: the DAGs to run (the repository's ``dags/``).
     :param executor: ``LocalExecutor`` (SQLite) or ``CeleryExecutor`` (needs ``sql_alchemy_conn`` and broker).
     :param wait_for_ctrl_c: keep the stack up after the loop until Ctrl-C.
+    :param run_timeout: how long a run may go without any task changing state (seconds, stretched
+        by the machine's load when the wait starts); a run that keeps moving is never cut off.
     """
 
     workdir: Path
@@ -116,7 +120,7 @@ class Demo:
 
     # -- setup -------------------------------------------------------------------------------
     def prepare(self) -> None:
-        from airflow_mlpipe.datasets import churn
+        from mlpipe_dev import churn_data as churn
 
         if self.work.exists():
             shutil.rmtree(self.work)
@@ -139,6 +143,7 @@ class Demo:
     @contextlib.contextmanager
     def services(self) -> Iterator[tuple[LocalMlflowServer, LocalAirflow]]:
         cfg = self.cfg
+        self.log("starting a local MLflow server …")
         with LocalMlflowServer(self.work / "mlflow") as mlflow_server:
             self.log(f"MLflow server ready at {mlflow_server.url}")
             stack = LocalAirflow(
@@ -151,7 +156,10 @@ class Demo:
                 env=self.env(mlflow_server.url),
             )
             try:
-                stack.start()
+                self.log(
+                    f"starting Airflow ({cfg.executor}: api-server, scheduler, dag-processor, triggerer) …"
+                )
+                stack.start(timeout=scaled(180))
                 self.log(f"Airflow ({cfg.executor}) ready at {stack.url}")
                 yield mlflow_server, stack
             finally:
@@ -172,15 +180,19 @@ class Demo:
     # -- the loop ----------------------------------------------------------------------------
     def run_and_wait(self, api: AirflowApi, dag_id: str, run_id: str) -> dict[str, Any]:
         started = time.monotonic()
-        state = api.wait_run(dag_id, run_id, timeout=self.cfg.run_timeout)
+        progress = RunProgress(
+            api, logs_dir=self.work / "airflow" / "logs", stall_timeout=scaled(self.cfg.run_timeout)
+        )
+        state, instances = progress.wait(dag_id, run_id)
         took = time.monotonic() - started
-        results = _task_results(api, dag_id, run_id)
         self.log(f"  {dag_id} {run_id}: {state} ({took:.0f} s)")
         if state != "success":
-            failed = [t["task_id"] for t in api.task_instances(dag_id, run_id) if t["state"] == "failed"]
+            failed = [t["task_id"] for t in instances if t["state"] == "failed"]
             raise RuntimeError(
-                f"{dag_id} run {run_id} {state}; failed tasks: {failed}; logs under {self.work}"
+                f"{dag_id} run {run_id} {state}; failed tasks: {failed} (log files named above); "
+                f"Airflow home {self.work / 'airflow'}"
             )
+        results = _task_results(api, dag_id, run_id)
         return {
             "dag_id": dag_id,
             "run_id": run_id,
@@ -190,7 +202,7 @@ class Demo:
         }
 
     def sample_rows(self, n: int = 3) -> list[dict[str, Any]]:
-        from airflow_mlpipe.datasets import churn
+        from mlpipe_dev import churn_data as churn
 
         rows = churn.load(self.data_dir, "features").head(n)
         return list(json.loads(rows.drop(columns=[churn.ENTITY, churn.TIMESTAMP]).to_json(orient="records")))
@@ -202,7 +214,7 @@ class Demo:
         """Steady client traffic on the serving endpoint (~10 requests/s, loopback, bounded), so the
         canary of the next deployment has live requests to be judged on, and the summary can show
         that the rollout failed none of them."""
-        from airflow_mlpipe.deploy.loadgen import LoadLoop
+        from mlpipe_dev.loadgen import LoadLoop
 
         return LoadLoop(
             endpoint,
@@ -214,7 +226,7 @@ class Demo:
         ).start()
 
     def run(self) -> DemoResult:
-        from airflow_mlpipe.datasets import churn
+        from mlpipe_dev import churn_data as churn
 
         t0 = time.monotonic()
         result = DemoResult(workdir=str(self.work))
@@ -222,7 +234,8 @@ class Demo:
         with self.services() as (mlflow_server, stack):
             api = stack.api
             result.airflow_url, result.mlflow_url = stack.url, mlflow_server.url
-            api.wait_dags([TRAINING_DAG, MONITORING_DAG])
+            self.log("waiting for the DAG files to be parsed …")
+            api.wait_dags([TRAINING_DAG, MONITORING_DAG], timeout=scaled(180))
             known_training = {r["dag_run_id"] for r in api.runs(TRAINING_DAG)}
 
             self.log("1/3 first training run: validate → features → candidates → gate → promote → deploy")
@@ -246,7 +259,9 @@ class Demo:
             result.drift = _find(monitoring["results"], "drift_detected")
 
             self.log("3/3 the drift asset event starts retraining")
-            retrain_id = api.wait_new_run(TRAINING_DAG, known_training, timeout=self.cfg.run_timeout)
+            retrain_id = self._wait_new_run(
+                api, TRAINING_DAG, known_training, "retraining (drift asset event)"
+            )
             second = self.run_and_wait(api, TRAINING_DAG, retrain_id)
             result.runs.append(second)
             deployed = _find(second["results"], "endpoint")
@@ -268,14 +283,22 @@ class Demo:
 
     def _wait_for_drift_run(self, api: AirflowApi, known: set[str]) -> dict[str, Any]:
         """Monitoring runs once per new batch; return the run that saw the drifted one."""
-        deadline = time.monotonic() + self.cfg.run_timeout
+        deadline = time.monotonic() + scaled(self.cfg.run_timeout)
         while time.monotonic() < deadline:
-            run_id = api.wait_new_run(MONITORING_DAG, known, timeout=self.cfg.run_timeout)
+            run_id = self._wait_new_run(api, MONITORING_DAG, known, "monitoring run (asset watcher)")
             known.add(run_id)
             run = self.run_and_wait(api, MONITORING_DAG, run_id)
             if _find(run["results"], "drift_detected").get("drift_detected"):
                 return run
         raise RuntimeError("monitoring never reported the injected drift")
+
+    def _wait_new_run(self, api: AirflowApi, dag_id: str, known: set[str], what: str) -> str:
+        return wait_for_new_run(
+            lambda: [r["dag_run_id"] for r in api.runs(dag_id)],
+            known,
+            what=f"{dag_id}: {what}",
+            timeout=scaled(self.cfg.run_timeout),
+        )
 
     def lineage(self, mlflow_url: str) -> dict[str, Any]:
         """What the registry says produced the serving model (``mlpipe lineage``)."""
@@ -324,9 +347,7 @@ def summary(r: DemoResult) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(
-        prog="python -m airflow_mlpipe.demo", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m mlpipe_dev.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default=".demo", help="where the demo writes everything (recreated)")
     parser.add_argument("--executor", default="LocalExecutor", choices=["LocalExecutor", "CeleryExecutor"])
     parser.add_argument(
@@ -335,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker", default=None, help="Celery broker URL, e.g. redis://127.0.0.1:6379/5")
     parser.add_argument("--no-wait", action="store_true", help="stop right after the summary")
     args = parser.parse_args(argv)
+    # Progress must show as it happens, also when stdout is a pipe or a CI log (block-buffered).
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
     cfg = DemoConfig(
         workdir=Path(args.workdir),
         executor=args.executor,
@@ -347,4 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: everything the demo started has been stopped")
         return 130
+    except (RuntimeError, RunStalled) as exc:
+        print(f"\nthe demo failed: {exc}", file=sys.stderr)
+        return 1
     return 0

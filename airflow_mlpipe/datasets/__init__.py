@@ -1,1 +1,0 @@
-"""Reference datasets generated on the fly (seeded, nothing downloaded) for examples, demos and tests."""
