@@ -156,8 +156,8 @@ def test_canary_that_crashes_is_rejected_with_its_figures(site):
 
 
 def test_failed_watch_window_rolls_back_traffic_and_leaves_the_registry(site):
-    from mlpipe_dev.loadgen import LoadLoop
     from airflow_mlpipe.deploy.release import WatchWindowFailed
+    from mlpipe_dev.loadgen import LoadLoop
 
     v2, v3 = site.versions[1:]
     before = aliases_now(site)
@@ -189,9 +189,9 @@ def test_failed_watch_window_rolls_back_traffic_and_leaves_the_registry(site):
 def test_release_killed_mid_canary_converges_when_retried(site, test_home):
     """A release process killed with SIGKILL during the canary leaves a canary backend running;
     the retried release stops it, and ends with one stable backend and a consistent registry."""
-    from mlpipe_dev.loadgen import LoadLoop
     from airflow_mlpipe.deploy.proxy import pid_alive
     from airflow_mlpipe.evaluation.promotion import lock_name
+    from mlpipe_dev.loadgen import LoadLoop
 
     v3 = site.versions[2]
     serving = site.target.load_state().stable.model_version  # v2 after the tests above
