@@ -141,11 +141,17 @@ def window_stats(before: dict[str, Any], after: dict[str, Any], server: str) -> 
     b = before["proxy"].get(server, {})
     a = after["proxy"].get(server, {})
     requests = a.get("requests", 0) - b.get("requests", 0)
-    errors = sum(a.get(k, 0) - b.get(k, 0) for k in ("http_5xx", "connection_errors", "response_errors"))
+    visible = sum(a.get(k, 0) - b.get(k, 0) for k in ("http_5xx", "connection_errors", "response_errors"))
+    # A 5xx answer that the proxy retried on another server (``retry-on``) never reaches the
+    # server's 5xx counter: it shows as a retry or a redispatch of that server instead (each
+    # hidden failure moves at least one of the two).
+    hidden = max(a.get(k, 0) - b.get(k, 0) for k in ("retries", "redispatches"))
+    errors = visible + hidden
     p95 = quantile(before["latency"].get(server, {}), after["latency"].get(server, {}), 0.95)
     return {
         "requests": requests,
         "errors": errors,
+        "hidden_errors": hidden,
         "error_rate": (errors / requests) if requests else None,
         "p95_ms": None if p95 is None else round(p95 * 1000, 3),
         "status": a.get("status"),

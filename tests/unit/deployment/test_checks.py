@@ -82,6 +82,17 @@ def test_config_parsing():
         SmokeTestConfig("", rows=5)
 
 
+def test_failures_the_proxy_retried_elsewhere_count_as_canary_errors():
+    """Measured on HAProxy: a 5xx retried on stable leaves the canary's 5xx counter at 0 and
+    moves its retry counter."""
+    before = _snap(0, 0, 0, 0, ZERO, ZERO)
+    after = _snap(900, 0, 100, 0, FAST, FAST)
+    after["proxy"]["c"]["retries"] = 30
+    decision = analyse_canary(before, after, "s", "c", CanaryConfig(min_requests=20))
+    assert decision["canary"]["errors"] == 30 and decision["canary"]["hidden_errors"] == 30
+    assert any("error rate 0.3000" in r for r in decision["reasons"]), decision["reasons"]
+
+
 @pytest.mark.parametrize(
     ("after", "cfg", "healthy", "reason"),
     [
