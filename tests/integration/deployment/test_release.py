@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from airflow_mlpipe.core import conventions as cv
+from airflow_mlpipe.core.timing import scaled
 from tests.fixtures.release import (
     Site,
     aliases_now,
@@ -78,7 +79,7 @@ def test_candidate_becomes_champion_only_after_canary_and_watch(site):
     seen: list[dict[str, Any]] = []
 
     def champion_while_canary() -> None:  # the registry during the canary: still v1
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + scaled(300)
         while time.monotonic() < deadline and not seen:
             if site.target.load_state().canary is not None:
                 seen.append(aliases_now(site))
@@ -211,7 +212,7 @@ def test_release_killed_mid_canary_converges_when_retried(site, test_home):
     )
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=os.getcwd(), env=dict(os.environ))
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + scaled(300)
         while site.target.load_state().canary is None:
             assert proc.poll() is None, "the release process ended before its canary went live"
             assert time.monotonic() < deadline, "the canary never went live"
@@ -226,7 +227,7 @@ def test_release_killed_mid_canary_converges_when_retried(site, test_home):
         out = release_version(site, v3)
     assert out["champion_version"] == v3
     assert load.stats.failed == 0, load.stats.summary()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + scaled(30)
     while pid_alive(orphan.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not pid_alive(orphan.pid)
