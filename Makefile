@@ -35,6 +35,7 @@ system-deps:
 lint: venv
 	$(VENV)/bin/ruff check airflow_mlpipe mlpipe_dev dags tests bench
 	$(VENV)/bin/ruff format --check airflow_mlpipe mlpipe_dev dags
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 typecheck: venv
 	$(VENV)/bin/mypy

@@ -15,7 +15,10 @@ from typing import Any
 def _load() -> dict[str, Any]:
     import yaml
 
+    from airflow_mlpipe import __version__
+
     data: dict[str, Any] = yaml.safe_load((Path(__file__).with_name("provider.yaml")).read_text())
+    data["versions"] = [__version__]
     return data
 
 

@@ -130,10 +130,10 @@ def run(quick: bool) -> list[Result]:
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     import pandas as pd
 
+    from airflow_mlpipe.config.deploy import CanaryConfig
     from airflow_mlpipe.core.storage import resolve
     from airflow_mlpipe.deploy.batch import score_dataset
     from airflow_mlpipe.deploy.bento import build_bento, use_bentoml_home
-    from airflow_mlpipe.deploy.config import CanaryConfig
     from airflow_mlpipe.deploy.registry import load_model, resolve_model
     from airflow_mlpipe.deploy.rollout import deploy
     from airflow_mlpipe.deploy.targets.local import LocalTarget, free_port

@@ -29,13 +29,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from airflow_mlpipe.core.conventions import TaskType
-from airflow_mlpipe.evaluation.metrics import CATALOG, check_metric
+from airflow_mlpipe.core.metrics import CATALOG, check_metric
 from airflow_mlpipe.exceptions import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\- ]+$")  # what MLflow accepts in a tag key
 _SHORTHAND = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(>=|<=)\s*([-+0-9.eE]+)\s*$")
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*[.:][A-Za-z_]\w*$")
-_ALL_METRICS = sorted({m for metrics in CATALOG.values() for m in metrics})
+_ALL_METRICS = sorted(CATALOG)
 
 
 def _number(value: Any, field: str, where: str) -> float | None:
@@ -273,10 +273,6 @@ class GateConfig:
                     check_metric(task_type, metric)
                 except ConfigError as exc:
                     raise ConfigError(f"Criterion {c.name!r}: {exc}") from None
-
-    @property
-    def needs_champion(self) -> bool:
-        return any(isinstance(c, ChangeCriterion) for c in self.criteria)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | Sequence[Any]) -> GateConfig:

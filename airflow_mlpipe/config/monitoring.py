@@ -12,22 +12,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from airflow_mlpipe.core import metrics as metric_catalog
 from airflow_mlpipe.exceptions import ConfigError
-
-#: Quality metrics the monitoring stage computes from live labels, and whether higher is better.
-QUALITY_METRICS: dict[str, bool] = {
-    "accuracy": True,
-    "balanced_accuracy": True,
-    "f1": True,
-    "f1_macro": True,
-    "f1_weighted": True,
-    "precision": True,
-    "recall": True,
-    "r2": True,
-    "rmse": False,
-    "mse": False,
-    "mae": False,
-}
 
 
 def _fraction(name: str, value: float, *, allow_zero: bool = False) -> None:
@@ -93,7 +79,7 @@ class DriftConfig:
     prediction_is_categorical: bool | None = None
 
     def __post_init__(self) -> None:
-        from airflow_mlpipe.monitoring.methods import check_method
+        from airflow_mlpipe.core.drift_methods import check_method
 
         self.columns = _names("columns", self.columns)
         if self.columns is not None and not self.columns:
@@ -153,7 +139,8 @@ class QualityConfig:
     :param label_column: column of the current batch holding the ground truth that has arrived.
     :param prediction_column: column holding the model's predictions for those rows.
     :param task_type: ``"classification"`` or ``"regression"``.
-    :param metrics: metrics to compare (see :data:`QUALITY_METRICS`); default by task type.
+    :param metrics: metrics to compare, from the catalog (:mod:`airflow_mlpipe.core.metrics`) and
+        computable from labels alone; default by task type.
     :param max_degradation: largest tolerated worsening, direction-aware (a drop for accuracy, a
         rise for RMSE); relative to the baseline value when ``relative`` else in metric units.
     :param relative: compare relative (``(base - live) / |base|``) instead of absolute changes.
@@ -182,11 +169,11 @@ class QualityConfig:
                 ("accuracy", "f1_macro") if task is TaskType.CLASSIFICATION else ("rmse", "mae", "r2")
             )
         self.metrics = _names("metrics", self.metrics) or ()
-        unknown = [m for m in self.metrics if m not in QUALITY_METRICS]
+        from_labels = {m.name: m for m in metric_catalog.CATALOG.values() if not m.needs_scores}
+        unknown = [m for m in self.metrics if m not in from_labels]
         if unknown:
-            raise ConfigError(f"Unknown quality metric(s) {unknown}; use some of {sorted(QUALITY_METRICS)}.")
-        regression_only = {"r2", "rmse", "mse", "mae"}
-        wrong = [m for m in self.metrics if (m in regression_only) != (task is TaskType.REGRESSION)]
+            raise ConfigError(f"Unknown quality metric(s) {unknown}; use some of {sorted(from_labels)}.")
+        wrong = [m for m in self.metrics if from_labels[m].task_type is not task]
         if wrong:
             raise ConfigError(f"Metric(s) {wrong} do not apply to {task.value}; choose metrics of that task.")
         _check_threshold("max_degradation", self.max_degradation)

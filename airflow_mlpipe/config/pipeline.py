@@ -27,6 +27,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from airflow_mlpipe.config.deploy import TargetSpec
 from airflow_mlpipe.exceptions import ConfigError
 
 PATTERNS = ("linear", "dag", "event")
@@ -282,6 +283,8 @@ class DeploymentConfig(_Config):
 
     :param enabled: deploy after promotion (off = promote only).
     :param batch_score_input: URI of the table to score after deployment (empty = no batch scoring).
+    :param target: where the model is served: ``{"kind": "local", <options>}`` (the default) or
+        another target kind (:class:`~airflow_mlpipe.config.deploy.TargetSpec`).
     :param options: extra keyword arguments for the deployment operator.
     :param batch_options: extra keyword arguments for the batch-inference operator.
     """
@@ -290,10 +293,13 @@ class DeploymentConfig(_Config):
 
     enabled: bool = True
     batch_score_input: str = ""
+    target: dict[str, Any] = field(default_factory=lambda: {"kind": "local"})
     options: dict[str, Any] = field(default_factory=dict)
     batch_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _require_mapping(self.target, "deployment.target")
+        TargetSpec.from_value(self.target)
         _require_mapping(self.options, "deployment.options")
         _require_mapping(self.batch_options, "deployment.batch_options")
 

@@ -15,18 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_mlpipe.core.conventions import ALIAS_CHALLENGER, TaskType
+from airflow_mlpipe.core.metrics import CATALOG, HIGHER
 from airflow_mlpipe.exceptions import ConfigError
 
-#: metric name -> whether a higher value is better
-METRIC_DIRECTIONS: dict[str, str] = {
-    "accuracy": "maximize",
-    "f1": "maximize",
-    "roc_auc": "maximize",
-    "log_loss": "minimize",
-    "rmse": "minimize",
-    "mae": "minimize",
-    "r2": "maximize",
-}
 #: the metric a search ranks by when none is named
 PRIMARY_METRIC = {TaskType.CLASSIFICATION: "accuracy", TaskType.REGRESSION: "rmse"}
 SERIALIZATION_FORMATS = ("skops", "cloudpickle", "pickle")
@@ -85,10 +76,6 @@ class EstimatorConfig:
     def name(self) -> str:
         """The import path (or repr of an unimportable callable)."""
         return self.estimator if isinstance(self.estimator, str) else repr(self.estimator)
-
-    def with_params(self, extra: Mapping[str, Any]) -> EstimatorConfig:
-        """A copy with ``extra`` parameters laid over these (a search candidate)."""
-        return EstimatorConfig(self.estimator, {**self.params, **dict(extra)})
 
 
 @dataclass
@@ -212,12 +199,13 @@ class SearchConfig:
                 raise ConfigError(f"param_grid values must be non-empty lists; fix {bad}.")
         if self.n_candidates < 1 or self.max_candidates < 1:
             raise ConfigError("n_candidates and max_candidates must be >= 1.")
-        if self.metric is not None and self.metric not in METRIC_DIRECTIONS:
-            raise ConfigError(f"Unknown metric {self.metric!r}; use one of {sorted(METRIC_DIRECTIONS)}.")
+        if self.metric is not None and not (self.metric in CATALOG and CATALOG[self.metric].in_training):
+            trained = sorted(n for n, m in CATALOG.items() if m.in_training)
+            raise ConfigError(f"Unknown metric {self.metric!r}; use one of {trained}.")
         if self.direction is not None and self.direction not in ("maximize", "minimize"):
             raise ConfigError(f"direction must be 'maximize' or 'minimize', not {self.direction!r}.")
 
     def resolve_metric(self, task_type: TaskType) -> tuple[str, str]:
         """The ranking metric and its direction for ``task_type``."""
         metric = self.metric or PRIMARY_METRIC[task_type]
-        return metric, self.direction or METRIC_DIRECTIONS[metric]
+        return metric, self.direction or ("maximize" if CATALOG[metric].direction == HIGHER else "minimize")

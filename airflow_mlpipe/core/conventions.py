@@ -15,7 +15,9 @@ ALIAS_PREVIOUS = "previous"
 # A blessed version waiting for its rollout; ``champion`` moves to it only once it serves.
 ALIAS_CANDIDATE = "candidate"
 
-# MLflow tag keys (on runs and model versions).
+# MLflow tag keys (on runs and model versions): each defined once here, with the one module that
+# writes it and the modules that read it (TAG_OWNERS; tests/unit/core/test_registry_tags.py checks
+# the code against that table).
 TAG_PREFIX = "mlpipe."
 TAG_FINGERPRINT = "mlpipe.fingerprint"  # training cache key: data digest + estimator + params + code
 TAG_TASK_TYPE = "mlpipe.task_type"  # "classification" | "regression"
@@ -26,12 +28,27 @@ TAG_TRAINING_DATA_DIGEST = "mlpipe.training_data.digest"
 TAG_FEATURE_SERVICE = "mlpipe.feature_service"  # Feast feature service name (when features came from Feast)
 TAG_FEATURE_SERVICE_VERSION = "mlpipe.feature_service.version"
 TAG_CODE_VERSION = "mlpipe.code_version"
+TAG_IDEMPOTENCY_KEY = "mlpipe.training.idempotency_key"
+TAG_ESTIMATOR = "mlpipe.training.estimator"
+TAG_MODEL_URI = "mlpipe.training.model_uri"  # logged (not yet registered) model of a run
+TAG_ENV_PREFIX = "mlpipe.env."
+TAG_SEARCH_CANDIDATES = "mlpipe.search.candidates"  # on the parent run of a search
+TAG_SEARCH_SPACE = "mlpipe.search.space"
+TAG_SEARCH_BEST_RUN = "mlpipe.search.best_run_id"
 TAG_BLESSED = "mlpipe.gate.blessed"  # "true" | "false"
-TAG_GATE_PREFIX = "mlpipe.gate."
+TAG_GATE_PREFIX = "mlpipe.gate."  # the gate's record: run id, report, champion, holdout
+TAG_GATE_METRIC_PREFIX = "mlpipe.gate.metric."  # + metric name: the value the gate judged
+TAG_CRITERION_PREFIX = "mlpipe.gate.criterion."  # + criterion name: JSON of its result
+TAG_GATE_MODEL_NAME = "mlpipe.gate.model_name"  # on the evaluation run
+TAG_LOCK_OWNER = "mlpipe.lock.owner"
+TAG_LOCK_EXPIRES = "mlpipe.lock.expires_at"
+TAG_PROMOTED_AT = "mlpipe.promotion.promoted_at"
+TAG_PROMOTED_FROM = "mlpipe.promotion.replaced_version"
 TAG_DEPLOYED_AT = "mlpipe.deploy.deployed_at"
 TAG_DEPLOY_ENDPOINT = "mlpipe.deploy.endpoint"
 TAG_DEPLOY_BENTO = "mlpipe.deploy.bento_tag"
-# Outcome of a rollout on the model version (one writer: airflow_mlpipe.deploy.release).
+# Outcome of a rollout on the model version (written by evaluation.promotion.mark_rollout for the
+# release in airflow_mlpipe.deploy.release).
 TAG_ROLLOUT_STATUS = "mlpipe.rollout.status"  # RolloutStatus value
 TAG_ROLLOUT_CHECK = "mlpipe.rollout.check"  # RolloutCheck value that decided a rejection/rollback
 TAG_ROLLOUT_REASON = "mlpipe.rollout.reason"  # human-readable reasons, with the observed numbers
@@ -56,6 +73,58 @@ class RolloutCheck(enum.StrEnum):
     CANARY = "canary"  # errors, latency or health on a share of live traffic
     WATCH = "watch"  # errors, latency or health after the full switch
     MANUAL = "manual"  # an operator asked for the rollback
+
+_TRACKING = "airflow_mlpipe.training.tracking"
+_GATE = "airflow_mlpipe.operators.evaluation"
+_PROMOTION = "airflow_mlpipe.evaluation.promotion"
+_LINEAGE = "airflow_mlpipe.provenance"
+
+#: tag constant -> (the module that writes it, the modules that read it)
+TAG_OWNERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "TAG_FINGERPRINT": (_TRACKING, (_TRACKING, "airflow_mlpipe.deploy.registry", _LINEAGE)),
+    "TAG_TASK_TYPE": (
+        _TRACKING,
+        ("airflow_mlpipe.evaluation.registry", "airflow_mlpipe.deploy.registry", _LINEAGE),
+    ),
+    "TAG_LABEL": (
+        _TRACKING,
+        ("airflow_mlpipe.evaluation.registry", "airflow_mlpipe.deploy.registry", _LINEAGE),
+    ),
+    "TAG_FEATURES": (
+        _TRACKING,
+        ("airflow_mlpipe.evaluation.registry", "airflow_mlpipe.deploy.registry", _LINEAGE),
+    ),
+    "TAG_TRAINING_DATA_URI": (_TRACKING, (_LINEAGE,)),
+    "TAG_TRAINING_DATA_DIGEST": (_TRACKING, (_LINEAGE,)),
+    "TAG_FEATURE_SERVICE": (_TRACKING, (_LINEAGE,)),
+    "TAG_FEATURE_SERVICE_VERSION": (_TRACKING, (_LINEAGE,)),
+    "TAG_CODE_VERSION": (_TRACKING, (_LINEAGE,)),
+    "TAG_IDEMPOTENCY_KEY": (_TRACKING, (_TRACKING,)),
+    "TAG_ESTIMATOR": (_TRACKING, ("airflow_mlpipe.training.train",)),
+    "TAG_MODEL_URI": (_TRACKING, (_TRACKING, "airflow_mlpipe.training.train")),
+    "TAG_ENV_PREFIX": (_TRACKING, ("airflow_mlpipe.training.train",)),
+    "TAG_SEARCH_CANDIDATES": ("airflow_mlpipe.training.train", ()),
+    "TAG_SEARCH_SPACE": ("airflow_mlpipe.training.train", ()),
+    "TAG_SEARCH_BEST_RUN": ("airflow_mlpipe.training.train", ()),
+    "TAG_BLESSED": (_GATE, (_PROMOTION,)),
+    "TAG_GATE_PREFIX": (_GATE, (_LINEAGE,)),
+    "TAG_GATE_METRIC_PREFIX": (_GATE, ("airflow_mlpipe.monitoring.baseline",)),
+    "TAG_CRITERION_PREFIX": (_GATE, (_GATE,)),
+    "TAG_GATE_MODEL_NAME": (_GATE, ()),
+    "TAG_LOCK_OWNER": (_PROMOTION, (_PROMOTION,)),
+    "TAG_LOCK_EXPIRES": (_PROMOTION, (_PROMOTION,)),
+    "TAG_PROMOTED_AT": (_PROMOTION, ()),
+    "TAG_PROMOTED_FROM": (_PROMOTION, ()),
+    "TAG_DEPLOYED_AT": ("airflow_mlpipe.deploy.rollout", (_LINEAGE,)),
+    "TAG_DEPLOY_ENDPOINT": ("airflow_mlpipe.deploy.rollout", (_LINEAGE,)),
+    "TAG_DEPLOY_BENTO": ("airflow_mlpipe.deploy.rollout", (_LINEAGE,)),
+    # one writer (mark_rollout); the release decides the values
+    "TAG_ROLLOUT_STATUS": (_PROMOTION, ()),
+    "TAG_ROLLOUT_CHECK": (_PROMOTION, ()),
+    "TAG_ROLLOUT_REASON": (_PROMOTION, ()),
+    "TAG_ROLLOUT_FIGURES": (_PROMOTION, ()),
+    "TAG_ROLLOUT_AT": (_PROMOTION, ()),
+}
 
 
 class TaskType(enum.StrEnum):

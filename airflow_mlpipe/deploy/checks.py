@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig, WatchConfig
 from airflow_mlpipe.core.prometheus import (
     Sample,
     bucket_delta,
@@ -22,7 +23,6 @@ from airflow_mlpipe.core.prometheus import (
     scrape,
 )
 from airflow_mlpipe.core.results import jsonable
-from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig, WatchConfig
 from airflow_mlpipe.exceptions import DataError, MlpipeError, QualityGateFailed
 
 

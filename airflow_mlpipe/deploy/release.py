@@ -22,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig, WatchConfig
 from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.deploy.checks import CanaryFailed, SmokeTestFailed, analyse_watch
-from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig, WatchConfig
 from airflow_mlpipe.deploy.registry import RegistryModel, resolve_model
 from airflow_mlpipe.deploy.rollout import deploy, observe, retire_previous
 from airflow_mlpipe.deploy.targets.base import Backend, BackendStartError, DeploymentTarget

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig
 from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.deploy.bento import build_bento
 from airflow_mlpipe.deploy.checks import (
@@ -27,7 +28,6 @@ from airflow_mlpipe.deploy.checks import (
     smoke_test,
     snapshot,
 )
-from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig
 from airflow_mlpipe.deploy.registry import RegistryModel, load_model
 from airflow_mlpipe.deploy.targets.base import Backend, DeploymentTarget
 

@@ -20,7 +20,7 @@ from airflow_mlpipe.config.evaluation import (
     ThresholdCriterion,
 )
 from airflow_mlpipe.core.deps import require
-from airflow_mlpipe.evaluation.metrics import HIGHER, MetricValues, Predictions, compute, direction
+from airflow_mlpipe.core.metrics import HIGHER, MetricValues, Predictions, compute, direction
 from airflow_mlpipe.exceptions import ConfigError
 
 if TYPE_CHECKING:

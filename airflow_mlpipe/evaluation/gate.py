@@ -8,8 +8,8 @@ from typing import Any
 from airflow_mlpipe.config.evaluation import GateConfig, SliceCriterion
 from airflow_mlpipe.core.conventions import ALIAS_CHALLENGER, ALIAS_CHAMPION, TaskType
 from airflow_mlpipe.core.datasets import read_table
+from airflow_mlpipe.core.metrics import compute, predict
 from airflow_mlpipe.evaluation.criteria import CriterionResult, Evidence, Scored, judge
-from airflow_mlpipe.evaluation.metrics import compute, predict
 from airflow_mlpipe.evaluation.registry import (
     LoadedModel,
     check_holdout,

@@ -27,14 +27,17 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from airflow_mlpipe.core import conventions as cv
-from airflow_mlpipe.core.conventions import ALIAS_CHAMPION, ALIAS_PREVIOUS, TAG_BLESSED
+from airflow_mlpipe.core.conventions import (
+    ALIAS_CHAMPION,
+    ALIAS_PREVIOUS,
+    TAG_BLESSED,
+    TAG_LOCK_EXPIRES,
+    TAG_LOCK_OWNER,
+    TAG_PROMOTED_AT,
+    TAG_PROMOTED_FROM,
+)
 from airflow_mlpipe.evaluation.registry import version_by_alias
 from airflow_mlpipe.exceptions import MlpipeError
-
-TAG_LOCK_OWNER = "mlpipe.lock.owner"
-TAG_LOCK_EXPIRES = "mlpipe.lock.expires_at"
-TAG_PROMOTED_AT = "mlpipe.promotion.promoted_at"
-TAG_PROMOTED_FROM = "mlpipe.promotion.replaced_version"
 
 
 class PromotionError(MlpipeError):

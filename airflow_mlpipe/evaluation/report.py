@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlpipe.core.conventions import TaskType
 from airflow_mlpipe.core.deps import require
-from airflow_mlpipe.evaluation.metrics import class_labels, positive_class
+from airflow_mlpipe.core.metrics import class_labels, positive_class
 
 if TYPE_CHECKING:
     from airflow_mlpipe.evaluation.criteria import Scored

@@ -69,17 +69,14 @@ class Node:
     :param name: task name inside the group; the Airflow task id is ``<group>.<name>``.
     :param kind: stage kind (one of the module constants), decides the operator.
     :param params: stage parameters taken from the config (templated strings stay templates).
-    :param inlets/outlets: asset keys ``(stage, name)``.
-    :param trigger_rule: Airflow trigger rule name, when not ``all_success``.
+    :param outlets: asset keys ``(stage, name)``.
     """
 
     group: str
     name: str
     kind: str
     params: dict[str, Any] = field(default_factory=dict)
-    inlets: list[tuple[str, str]] = field(default_factory=list)
     outlets: list[tuple[str, str]] = field(default_factory=list)
-    trigger_rule: str | None = None
 
     @property
     def task_id(self) -> str:
@@ -120,9 +117,6 @@ class Graph:
 
     def downstream(self, task_id: str) -> list[str]:
         return [b for a, b in self.edges if a == task_id]
-
-    def of_kind(self, kind: str) -> list[Node]:
-        return [n for n in self.nodes.values() if n.kind == kind]
 
 
 def asset_key(template: tuple[str, str], name: str) -> tuple[str, str]:
@@ -295,6 +289,7 @@ def training_graph(config: PipelineConfig) -> Graph:
                     "promote": True,
                     "holdout_uri": holdout_uri,
                     "mlflow_conn_id": conn,
+                    "target": d.target,
                     **d.options,
                 },
                 outlets=[asset_key(DEPLOYED, name), asset_key(CHAMPION, name)],

@@ -67,12 +67,12 @@ def _approval(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
 
 
 def _drift(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
-    from airflow_mlpipe.factories.render import asset
+    from airflow_mlpipe.core.lineage import stage_asset
     from airflow_mlpipe.operators.evidently import EvidentlyDriftOperator
 
     key = params.pop("drift_asset", None)
     return EvidentlyDriftOperator(
-        task_id=node.name, outlets=outlets, drift_asset=asset(key) if key else None, **params
+        task_id=node.name, outlets=outlets, drift_asset=stage_asset(*key) if key else None, **params
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from airflow_mlpipe.core.conventions import ALIAS_CHAMPION, TAG_GATE_PREFIX
+from airflow_mlpipe.core.conventions import ALIAS_CHAMPION, TAG_GATE_METRIC_PREFIX
 from airflow_mlpipe.exceptions import DataError
 
 
@@ -24,10 +24,10 @@ def _numbers(items: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def registry_baseline(hook: Any, model_name: str, alias: str = ALIAS_CHAMPION) -> dict[str, Any]:
-    """Metrics of the model version behind ``alias``: its run's metrics, overridden by numeric gate tags.
+    """Metrics of the model version behind ``alias``: its run's metrics, overridden by the gate's.
 
-    The evaluation gate records the metrics it judged on the version as ``mlpipe.gate.<name>`` tags;
-    those are what the version was promoted on, so they win over the training run's metrics.
+    The evaluation gate records the metrics it judged on the version as ``mlpipe.gate.metric.<name>``
+    tags; those are what the version was promoted on, so they win over the training run's metrics.
 
     :param hook: an :class:`~airflow_mlpipe.hooks.mlflow.MlflowHook`.
     :return: ``{"version": str, "metrics": {name: float}, "source": str}``
@@ -41,7 +41,7 @@ def registry_baseline(hook: Any, model_name: str, alias: str = ALIAS_CHAMPION) -
         metrics: dict[str, float] = {}
         if version.run_id:
             metrics.update(_numbers(dict(client.get_run(version.run_id).data.metrics)))
-        metrics.update(_numbers(dict(version.tags or {}), TAG_GATE_PREFIX))
+        metrics.update(_numbers(dict(version.tags or {}), TAG_GATE_METRIC_PREFIX))
     return {
         "version": str(version.version),
         "metrics": metrics,

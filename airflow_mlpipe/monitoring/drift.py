@@ -4,7 +4,7 @@ The logic lives in plain functions so it runs the same inside an operator, a not
 Evidently 0.7 reports no ``dataset_drift`` boolean: the dataset decision is the
 ``DriftedColumnsCount`` share compared with the configured drift share (``>=``, as Evidently's own
 test does), and each column's decision applies the direction of its method
-(:mod:`airflow_mlpipe.monitoring.methods`) to the reported statistic and threshold.
+(:mod:`airflow_mlpipe.core.drift_methods`) to the reported statistic and threshold.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlpipe.config.monitoring import DriftConfig
+from airflow_mlpipe.core import drift_methods as methods
 from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.exceptions import DataError
-from airflow_mlpipe.monitoring import methods
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -10,7 +10,8 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlpipe.config.monitoring import QUALITY_METRICS, QualityConfig
+from airflow_mlpipe.config.monitoring import QualityConfig
+from airflow_mlpipe.core import metrics
 from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.exceptions import ConfigError, DataError
 
@@ -22,30 +23,10 @@ _BASELINE_PREFIXES = ("", "test_", "eval_", "val_", "validation_", "holdout_")
 
 
 def live_metrics(y_true: Any, y_pred: Any, cfg: QualityConfig) -> dict[str, float]:
-    metrics = require("sklearn.metrics")
-    out: dict[str, float] = {}
-    for name in cfg.metrics or ():
-        if name == "accuracy":
-            out[name] = metrics.accuracy_score(y_true, y_pred)
-        elif name == "balanced_accuracy":
-            out[name] = metrics.balanced_accuracy_score(y_true, y_pred)
-        elif name in ("f1", "f1_macro"):
-            out[name] = metrics.f1_score(y_true, y_pred, average="macro", zero_division=0)
-        elif name == "f1_weighted":
-            out[name] = metrics.f1_score(y_true, y_pred, average="weighted", zero_division=0)
-        elif name == "precision":
-            out[name] = metrics.precision_score(y_true, y_pred, average="macro", zero_division=0)
-        elif name == "recall":
-            out[name] = metrics.recall_score(y_true, y_pred, average="macro", zero_division=0)
-        elif name == "r2":
-            out[name] = metrics.r2_score(y_true, y_pred)
-        elif name == "mse":
-            out[name] = metrics.mean_squared_error(y_true, y_pred)
-        elif name == "rmse":
-            out[name] = math.sqrt(metrics.mean_squared_error(y_true, y_pred))
-        elif name == "mae":
-            out[name] = metrics.mean_absolute_error(y_true, y_pred)
-    return {k: float(v) for k, v in out.items()}
+    """The configured metrics of the served predictions, computed as training and the gate do."""
+    np = require("numpy")
+    preds = metrics.Predictions(y_pred=np.asarray(y_pred))
+    return metrics.compute(cfg.task_type, y_true, preds, only=cfg.metrics or ()).values
 
 
 def find_baseline(baseline: Mapping[str, Any], metric: str) -> float | None:
@@ -102,11 +83,12 @@ def check_quality(current: pd.DataFrame, cfg: QualityConfig, baseline: Mapping[s
     live = live_metrics(y_true, y_pred, cfg)
     for name, value in live.items():
         base = available[name]
-        entry: dict[str, Any] = {"live": value, "baseline": base, "higher_is_better": QUALITY_METRICS[name]}
+        higher = metrics.CATALOG[name].direction == metrics.HIGHER
+        entry: dict[str, Any] = {"live": value, "baseline": base, "higher_is_better": higher}
         if base is None:
             entry.update(degradation=None, degraded=False)
         else:
-            worse = degradation(value, base, QUALITY_METRICS[name], cfg.relative)
+            worse = degradation(value, base, higher, cfg.relative)
             entry.update(degradation=worse, degraded=bool(worse > cfg.max_degradation))
         result["metrics"][name] = entry
     result["judged"] = True

@@ -8,25 +8,23 @@ version and attach metadata to their outlet asset events on success.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig, WatchConfig
 from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.core.lineage import emit_asset_metadata
 from airflow_mlpipe.core.links import XComLink, push_link
 from airflow_mlpipe.core.results import jsonable
-from airflow_mlpipe.core.storage import artifact_root, local_path, safe_segment, task_dir
-from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig, WatchConfig
+from airflow_mlpipe.core.storage import task_dir
 from airflow_mlpipe.exceptions import ConfigError, QualityGateFailed
 from airflow_mlpipe.hooks.mlflow import MlflowHook
+from airflow_mlpipe.operators._results import push_then_raise
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-    from airflow_mlpipe.deploy.targets.local import LocalTarget
 
 
 class ServingEndpointLink(XComLink):
@@ -36,19 +34,22 @@ class ServingEndpointLink(XComLink):
     key = "mlpipe_serving_endpoint"
 
 
-def _parse_spec(value: Any) -> dict[str, Any] | None:
+def _parse_json(name: str, value: Any) -> dict[str, Any] | None:
+    """A mapping argument that templating may have turned into a JSON string."""
     if value in (None, "", "None"):
         return None
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except ValueError as exc:
-            raise ConfigError(f"online_spec is not valid JSON: {exc}") from None
+            raise ConfigError(f"{name} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise ConfigError(
-            f"online_spec must be a dict (OnlineFeatureReader spec), got {type(value).__name__}."
-        )
+        raise ConfigError(f"{name} must be a dict, got {type(value).__name__}.")
     return value
+
+
+def _parse_spec(value: Any) -> dict[str, Any] | None:
+    return _parse_json("online_spec (OnlineFeatureReader spec)", value)
 
 
 class _RegistryModelMixin:
@@ -76,86 +77,26 @@ class _RegistryModelMixin:
 
 
 class _TargetMixin:
+    """The deployment target from ``target`` (a target spec), or the local target's shorthand
+    arguments ``state_dir``/``port``/``bentoml_home`` when no spec is given."""
+
     deployment_name: str
+    target: Any
     state_dir: str | None
     port: int | None
     bentoml_home: str | None
 
-    def _target(self) -> LocalTarget:
-        from airflow_mlpipe.deploy.bento import use_bentoml_home
-        from airflow_mlpipe.deploy.targets.local import LocalTarget
+    def _target(self) -> Any:
+        from airflow_mlpipe.config.deploy import TargetSpec
+        from airflow_mlpipe.deploy.targets import resolve_target
 
-        home = self.bentoml_home or os.environ.get("BENTOML_HOME")
-        if not home:
-            root = local_path(artifact_root())
-            if root is None:
-                raise ConfigError("Set bentoml_home (or BENTOML_HOME) when the artifact root is not local.")
-            home = os.path.join(root, "bentoml")
-        use_bentoml_home(home)
-        state_dir = self.state_dir
-        if not state_dir:
-            root = local_path(artifact_root())
-            if root is None:
-                raise ConfigError("Set state_dir when the artifact root is not local.")
-            state_dir = os.path.join(root, "deployments", safe_segment(self.deployment_name))
-        return LocalTarget(state_dir, name=self.deployment_name, port=self.port or None, bentoml_home=home)
-
-
-class BentoBuildOperator(_RegistryModelMixin, BaseOperator):
-    """Build (or reuse) the bento that serves a registry model version.
-
-    :param model_name: registered model name.
-    :param alias: registry alias to serve (default ``champion``); ignored when ``version`` is set.
-    :param version: registry version to serve.
-    :param online_spec: Feast online spec; the service then takes entity keys.
-    :param bentoml_home: BentoML store (default ``$BENTOML_HOME``).
-    :param mlflow_conn_id: MLflow connection.
-    """
-
-    template_fields: Sequence[str] = (
-        "model_name",
-        "alias",
-        "version",
-        "online_spec",
-        "bentoml_home",
-        "mlflow_conn_id",
-    )
-
-    def __init__(
-        self,
-        *,
-        model_name: str,
-        alias: str | None = cv.ALIAS_CHAMPION,
-        version: str | int | None = None,
-        online_spec: dict[str, Any] | str | None = None,
-        bentoml_home: str | None = None,
-        mlflow_conn_id: str = MlflowHook.default_conn_name,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.model_name = model_name
-        self.alias = alias
-        self.version = version
-        self.online_spec = online_spec
-        self.bentoml_home = bentoml_home
-        self.mlflow_conn_id = mlflow_conn_id
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlpipe.deploy.bento import build_bento, use_bentoml_home
-
-        self._check_ref()
-        use_bentoml_home(self.bentoml_home)
-        hook, model = self._resolve()
-        built = build_bento(hook, model, online_spec=_parse_spec(self.online_spec))
-        result = {
-            "bento_tag": built.tag,
-            "model_name": model.name,
-            "version": model.version,
-            "fingerprint": model.fingerprint,
-            "created": built.created,
-        }
-        emit_asset_metadata(context, self.outlets, result)
-        return jsonable(result)
+        spec = TargetSpec.from_value(_parse_json("target", self.target))
+        local = {"state_dir": self.state_dir, "port": self.port, "bentoml_home": self.bentoml_home}
+        given = {k: v for k, v in local.items() if v not in (None, "", 0)}
+        if given and spec.kind != "local":
+            raise ConfigError(f"{sorted(given)} are options of the local target; put them in target options.")
+        spec.options = {**given, **spec.options}
+        return resolve_target(spec, deployment_name=self.deployment_name)
 
 
 class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
@@ -183,6 +124,8 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
     :param promote: make the version ``champion`` once it serves (see above).
     :param port: stable endpoint port on 127.0.0.1 (first deploy; kept afterwards). Default: free port.
     :param state_dir: deployment state (default ``<artifact root>/deployments/<deployment_name>``).
+    :param target: where the deployment runs: ``{"kind": "local", <options>}`` or your own target
+        (:class:`~airflow_mlpipe.config.deploy.TargetSpec`); default the local target.
     :param online_spec: Feast online spec: the service takes ``entities`` and reads features online.
     :param bentoml_home: BentoML store (default ``$BENTOML_HOME`` or ``<artifact root>/bentoml``).
     :param mlflow_conn_id: MLflow connection.
@@ -195,6 +138,7 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
         "deployment_name",
         "holdout_uri",
         "state_dir",
+        "target",
         "online_spec",
         "bentoml_home",
         "mlflow_conn_id",
@@ -215,6 +159,7 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
         promote: bool = False,
         port: int | None = None,
         state_dir: str | None = None,
+        target: dict[str, Any] | str | None = None,
         online_spec: dict[str, Any] | str | None = None,
         bentoml_home: str | None = None,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
@@ -232,6 +177,7 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
         self.promote = promote
         self.port = port
         self.state_dir = state_dir
+        self.target = target
         self.online_spec = online_spec
         self.bentoml_home = bentoml_home
         self.mlflow_conn_id = mlflow_conn_id
@@ -257,8 +203,7 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
                 result = deploy(target, hook, model, log=self.log.info, **how)
         except QualityGateFailed as exc:
             # The summary goes to XCom before the task fails (a failed task emits no asset event).
-            context["ti"].xcom_push(key="return_value", value=jsonable(exc.summary))
-            raise
+            push_then_raise(context, exc.summary, exc)
         if result["status"] != "noop":
             record_deployment(hook, result)
         emit_asset_metadata(context, self.outlets, _event(result))
@@ -278,6 +223,8 @@ class BentoRollbackOperator(_TargetMixin, BaseOperator):
 
     :param model_name: registered model name.
     :param deployment_name: deployment to roll back (default: ``model_name``).
+    :param target: where the deployment runs: ``{"kind": "local", <options>}`` or your own target
+        (:class:`~airflow_mlpipe.config.deploy.TargetSpec`); default the local target.
     :param holdout_uri: optional smoke-test dataset.
     """
 
@@ -286,6 +233,7 @@ class BentoRollbackOperator(_TargetMixin, BaseOperator):
         "deployment_name",
         "holdout_uri",
         "state_dir",
+        "target",
         "bentoml_home",
         "mlflow_conn_id",
     )
@@ -299,6 +247,7 @@ class BentoRollbackOperator(_TargetMixin, BaseOperator):
         holdout_uri: str | None = None,
         smoke_rows: int = 50,
         state_dir: str | None = None,
+        target: dict[str, Any] | str | None = None,
         online_spec: dict[str, Any] | str | None = None,
         bentoml_home: str | None = None,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
@@ -310,6 +259,7 @@ class BentoRollbackOperator(_TargetMixin, BaseOperator):
         self.holdout_uri = holdout_uri
         self.smoke_rows = smoke_rows
         self.state_dir = state_dir
+        self.target = target
         self.port = None
         self.online_spec = online_spec
         self.bentoml_home = bentoml_home
@@ -340,10 +290,12 @@ class BentoHealthCheckOperator(_TargetMixin, BaseOperator):
     """Health-check a deployment; restart dead backends/proxy (``restart=True``) or fail.
 
     :param deployment_name: the deployment to check.
+    :param target: where the deployment runs: ``{"kind": "local", <options>}`` or your own target
+        (:class:`~airflow_mlpipe.config.deploy.TargetSpec`); default the local target.
     :param restart: bring dead backends back on their port; ``False`` fails the task instead.
     """
 
-    template_fields: Sequence[str] = ("deployment_name", "state_dir", "bentoml_home")
+    template_fields: Sequence[str] = ("deployment_name", "state_dir", "target", "bentoml_home")
 
     def __init__(
         self,
@@ -351,6 +303,7 @@ class BentoHealthCheckOperator(_TargetMixin, BaseOperator):
         deployment_name: str,
         restart: bool = True,
         state_dir: str | None = None,
+        target: dict[str, Any] | str | None = None,
         bentoml_home: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -358,6 +311,7 @@ class BentoHealthCheckOperator(_TargetMixin, BaseOperator):
         self.deployment_name = deployment_name
         self.restart = restart
         self.state_dir = state_dir
+        self.target = target
         self.port = None
         self.bentoml_home = bentoml_home
 
@@ -368,8 +322,11 @@ class BentoHealthCheckOperator(_TargetMixin, BaseOperator):
         target = self._target()
         report = ensure(target, log=self.log.info) if self.restart else check(target)
         if not self.restart and not report["healthy"]:
-            context["ti"].xcom_push(key="return_value", value=jsonable(report))
-            raise ServingError(f"Deployment {self.deployment_name} is unhealthy: {report['backends']}")
+            push_then_raise(
+                context,
+                report,
+                ServingError(f"Deployment {self.deployment_name} is unhealthy: {report['backends']}"),
+            )
         return jsonable(report)
 
 

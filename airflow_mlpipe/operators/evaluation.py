@@ -24,6 +24,9 @@ from airflow_mlpipe.core.conventions import (
     ALIAS_CHAMPION,
     ALIAS_PREVIOUS,
     TAG_BLESSED,
+    TAG_CRITERION_PREFIX,
+    TAG_GATE_METRIC_PREFIX,
+    TAG_GATE_MODEL_NAME,
     TAG_GATE_PREFIX,
 )
 from airflow_mlpipe.core.lineage import airflow_ids, emit_asset_metadata
@@ -31,13 +34,13 @@ from airflow_mlpipe.core.links import XComLink, push_link
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.core.storage import local_path, task_dir
 from airflow_mlpipe.hooks.mlflow import MlflowHook
+from airflow_mlpipe.operators._results import push_then_raise
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_mlpipe.evaluation.gate import GateOutcome
 
-TAG_CRITERION_PREFIX = f"{TAG_GATE_PREFIX}criterion."
 REPORT_NAME = "evaluation_report.html"
 
 
@@ -142,7 +145,7 @@ class EvaluationGateOperator(BaseOperator):
             run = client.create_run(
                 exp_id,
                 run_name=f"gate {self.model_name}",
-                tags={**airflow_ids(context), "mlpipe.gate.model_name": self.model_name},
+                tags={**airflow_ids(context), TAG_GATE_MODEL_NAME: self.model_name},
             )
             run_id = run.info.run_id
             push_link(context, EvaluationReportLink, self._link(hook, exp_id, run_id, str(report_path)))
@@ -173,10 +176,13 @@ class EvaluationGateOperator(BaseOperator):
         self.log.warning("NOT BLESSED %s v%s:\n  %s", self.model_name, outcome.challenger_version, reasons)
         if not self.skip_when_blocked:
             return summary
-        context["ti"].xcom_push(key="return_value", value=summary)
-        raise AirflowSkipException(
-            f"{self.model_name} v{outcome.challenger_version} is not blessed; "
-            f"{len(summary['reasons'])} criterion check(s) failed: {'; '.join(summary['reasons'])}"
+        push_then_raise(
+            context,
+            summary,
+            AirflowSkipException(
+                f"{self.model_name} v{outcome.challenger_version} is not blessed; "
+                f"{len(summary['reasons'])} criterion check(s) failed: {'; '.join(summary['reasons'])}"
+            ),
         )
 
     @staticmethod
@@ -254,6 +260,8 @@ class EvaluationGateOperator(BaseOperator):
             client.set_model_version_tag(
                 name, version, TAG_CRITERION_PREFIX + r.name, json.dumps(jsonable(record))
             )
+        for metric, value in outcome.evidence.challenger.metrics.values.items():
+            client.set_model_version_tag(name, version, TAG_GATE_METRIC_PREFIX + metric, repr(float(value)))
         for key, text in {
             "run_id": run_id,
             "report_uri": str(report_path),

@@ -15,6 +15,7 @@ from airflow.sdk import BaseOperator
 from airflow_mlpipe.config.validation import ShiftConfig, SuiteSpec, ValidationOptions
 from airflow_mlpipe.core.links import XComLink, push_link
 from airflow_mlpipe.exceptions import ConfigError, DataError, QualityGateFailed
+from airflow_mlpipe.operators._results import push_then_raise
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -169,23 +170,20 @@ class DataValidationOperator(BaseOperator):
             )
         except DataError as exc:
             # The XCom always says why nothing was marked valid, even when no suite could run.
-            context["ti"].xcom_push(
-                key="return_value",
-                value=ds.error_summary(exc, suite=suite.name, dataset_uri=label, data_docs_uri=None),
+            push_then_raise(
+                context, ds.error_summary(exc, suite=suite.name, dataset_uri=label, data_docs_uri=None), exc
             )
-            raise
         if self.sql is not None:
             summary["query"] = self.sql
-        context["ti"].xcom_push(key="return_value", value=summary)
-
         if not summary["success"]:
             message = failure_message(summary)
             self.log.error("%s", message)
             if options.on_failure == "skip":
                 from airflow.sdk.exceptions import AirflowSkipException
 
-                raise AirflowSkipException(message)
-            raise QualityGateFailed(message, summary)
+                push_then_raise(context, summary, AirflowSkipException(message))
+            push_then_raise(context, summary, QualityGateFailed(message, summary))
+        context["ti"].xcom_push(key="return_value", value=summary)
 
         digest = file_digest(self.dataset_uri) if self.dataset_uri is not None else frame_digest(df)
         emit_asset_metadata(

@@ -178,7 +178,11 @@ class MlflowTrainModelOperator(_RunTracking, BaseOperator):
             ),
             registry=_registry(self),
             ids=airflow_ids(context),
-            code=code_version(context, self.code_version),
+            code=code_version(
+                self.code_version,
+                bundle_version=getattr(context.get("dag_run"), "bundle_version", None),
+                dag_file=getattr(context.get("dag"), "fileloc", None),
+            ),
             parent=self.parent_run,
             register=self.register,
             on_run=self._track(context, hook),

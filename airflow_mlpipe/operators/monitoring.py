@@ -16,6 +16,7 @@ from airflow.sdk import BaseOperator
 from airflow_mlpipe.config.monitoring import ServingHealthConfig
 from airflow_mlpipe.core.lineage import emit_asset_metadata
 from airflow_mlpipe.exceptions import ConfigError, QualityGateFailed
+from airflow_mlpipe.operators._results import push_then_raise
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -147,7 +148,10 @@ class ServingHealthOperator(BaseOperator):
         summary["metrics_url"] = url
         self.log.info("Serving health %s", summary)
         if summary["breaches"] and self.fail_on_breach:
-            context["ti"].xcom_push(key="return_value", value=summary)
-            raise QualityGateFailed(f"Serving health breached: {summary['breaches']}", summary)
+            push_then_raise(
+                context,
+                summary,
+                QualityGateFailed(f"Serving health breached: {summary['breaches']}", summary),
+            )
         emit_asset_metadata(context, self.outlets, summary)
         return summary

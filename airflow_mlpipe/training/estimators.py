@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
 from typing import Any
 
 from airflow_mlpipe.config.training import EstimatorConfig
@@ -98,12 +97,3 @@ def skops_trusted_types(model: Any, allowed_prefixes: tuple[str, ...]) -> list[s
             "or use serialization_format='cloudpickle' (loading then runs arbitrary code)."
         )
     return needed
-
-
-def describe(estimator: Any) -> Mapping[str, Any]:
-    """The estimator's own parameters (not nested objects), for MLflow params."""
-    out: dict[str, Any] = {}
-    for k, v in estimator.get_params(deep=True).items():
-        if v is None or isinstance(v, (bool, int, float, str)):
-            out[k] = v
-    return out

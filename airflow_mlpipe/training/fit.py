@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_mlpipe.config.training import TrainingConfig
+from airflow_mlpipe.core import metrics
 from airflow_mlpipe.core.conventions import TaskType
 from airflow_mlpipe.exceptions import DataError
 
@@ -20,41 +21,12 @@ class FitOutcome:
 
 
 def compute_metrics(task_type: TaskType, model: Any, X: Any, y: Any) -> dict[str, float]:
-    """Classification: accuracy, f1 (macro for multiclass), roc_auc (one-vs-rest), log_loss.
-    Regression: rmse, mae, r2. Probability metrics are omitted for models without ``predict_proba``.
+    """The catalog's training metrics (:func:`airflow_mlpipe.core.metrics.names` with
+    ``training=True``) of ``model`` on ``X``/``y``; those that cannot be computed (no
+    ``predict_proba``, a class absent from the split) are omitted.
     """
-    import numpy as np
-    from sklearn import metrics as m
-
-    pred = model.predict(X)
-    if task_type is TaskType.REGRESSION:
-        return {
-            "rmse": float(np.sqrt(m.mean_squared_error(y, pred))),
-            "mae": float(m.mean_absolute_error(y, pred)),
-            "r2": float(m.r2_score(y, pred)),
-        }
-    classes = list(getattr(model, "classes_", sorted(set(y))))
-    binary = len(classes) == 2
-    out = {
-        "accuracy": float(m.accuracy_score(y, pred)),
-        "f1": float(
-            m.f1_score(y, pred, pos_label=classes[1], average="binary")
-            if binary
-            else m.f1_score(y, pred, average="macro", labels=classes, zero_division=0)
-        ),
-    }
-    if hasattr(model, "predict_proba"):
-        proba = model.predict_proba(X)
-        out["log_loss"] = float(m.log_loss(y, proba, labels=classes))
-        try:
-            out["roc_auc"] = float(
-                m.roc_auc_score(np.asarray(y) == classes[1], proba[:, 1])
-                if binary
-                else m.roc_auc_score(y, proba, multi_class="ovr", labels=classes)
-            )
-        except ValueError:  # a class absent from this evaluation split: AUC is undefined
-            pass
-    return out
+    preds = metrics.predict(model, X, task_type)
+    return metrics.compute(task_type, y, preds, only=metrics.names(task_type, training=True)).values
 
 
 def _fit(estimator: Any, X: Any, y: Any, name: str) -> Any:

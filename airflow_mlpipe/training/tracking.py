@@ -20,10 +20,6 @@ from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.core.conventions import TaskType
 from airflow_mlpipe.training.data import TrainingSet
 
-TAG_IDEMPOTENCY_KEY = "mlpipe.training.idempotency_key"
-TAG_ESTIMATOR = "mlpipe.training.estimator"
-TAG_MODEL_URI = "mlpipe.training.model_uri"  # logged (not yet registered) model of a run
-TAG_ENV_PREFIX = "mlpipe.env."
 _ENV_PACKAGES = {
     "sklearn": "scikit-learn",
     "mlflow": "mlflow",
@@ -37,20 +33,21 @@ def _sha(payload: Any) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def code_version(context: Mapping[str, Any] | None, override: str | None = None) -> str:
-    """The explicit version, else the DAG bundle version, else a hash of the DAG file, else ``"unknown"``."""
+def code_version(
+    override: str | None = None, *, bundle_version: str | None = None, dag_file: str | None = None
+) -> str:
+    """The explicit version, else the DAG bundle version, else a hash of the DAG file, else ``"unknown"``.
+
+    :param override: a version given by the user (the operator's ``code_version``).
+    :param bundle_version: the DAG bundle version of the run, when the bundle is versioned.
+    :param dag_file: the DAG file the task was defined in.
+    """
     if override:
         return override
-    if context is None:
-        return "unknown"
-    dag_run = context.get("dag_run")
-    bundle_version = getattr(dag_run, "bundle_version", None) if dag_run is not None else None
     if bundle_version:
         return f"bundle:{bundle_version}"
-    dag = context.get("dag")
-    fileloc = getattr(dag, "fileloc", None) if dag is not None else None
-    if fileloc and Path(fileloc).is_file():
-        return "dagfile:" + hashlib.sha256(Path(fileloc).read_bytes()).hexdigest()[:16]
+    if dag_file and Path(dag_file).is_file():
+        return "dagfile:" + hashlib.sha256(Path(dag_file).read_bytes()).hexdigest()[:16]
     return "unknown"
 
 
@@ -125,7 +122,7 @@ def provenance_tags(
         cv.TAG_TRAINING_DATA_URI: data.uri,
         cv.TAG_TRAINING_DATA_DIGEST: data.digest,
         cv.TAG_CODE_VERSION: code,
-        TAG_ESTIMATOR: estimator.name,
+        cv.TAG_ESTIMATOR: estimator.name,
         **dict(ids),
     }
     if data.feature_service:
@@ -155,7 +152,7 @@ def log_training_run(
 
     mlflow.log_params({k: ("None" if v is None else v) for k, v in params.items()})
     mlflow.log_metrics(dict(metrics))
-    mlflow.set_tags({**tags, **{TAG_ENV_PREFIX + k: v for k, v in environment().items()}})
+    mlflow.set_tags({**tags, **{cv.TAG_ENV_PREFIX + k: v for k, v in environment().items()}})
     dataset = mlflow.data.from_pandas(
         data.frame,
         source=data.uri,
@@ -176,7 +173,7 @@ def log_training_run(
         skops_trusted_types=trusted_types,
     )
     uri = str(info.model_uri)
-    mlflow.set_tag(TAG_MODEL_URI, uri)  # written last: its presence means the run is complete
+    mlflow.set_tag(cv.TAG_MODEL_URI, uri)  # written last: its presence means the run is complete
     return uri
 
 
@@ -192,7 +189,7 @@ def _search_versions(client: Any, name: str, tag: str, value: str) -> list[Any]:
 
 def find_version_by_key(client: Any, name: str, key: str) -> Any | None:
     """The version a previous try of this very task registered, if any."""
-    found = _search_versions(client, name, TAG_IDEMPOTENCY_KEY, key)
+    found = _search_versions(client, name, cv.TAG_IDEMPOTENCY_KEY, key)
     return found[0] if found else None
 
 
@@ -210,7 +207,7 @@ def find_cached_run(client: Any, experiment_id: str, fp: str) -> Any | None:
         order_by=["attributes.start_time DESC"],
         max_results=10,
     )
-    return next((r for r in runs if TAG_MODEL_URI in r.data.tags), None)
+    return next((r for r in runs if cv.TAG_MODEL_URI in r.data.tags), None)
 
 
 def register(
@@ -224,7 +221,7 @@ def register(
     version = find_version_by_key(client, registry.model_name, key)
     if version is None:
         version = mlflow.register_model(
-            model_uri, registry.model_name, tags={**tags, TAG_IDEMPOTENCY_KEY: key}
+            model_uri, registry.model_name, tags={**tags, cv.TAG_IDEMPOTENCY_KEY: key}
         )
     client.set_registered_model_alias(registry.model_name, registry.alias, str(version.version))
     return version

@@ -189,7 +189,7 @@ def train_model(
                     metrics=dict(run.data.metrics),
                     params=estimator.params,
                     cached=True,
-                    model_uri=run.data.tags[tracking.TAG_MODEL_URI],
+                    model_uri=run.data.tags[cv.TAG_MODEL_URI],
                 )
 
         tags = tracking.provenance_tags(data, task_type, fp, code, estimator, ids)
@@ -283,9 +283,9 @@ def start_search(
         experiment_id = hook.get_or_create_experiment(str(registry.experiment_name))
         tags = {
             **dict(ids),
-            tracking.TAG_ESTIMATOR: estimator.name,
-            "mlpipe.search.candidates": str(len(candidates)),
-            "mlpipe.search.space": json.dumps(search.param_grid or search.param_distributions)[:5000],
+            cv.TAG_ESTIMATOR: estimator.name,
+            cv.TAG_SEARCH_CANDIDATES: str(len(candidates)),
+            cv.TAG_SEARCH_SPACE: json.dumps(search.param_grid or search.param_distributions)[:5000],
         }
         run = client.create_run(experiment_id, tags=tags, run_name=f"{_run_name(ids)}.search")
         on_run(run.info.run_id, hook.run_url(experiment_id, run.info.run_id))
@@ -321,8 +321,7 @@ def register_best(
         tags = {
             k: v
             for k, v in best_run.data.tags.items()
-            if k.startswith(cv.TAG_PREFIX)
-            and not k.startswith((tracking.TAG_ENV_PREFIX, tracking.TAG_MODEL_URI))
+            if k.startswith(cv.TAG_PREFIX) and not k.startswith((cv.TAG_ENV_PREFIX, cv.TAG_MODEL_URI))
         }
         tags.update(ids)
         fp = str(best["fingerprint"])
@@ -346,7 +345,7 @@ def register_best(
         else:
             client.set_registered_model_alias(registry.model_name, registry.alias, str(version.version))
         client.log_metric(parent_run_id, f"best_{metric}", float(best["metrics"][metric]))
-        client.set_tag(parent_run_id, "mlpipe.search.best_run_id", str(version.run_id))
+        client.set_tag(parent_run_id, cv.TAG_SEARCH_BEST_RUN, str(version.run_id))
         client.set_terminated(parent_run_id, "FINISHED")
         log.info(
             "Best of %d candidates by %s (%s): run %s -> %s version %s.",

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib import metadata
 
 import pytest
+
+from airflow_mlpipe import __version__
+from airflow_mlpipe.get_provider_info import get_provider_info
 
 pytestmark = pytest.mark.integration
 
@@ -15,7 +19,8 @@ def test_airflow_lists_provider_connection_types_and_links():
 
     pm = ProvidersManager()
     assert "airflow-mlpipe" in pm.providers
-    assert pm.providers["airflow-mlpipe"].version == "0.1.0"
+    assert pm.providers["airflow-mlpipe"].version == metadata.version("airflow-mlpipe") == __version__
+    assert get_provider_info()["versions"] == [__version__]
     hooks = pm.hooks
     assert hooks["mlpipe_mlflow"].hook_class_name == "airflow_mlpipe.hooks.mlflow.MlflowHook"
     assert hooks["mlpipe_feast"].hook_class_name == "airflow_mlpipe.hooks.feast.FeastHook"

@@ -81,9 +81,11 @@ def test_ruff_bans_module_level_heavy_imports(tmp_path):
 def test_provider_info_mirrors_provider_yaml(module):
     import yaml
 
+    from airflow_mlpipe import __version__
     from airflow_mlpipe.get_provider_info import get_provider_info
 
     info = get_provider_info()
+    assert info.pop("versions") == [__version__]  # from the distribution: the version lives once
     assert info == yaml.safe_load((ROOT / "airflow_mlpipe" / "provider.yaml").read_text())
     assert info["package-name"] == "airflow-mlpipe"
     # every class the provider declares is importable

@@ -8,7 +8,6 @@ protocol, so another target (docker compose, Kubernetes) plugs in without touchi
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -122,8 +121,3 @@ class DeploymentTarget(Protocol):
         ...
 
     def proxy_running(self) -> bool: ...
-
-
-@contextlib.contextmanager
-def no_lock() -> Iterator[None]:  # pragma: no cover - for targets with external locking
-    yield

@@ -44,9 +44,9 @@ def online_deployment(tmp_path_factory: pytest.TempPathFactory, test_home) -> It
     import pandas as pd
     from sklearn.linear_model import LogisticRegression
 
+    from airflow_mlpipe.config.deploy import CanaryConfig
     from airflow_mlpipe.config.features import MaterializeConfig, TrainingSetConfig
     from airflow_mlpipe.deploy.bento import use_bentoml_home
-    from airflow_mlpipe.deploy.config import CanaryConfig
     from airflow_mlpipe.deploy.registry import load_model, resolve_model
     from airflow_mlpipe.deploy.rollout import deploy
     from airflow_mlpipe.deploy.targets.local import LocalTarget

@@ -190,7 +190,7 @@ def test_failed_watch_window_rolls_back_traffic_and_leaves_the_registry(site):
 def test_release_killed_mid_canary_converges_when_retried(site, test_home):
     """A release process killed with SIGKILL during the canary leaves a canary backend running;
     the retried release stops it, and ends with one stable backend and a consistent registry."""
-    from airflow_mlpipe.deploy.proxy import pid_alive
+    from airflow_mlpipe.deploy.targets.local.proxy import pid_alive
     from airflow_mlpipe.evaluation.promotion import lock_name
     from mlpipe_dev.loadgen import LoadLoop
 

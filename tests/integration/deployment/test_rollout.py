@@ -144,9 +144,9 @@ def test_bad_bentos_never_get_traffic(live_deployment, iris_registered):
     import joblib
     from sklearn.dummy import DummyClassifier
 
+    from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig
     from airflow_mlpipe.deploy.bento import build_bento
     from airflow_mlpipe.deploy.checks import SmokeTestFailed
-    from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig
     from airflow_mlpipe.deploy.registry import resolve_model
     from airflow_mlpipe.deploy.rollout import deploy
     from airflow_mlpipe.deploy.targets.local import BackendStartError
@@ -212,8 +212,8 @@ def test_killed_backend_is_detected_and_restarted(run_dag, live_deployment, iris
 
 
 def test_failing_canary_is_rolled_back(live_deployment, iris_registered):
+    from airflow_mlpipe.config.deploy import CanaryConfig
     from airflow_mlpipe.deploy.checks import CanaryFailed
-    from airflow_mlpipe.deploy.config import CanaryConfig
     from airflow_mlpipe.deploy.registry import resolve_model
     from airflow_mlpipe.deploy.rollout import deploy
     from airflow_mlpipe.hooks.mlflow import MlflowHook

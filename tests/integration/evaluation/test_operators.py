@@ -7,9 +7,8 @@ import json
 import pendulum
 import pytest
 
-from airflow_mlpipe.core.conventions import TAG_BLESSED
+from airflow_mlpipe.core.conventions import TAG_BLESSED, TAG_CRITERION_PREFIX, TAG_GATE_METRIC_PREFIX
 from airflow_mlpipe.operators.evaluation import (
-    TAG_CRITERION_PREFIX,
     EvaluationGateOperator,
     EvaluationReportLink,
     PromoteModelOperator,
@@ -98,6 +97,17 @@ def test_blessed_challenger_is_recorded_and_promoted(run_dag, mlflow_conn, mlflo
     auc = json.loads(tags[TAG_CRITERION_PREFIX + "threshold.roc_auc"])
     assert auc["passed"] is True and auc["threshold"] == 0.9
     assert auc["observed"] == pytest.approx(summary["metrics"]["challenger"]["roc_auc"])
+    judged = summary["metrics"]["challenger"]
+    assert float(tags[TAG_GATE_METRIC_PREFIX + "roc_auc"]) == pytest.approx(judged["roc_auc"])
+
+    # monitoring's quality baseline reads back exactly the metrics the gate judged the champion on
+    from airflow_mlpipe.hooks.mlflow import MlflowHook
+    from airflow_mlpipe.monitoring.baseline import registry_baseline
+
+    baseline = registry_baseline(MlflowHook(mlflow_conn), reg.name)
+    assert baseline["version"] == reg.versions["strong"]
+    assert "champion_version" not in baseline["metrics"]  # a gate record, not a metric
+    assert {k: baseline["metrics"][k] for k in judged} == pytest.approx(judged)
 
     events = dict(res.asset_events())
     assert events["mlpipe://evaluation/blessed-test"]["version"] == reg.versions["strong"]

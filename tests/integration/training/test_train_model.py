@@ -11,7 +11,6 @@ from airflow_mlpipe.config.training import EstimatorConfig, RegistryConfig, Trai
 from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.exceptions import ConfigError, DataError
 from airflow_mlpipe.hooks.mlflow import MlflowHook
-from airflow_mlpipe.training import tracking
 from airflow_mlpipe.training.train import train_model
 
 pytestmark = pytest.mark.integration
@@ -170,7 +169,7 @@ def test_retry_after_kill_between_register_and_alias_registers_no_duplicate(
     versions = client.search_model_versions(f"name = '{name}'")
     assert len(versions) == 1
     assert str(client.get_model_version_by_alias(name, "challenger").version) == str(versions[0].version)
-    assert versions[0].tags[tracking.TAG_IDEMPOTENCY_KEY]
+    assert versions[0].tags[cv.TAG_IDEMPOTENCY_KEY]
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
+from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig, WatchConfig
 from airflow_mlpipe.deploy.checks import analyse_canary, analyse_watch, latency_buckets, quantile
-from airflow_mlpipe.deploy.config import CanaryConfig, SmokeTestConfig, WatchConfig
 from airflow_mlpipe.exceptions import ConfigError
 
 
@@ -133,7 +133,7 @@ def test_load_loop_refuses_non_loopback():
 
 
 def test_generated_haproxy_config_is_valid(tmp_path):
-    from airflow_mlpipe.deploy.proxy import HAProxy, ServerEntry, haproxy_binary
+    from airflow_mlpipe.deploy.targets.local.proxy import HAProxy, ServerEntry, haproxy_binary
 
     proxy = HAProxy(tmp_path, name="m_1", port=18080)
     text = proxy.render([ServerEntry("b_v1", 18081, 90), ServerEntry("b_v2", 18082, 10)])

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_mlpipe.deploy.proxy import HAProxy, ServerEntry, short_socket_path
+from airflow_mlpipe.deploy.targets.local.proxy import HAProxy, ServerEntry, short_socket_path
 from mlpipe_dev.local.stack import free_port
 
 

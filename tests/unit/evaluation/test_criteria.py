@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from airflow_mlpipe.config.evaluation import GateConfig
+from airflow_mlpipe.core.metrics import Predictions, compute, improvement
 from airflow_mlpipe.evaluation.criteria import Evidence, Scored, judge
-from airflow_mlpipe.evaluation.metrics import Predictions, compute, improvement
 from airflow_mlpipe.exceptions import ConfigError
 
 

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from airflow_mlpipe.config.monitoring import DriftConfig, QualityConfig, ServingHealthConfig
+from airflow_mlpipe.core import drift_methods as methods
 from airflow_mlpipe.exceptions import ConfigError, DataError
-from airflow_mlpipe.monitoring import methods, quality, serving
+from airflow_mlpipe.monitoring import quality, serving
 
 
 @pytest.mark.integration

@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from airflow_mlpipe.deploy.proxy import HAProxy, ServerEntry, pid_alive
 from airflow_mlpipe.deploy.targets.base import Backend, BackendStartError, DeploymentState, Health
+from airflow_mlpipe.deploy.targets.local.proxy import HAProxy, ServerEntry, pid_alive
 from airflow_mlpipe.exceptions import ConfigError, MlpipeError
 
 
@@ -52,6 +52,43 @@ class LocalTarget:
     """
 
     host = "127.0.0.1"
+
+    @classmethod
+    def from_options(
+        cls,
+        deployment_name: str,
+        *,
+        state_dir: str | None = None,
+        port: int | None = None,
+        bentoml_home: str | None = None,
+        ready_timeout: float = 180.0,
+    ) -> LocalTarget:
+        """The local target of a target spec (``kind: local``), with defaults under the artifact root.
+
+        :param deployment_name: the deployment's name.
+        :param state_dir: deployment state (default ``<artifact root>/deployments/<deployment_name>``).
+        :param port: stable endpoint port on 127.0.0.1 (first deploy; kept afterwards).
+        :param bentoml_home: BentoML store (default ``$BENTOML_HOME`` or ``<artifact root>/bentoml``).
+        :param ready_timeout: seconds a new backend may take to answer ``/readyz``.
+        """
+        from airflow_mlpipe.core.storage import artifact_root, local_path, safe_segment
+        from airflow_mlpipe.deploy.bento import use_bentoml_home
+
+        home = bentoml_home or os.environ.get("BENTOML_HOME")
+        if not home:
+            root = local_path(artifact_root())
+            if root is None:
+                raise ConfigError("Set bentoml_home (or BENTOML_HOME) when the artifact root is not local.")
+            home = os.path.join(root, "bentoml")
+        use_bentoml_home(home)
+        if not state_dir:
+            root = local_path(artifact_root())
+            if root is None:
+                raise ConfigError("Set state_dir when the artifact root is not local.")
+            state_dir = os.path.join(root, "deployments", safe_segment(deployment_name))
+        return cls(
+            state_dir, name=deployment_name, port=port or None, bentoml_home=home, ready_timeout=ready_timeout
+        )
 
     def __init__(
         self,

@@ -1,7 +1,9 @@
-"""Metrics per task type: the catalog (names and which direction is better) and their computation.
+"""The one metric catalog: names, directions, task types, averaging, and how each is computed.
 
-The catalog is plain data so configuration can be validated at parse time; scikit-learn and numpy
-are imported only when metrics are computed.
+Training (candidate metrics), the evaluation gate (criteria) and live monitoring (quality against
+the champion) all compute metrics here, and configuration is validated against the same catalog, so
+a metric name means the same number in every stage. The catalog is plain data, cheap to import at
+parse time; scikit-learn and numpy are imported only when metrics are computed.
 """
 
 from __future__ import annotations
@@ -20,20 +22,71 @@ if TYPE_CHECKING:
 HIGHER = "higher"
 LOWER = "lower"
 
-#: metric name -> which direction is better, per task type
-CATALOG: dict[TaskType, dict[str, str]] = {
-    TaskType.CLASSIFICATION: {
-        "accuracy": HIGHER,
-        "precision": HIGHER,
-        "recall": HIGHER,
-        "f1": HIGHER,
-        "roc_auc": HIGHER,
-        "log_loss": LOWER,
-    },
-    TaskType.REGRESSION: {"rmse": LOWER, "mae": LOWER, "r2": HIGHER},
+#: Classification averaging: the positive class when there are at most two classes, else the macro
+#: average over the label set (as the gate has always computed ``f1``, ``precision``, ``recall``).
+BINARY_OR_MACRO = "binary-or-macro"
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """One entry of the catalog.
+
+    :param name: the name used in configs, XCom summaries, MLflow metrics and registry tags.
+    :param task_type: the kind of model it applies to.
+    :param direction: :data:`HIGHER` or :data:`LOWER` values are better.
+    :param averaging: how per-class values combine (:data:`BINARY_OR_MACRO`, ``"macro"``,
+        ``"weighted"``), empty when the metric is not per class.
+    :param needs_scores: computed from class probabilities, so not from labels alone (live monitoring
+        has only the served predictions).
+    :param in_training: reported for every training candidate.
+    :param in_report: computed when no metric list is given (the gate's evaluation report); the
+        variants only live monitoring asks for by name are not.
+    """
+
+    name: str
+    task_type: TaskType
+    direction: str
+    averaging: str = ""
+    needs_scores: bool = False
+    in_training: bool = False
+    in_report: bool = True
+
+
+_C, _R = TaskType.CLASSIFICATION, TaskType.REGRESSION
+
+#: metric name -> its definition; the only table of metrics in the package
+CATALOG: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("accuracy", _C, HIGHER, in_training=True),
+        Metric("balanced_accuracy", _C, HIGHER, in_report=False),
+        Metric("precision", _C, HIGHER, BINARY_OR_MACRO),
+        Metric("recall", _C, HIGHER, BINARY_OR_MACRO),
+        Metric("f1", _C, HIGHER, BINARY_OR_MACRO, in_training=True),
+        Metric("f1_macro", _C, HIGHER, "macro", in_report=False),
+        Metric("f1_weighted", _C, HIGHER, "weighted", in_report=False),
+        Metric("roc_auc", _C, HIGHER, BINARY_OR_MACRO, needs_scores=True, in_training=True),
+        Metric("log_loss", _C, LOWER, needs_scores=True, in_training=True),
+        Metric("rmse", _R, LOWER, in_training=True),
+        Metric("mse", _R, LOWER, in_report=False),
+        Metric("mae", _R, LOWER, in_training=True),
+        Metric("r2", _R, HIGHER, in_training=True),
+    )
 }
 
-_PROBA_METRICS = ("roc_auc", "log_loss")
+
+def names(task_type: TaskType | str, *, training: bool = False, report: bool = False) -> list[str]:
+    """The catalog's metric names for ``task_type``, in catalog order.
+
+    :param training: only those reported for every training candidate.
+    :param report: only those the evaluation report computes by default.
+    """
+    kind = TaskType.parse(task_type)
+    return [
+        m.name
+        for m in CATALOG.values()
+        if m.task_type is kind and not (training and not m.in_training) and not (report and not m.in_report)
+    ]
 
 
 def direction(task_type: TaskType | str, metric: str) -> str:
@@ -42,15 +95,16 @@ def direction(task_type: TaskType | str, metric: str) -> str:
     :raises ConfigError: the metric does not exist for the task type.
     """
     check_metric(task_type, metric)
-    return CATALOG[TaskType.parse(task_type)][metric]
+    return CATALOG[metric].direction
 
 
 def check_metric(task_type: TaskType | str, metric: str) -> None:
     """Raise :class:`ConfigError` when ``metric`` is not defined for ``task_type``."""
     kind = TaskType.parse(task_type)
-    if metric not in CATALOG[kind]:
+    entry = CATALOG.get(metric)
+    if entry is None or entry.task_type is not kind:
         raise ConfigError(
-            f"Metric {metric!r} does not exist for {kind.value} models; use one of {sorted(CATALOG[kind])}."
+            f"Metric {metric!r} does not exist for {kind.value} models; use one of {sorted(names(kind))}."
         )
 
 
@@ -123,7 +177,7 @@ def compute(
     positive_label: Any = None,
     only: Iterable[str] | None = None,
 ) -> MetricValues:
-    """Compute the catalog's metrics for ``task_type`` (or ``only`` those named).
+    """Compute the report metrics of the catalog for ``task_type`` (or ``only`` those named).
 
     Classification uses binary averaging when there are at most two classes (positive class:
     ``positive_label`` or the model's last class, as scikit-learn's ``predict_proba[:, 1]``) and
@@ -131,14 +185,14 @@ def compute(
     computed (no ``predict_proba``, a single class present …) are reported in ``unavailable``.
     """
     kind = TaskType.parse(task_type)
-    names = list(only) if only is not None else list(CATALOG[kind])
-    for name in names:
+    wanted = list(only) if only is not None else names(kind, report=True)
+    for name in wanted:
         check_metric(kind, name)
     np = require("numpy")
     truth = np.asarray(y_true)
     if kind is TaskType.REGRESSION:
-        return _regression(truth.astype(float), preds.y_pred.astype(float), names)
-    return _classification(truth, preds, names, positive_label)
+        return _regression(truth.astype(float), preds.y_pred.astype(float), wanted)
+    return _classification(truth, preds, wanted, positive_label)
 
 
 def _regression(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> MetricValues:
@@ -149,6 +203,8 @@ def _regression(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> Met
     for name in names:
         if name == "rmse":
             out[name] = float(np.sqrt(skm.mean_squared_error(y_true, y_pred)))
+        elif name == "mse":
+            out[name] = float(skm.mean_squared_error(y_true, y_pred))
         elif name == "mae":
             out[name] = float(skm.mean_absolute_error(y_true, y_pred))
         elif name == "r2":
@@ -194,7 +250,7 @@ def _classification(
         avg = {"average": "macro", "labels": labels}
     y_pred = preds.y_pred
     for name in names:
-        if name in _PROBA_METRICS and preds.proba is None:
+        if CATALOG[name].needs_scores and preds.proba is None:
             missing[name] = f"{name} not available: {preds.proba_unavailable or 'no probabilities'}"
             continue
         try:
@@ -206,6 +262,13 @@ def _classification(
                 out[name] = float(skm.recall_score(y_true, y_pred, zero_division=0, **avg))
             elif name == "f1":
                 out[name] = float(skm.f1_score(y_true, y_pred, zero_division=0, **avg))
+            elif name == "balanced_accuracy":
+                out[name] = float(skm.balanced_accuracy_score(y_true, y_pred))
+            elif name in ("f1_macro", "f1_weighted"):
+                average = CATALOG[name].averaging
+                out[name] = float(
+                    skm.f1_score(y_true, y_pred, average=average, labels=labels, zero_division=0)
+                )
             elif name == "roc_auc":
                 assert preds.proba is not None
                 if len(np.unique(y_true)) < 2:

@@ -1,8 +1,10 @@
-"""Typed configuration of a rollout: smoke test, canary analysis and post-switch watch window."""
+"""Typed configuration of a deployment: where it runs (target), smoke test, canary analysis and
+post-switch watch window."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from airflow_mlpipe.exceptions import ConfigError
@@ -122,3 +124,38 @@ def _parse(cls: type[_C], value: Any, what: str) -> _C:
         except TypeError as exc:
             raise ConfigError(f"Invalid {what} config {value!r}: {exc}") from None
     raise ConfigError(f"{what} must be a {cls.__name__}, a dict or None, got {type(value).__name__}.")
+
+
+@dataclass
+class TargetSpec:
+    """Where a deployment runs: a target kind and that target's own options.
+
+    :param kind: a registered kind (``local``: ``bentoml serve`` processes behind HAProxy on this
+        machine) or the import path ``package.module:factory`` of your own target factory.
+    :param options: keyword arguments of the target's factory (``local``: ``state_dir``, ``port``,
+        ``bentoml_home``, ``ready_timeout``).
+    """
+
+    kind: str = "local"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, str) or not self.kind.strip():
+            raise ConfigError("target.kind must name a deployment target, e.g. 'local'.")
+        if not isinstance(self.options, Mapping):
+            raise ConfigError(f"target options must be a mapping, got {type(self.options).__name__}.")
+        self.options = dict(self.options)
+
+    @classmethod
+    def from_value(cls, value: TargetSpec | Mapping[str, Any] | str | None) -> TargetSpec:
+        """From a spec, ``None`` (the local target), a kind name, or ``{"kind": ..., <options>}``."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return cls(value.kind, dict(value.options))
+        if isinstance(value, str):
+            return cls(kind=value)
+        if isinstance(value, Mapping):
+            options = {k: v for k, v in value.items() if k != "kind"}
+            return cls(kind=value.get("kind", "local"), options=options)
+        raise ConfigError(f"target must be a mapping with a 'kind', got {type(value).__name__}.")

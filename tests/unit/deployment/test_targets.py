@@ -1,0 +1,69 @@
+"""Deployment targets are chosen by configuration: one resolver, the rollout sees only the protocol."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_mlpipe.config.deploy import TargetSpec
+from airflow_mlpipe.config.pipeline import DeploymentConfig
+from airflow_mlpipe.deploy.targets import TARGETS, resolve_target
+from airflow_mlpipe.deploy.targets.base import DeploymentTarget
+from airflow_mlpipe.deploy.targets.local import LocalTarget
+from airflow_mlpipe.exceptions import ConfigError
+from airflow_mlpipe.operators.bentoml import BentoDeployOperator, BentoHealthCheckOperator
+from mlpipe_dev.local.stack import free_port
+
+
+class RecordingTarget:
+    """A target from outside the package, plugged in by its import path only."""
+
+    def __init__(self, deployment_name: str, *, region: str) -> None:
+        self.deployment_name, self.region = deployment_name, region
+
+
+def test_local_kind_builds_the_local_target_with_its_options(tmp_path):
+    port = free_port()
+    target = resolve_target(
+        {"kind": "local", "state_dir": str(tmp_path / "state"), "port": port, "bentoml_home": str(tmp_path)},
+        deployment_name="churn",
+    )
+    assert isinstance(target, LocalTarget) and isinstance(target, DeploymentTarget)
+    assert target.name == "churn" and target.dir == tmp_path / "state" and target.port == port
+    assert sorted(TARGETS) == ["local"]
+
+
+def test_a_new_target_plugs_in_by_configuration():
+    spec = {"kind": f"{__name__}:RecordingTarget", "region": "eu"}
+    target = resolve_target(spec, deployment_name="churn")
+    assert isinstance(target, RecordingTarget) and (target.deployment_name, target.region) == ("churn", "eu")
+    # the operators resolve through the same function: nothing hard-codes the local target
+    op = BentoHealthCheckOperator(task_id="health", deployment_name="churn", target=spec)
+    assert isinstance(op._target(), RecordingTarget)
+    deploy = BentoDeployOperator(task_id="deploy", model_name="m", target=spec, port=8080)
+    with pytest.raises(ConfigError, match=r"\['port'\] are options of the local target"):
+        deploy._target()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"kind": "kubernetes"}, "Unknown deployment target kind 'kubernetes'; use one of \\['local'\\]"),
+        ({"kind": "no.such.module:Target"}, "cannot be imported"),
+        ({"kind": f"{__name__}:RecordingTarget"}, "Invalid options \\[\\] for target"),
+        ({"kind": "local", "colour": "red"}, "Invalid options \\['colour'\\]"),
+        ({"kind": ""}, "target.kind must name a deployment target"),
+        (42, "target must be a mapping"),
+    ],
+)
+def test_bad_target_specs_say_what_to_change(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_target(spec, deployment_name="churn")
+
+
+def test_pipeline_deployment_config_carries_the_target():
+    assert DeploymentConfig().target == {"kind": "local"}
+    assert TargetSpec.from_value(
+        DeploymentConfig(target={"kind": "local", "port": 9000}).target
+    ) == TargetSpec("local", {"port": 9000})
+    with pytest.raises(ConfigError, match="deployment.target must be a mapping"):
+        DeploymentConfig(target="local")  # type: ignore[arg-type]
