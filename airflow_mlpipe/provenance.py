@@ -40,21 +40,28 @@ def _json_list(text: str | None) -> list[Any] | None:
     return value if isinstance(value, list) else [value]
 
 
-def model_lineage(client: Any, model_name: str, alias: str = c.ALIAS_CHAMPION) -> dict[str, Any]:
-    """Provenance of ``model_name@alias`` from an ``mlflow.MlflowClient``.
+def model_lineage(
+    client: Any, model_name: str, alias: str = c.ALIAS_CHAMPION, *, version_number: str | None = None
+) -> dict[str, Any]:
+    """Provenance of ``model_name@alias`` (or of ``version_number``) from an ``mlflow.MlflowClient``.
 
-    :raises ConfigError: the model or the alias does not exist (the message lists the aliases).
+    :raises ConfigError: the model, the alias or the version does not exist (the message lists the
+        aliases).
     """
     try:
-        version = client.get_model_version_by_alias(model_name, alias)
+        if version_number is not None:
+            version = client.get_model_version(model_name, str(version_number))
+        else:
+            version = client.get_model_version_by_alias(model_name, alias)
     except Exception as exc:
         aliases: list[str] = []
         try:
             aliases = sorted(client.get_registered_model(model_name).aliases)
         except Exception:
             raise ConfigError(f"Registered model {model_name!r} not found in the MLflow registry.") from exc
+        wanted = f"version {version_number}" if version_number is not None else f"alias {alias!r}"
         raise ConfigError(
-            f"Model {model_name!r} has no alias {alias!r}; its aliases are {aliases or 'none'}."
+            f"Model {model_name!r} has no {wanted}; its aliases are {aliases or 'none'}."
         ) from exc
     tags = dict(version.tags or {})
     run: dict[str, Any] = {"run_id": version.run_id}
@@ -88,7 +95,7 @@ def model_lineage(client: Any, model_name: str, alias: str = c.ALIAS_CHAMPION) -
         {
             "model": {
                 "name": model_name,
-                "alias": alias,
+                "alias": alias if version_number is None else None,
                 "version": str(version.version),
                 "model_uri": f"models:/{model_name}/{version.version}",
                 "registered_at": _ms_to_iso(version.creation_timestamp),

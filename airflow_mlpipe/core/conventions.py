@@ -74,6 +74,20 @@ class RolloutCheck(enum.StrEnum):
     WATCH = "watch"  # errors, latency or health after the full switch
     MANUAL = "manual"  # an operator asked for the rollback
 
+# Governance (airflow_mlpipe.governance): content-addressed snapshots under the artifact root, the
+# training specification a reproduction rebuilds from, digests that make later edits detectable.
+TAG_SNAPSHOT_TRAINING_URI = "mlpipe.snapshot.training.uri"
+TAG_SNAPSHOT_TRAINING_DIGEST = "mlpipe.snapshot.training.digest"
+TAG_SNAPSHOT_HOLDOUT_URI = "mlpipe.snapshot.holdout.uri"
+TAG_SNAPSHOT_HOLDOUT_DIGEST = "mlpipe.snapshot.holdout.digest"
+TAG_TRAINING_SPEC = "mlpipe.training.spec"  # JSON: estimator, params, label, features, split, seed
+TAG_RECORD_DIGEST = "mlpipe.record.digest"  # digest of the version's lineage tags (governance.records)
+TAG_GATE_REPORT_DIGEST = "mlpipe.digest.gate_report"
+TAG_REPRODUCE_STATUS = "mlpipe.reproduce.status"  # "match" | "mismatch"
+TAG_REPRODUCE_AT = "mlpipe.reproduce.at"
+TAG_REPRODUCE_REPORT_URI = "mlpipe.reproduce.report_uri"
+TAG_REPRODUCE_REPORT_DIGEST = "mlpipe.reproduce.report_digest"
+
 _TRACKING = "airflow_mlpipe.training.tracking"
 _GATE = "airflow_mlpipe.operators.evaluation"
 _PROMOTION = "airflow_mlpipe.evaluation.promotion"
@@ -125,6 +139,50 @@ TAG_OWNERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "TAG_ROLLOUT_FIGURES": (_PROMOTION, ()),
     "TAG_ROLLOUT_AT": (_PROMOTION, ()),
 }
+
+
+_RECORDS = "airflow_mlpipe.governance.records"
+_REPRODUCE = "airflow_mlpipe.governance.reproduce"
+_AUDIT = "airflow_mlpipe.governance.audit"
+_SNAPSHOTS = "airflow_mlpipe.governance.snapshots"
+_SNAPSHOT_READERS = (_REPRODUCE, _AUDIT, _SNAPSHOTS)
+TAG_OWNERS.update(
+    {
+        "TAG_SNAPSHOT_TRAINING_URI": (_RECORDS, _SNAPSHOT_READERS),
+        "TAG_SNAPSHOT_TRAINING_DIGEST": (_RECORDS, _SNAPSHOT_READERS),
+        "TAG_SNAPSHOT_HOLDOUT_URI": (_RECORDS, _SNAPSHOT_READERS),
+        "TAG_SNAPSHOT_HOLDOUT_DIGEST": (_RECORDS, (_AUDIT, _SNAPSHOTS)),
+        "TAG_TRAINING_SPEC": (_RECORDS, (_REPRODUCE, _AUDIT)),
+        "TAG_RECORD_DIGEST": (_RECORDS, (_REPRODUCE, _AUDIT)),
+        "TAG_GATE_REPORT_DIGEST": (_RECORDS, (_AUDIT,)),
+        "TAG_REPRODUCE_STATUS": (_REPRODUCE, ()),
+        "TAG_REPRODUCE_AT": (_REPRODUCE, ()),
+        "TAG_REPRODUCE_REPORT_URI": (_REPRODUCE, (_AUDIT,)),
+        "TAG_REPRODUCE_REPORT_DIGEST": (_REPRODUCE, (_AUDIT,)),
+    }
+)
+# Governance reads back the whole record of a version: the record digest covers the lineage tags,
+# a reproduction rebuilds from them, the audit shows the gate's and the lifecycle's.
+for _tag, _readers in {
+    "TAG_FINGERPRINT": (_RECORDS,),
+    "TAG_TRAINING_DATA_URI": (_RECORDS,),
+    "TAG_TRAINING_DATA_DIGEST": (_RECORDS,),
+    "TAG_FEATURE_SERVICE": (_RECORDS,),
+    "TAG_FEATURE_SERVICE_VERSION": (_RECORDS,),
+    "TAG_CODE_VERSION": (_RECORDS, _REPRODUCE),
+    "TAG_FEATURES": (_RECORDS, _REPRODUCE),
+    "TAG_LABEL": (_RECORDS, _REPRODUCE),
+    "TAG_TASK_TYPE": (_RECORDS, _REPRODUCE),
+    "TAG_ENV_PREFIX": (_REPRODUCE, _AUDIT),
+    "TAG_BLESSED": (_AUDIT,),
+    "TAG_GATE_PREFIX": (_AUDIT,),
+    "TAG_CRITERION_PREFIX": (_AUDIT,),
+    "TAG_PROMOTED_AT": (_AUDIT,),
+    "TAG_PROMOTED_FROM": (_AUDIT,),
+    "TAG_DEPLOYED_AT": (_AUDIT,),
+    "TAG_ROLLED_BACK_AT": (_AUDIT,),
+}.items():
+    TAG_OWNERS[_tag] = (TAG_OWNERS[_tag][0], (*TAG_OWNERS[_tag][1], *_readers))
 
 
 class TaskType(enum.StrEnum):

@@ -35,6 +35,7 @@ from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.core.storage import local_path, task_dir
 from airflow_mlpipe.hooks.mlflow import MlflowHook
 from airflow_mlpipe.operators._results import push_then_raise
+from airflow_mlpipe.operators.governance import AuditReportLink, push_audit_link
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -88,7 +89,7 @@ class EvaluationGateOperator(BaseOperator):
         "mlflow_conn_id",
     )
     template_fields_renderers = {"config": "json"}
-    operator_extra_links = (EvaluationReportLink(),)
+    operator_extra_links = (EvaluationReportLink(), AuditReportLink())
     ui_color = "#f0e4ff"
 
     def __init__(
@@ -160,6 +161,7 @@ class EvaluationGateOperator(BaseOperator):
                     champion_alias=self.champion_alias,
                     trusted=self.trust_model_artifacts,
                 )
+                push_audit_link(context, self.model_name, outcome.challenger_version)
                 summary = outcome.summary(str(report_path))
                 summary["evaluation_run_id"] = run_id
                 self._record(client, run_id, outcome, summary, report_path)
@@ -197,6 +199,7 @@ class EvaluationGateOperator(BaseOperator):
     ) -> None:
         """Write the report, log the evaluation run and tag the challenger's model version."""
         from airflow_mlpipe.evaluation.report import render
+        from airflow_mlpipe.governance.records import gate_tags
 
         document = render(outcome)
         with tempfile.TemporaryDirectory(prefix="mlpipe-gate-") as tmp:
@@ -269,6 +272,8 @@ class EvaluationGateOperator(BaseOperator):
             "holdout_uri": outcome.holdout_uri,
         }.items():
             client.set_model_version_tag(name, version, f"{TAG_GATE_PREFIX}{key}", text)
+        for key, text in gate_tags(name, outcome.holdout_uri, str(report_path)).items():
+            client.set_model_version_tag(name, version, key, text)
         if outcome.blessed:
             client.set_model_version_tag(name, version, TAG_BLESSED, blessed)
 

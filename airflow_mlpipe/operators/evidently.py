@@ -125,7 +125,7 @@ class EvidentlyDriftOperator(BaseOperator):
         raise ConfigError("Quality needs baseline_metrics or model_name to read the champion's metrics from.")
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlpipe.core.datasets import read_table
+        from airflow_mlpipe.core.datasets import file_digest, read_table
         from airflow_mlpipe.monitoring.drift import run_drift_report
         from airflow_mlpipe.monitoring.quality import check_quality
 
@@ -174,6 +174,8 @@ class EvidentlyDriftOperator(BaseOperator):
             "retrain_reasons": reasons,
             "current_uri": summary["current_uri"],
             "report_uri": summary["report_uri"],
+            # Tamper evidence: the audit recomputes it (airflow_mlpipe.governance.audit).
+            "report_digest": file_digest(str(report_path)),
         }
         emit_asset_metadata(context, self.outlets, compact)
         if reasons and self.drift_asset is not None:

@@ -17,6 +17,7 @@ from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.core.conventions import TaskType
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.exceptions import ConfigError
+from airflow_mlpipe.governance import records
 from airflow_mlpipe.training import tracking
 from airflow_mlpipe.training.data import TrainingSet, check_training_set, infer_task_type, load_training_set
 from airflow_mlpipe.training.estimators import (
@@ -193,6 +194,10 @@ def train_model(
                 )
 
         tags = tracking.provenance_tags(data, task_type, fp, code, estimator, ids)
+        # Snapshot step: the data is kept by digest and the specification recorded for reproduction.
+        tags.update(
+            records.training_tags(data, estimator, training, task_type.value, registry.model_name, tags)
+        )
         run_tags = dict(tags)
         if parent:
             run_tags[TAG_PARENT_RUN] = str(parent["parent_run_id"])

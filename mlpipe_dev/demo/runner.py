@@ -7,7 +7,7 @@
    deploy; queries the served model over HTTP;
 4. lands the drifted batch; the ``churn_monitoring`` DAG starts from the asset watcher, detects the
    drift and emits the drift asset event, which starts ``churn_training`` again;
-5. prints a summary (runs, metrics, champion before/after, endpoint, lineage) and where to look,
+5. prints a summary (runs, metrics, champion before/after, endpoint, lineage, audit report of the new version),
    then — when run from a terminal — keeps everything up until Ctrl-C, and stops all it started.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import subprocess
 import sys
 import time
 import urllib.request
@@ -75,6 +76,7 @@ class DemoResult:
     drift: dict[str, Any] = field(default_factory=dict)
     traffic: dict[str, Any] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=dict)
+    audit: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -272,6 +274,8 @@ class Demo:
             if traffic is not None:
                 result.traffic = traffic.stop().summary()
             result.lineage = self.lineage(mlflow_server.url)
+            if result.champion_after.get("version"):
+                result.audit = self.audit(stack, str(result.champion_after["version"]))
             result.seconds = time.monotonic() - t0
             self.log(summary(result))
             if self.cfg.wait_for_ctrl_c:
@@ -313,6 +317,29 @@ class Demo:
         except Exception as exc:  # the summary must still print
             return {"error": f"{type(exc).__name__}: {exc}"}
 
+    def audit(self, stack: LocalAirflow, version: str) -> dict[str, Any]:
+        """``mlpipe audit`` of the retrained version, run as a user would, against this stack."""
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "airflow_mlpipe.cli",
+                "audit",
+                "--model",
+                "churn",
+                "--version",
+                version,
+                "--json",
+            ],
+            env=stack.process_env,
+            capture_output=True,
+            text=True,
+            timeout=self.cfg.run_timeout,
+        )
+        if proc.returncode not in (0, 1):  # 1: the audit found a changed record; still a report
+            return {"error": proc.stderr[-2000:]}
+        return dict(json.loads(proc.stdout))
+
 
 def summary(r: DemoResult) -> str:
     def model(d: dict[str, Any]) -> str:
@@ -336,6 +363,7 @@ def summary(r: DemoResult) -> str:
         f"  live traffic during the rollout: {r.traffic.get('total')} requests, {r.traffic.get('failed')} failed, "
         f"by version {r.traffic.get('versions')}",
         f"  lineage of the serving model: {json.dumps(r.lineage, default=str)[:600]}",
+        f"  audit report of the serving model: {r.audit.get('html_uri') or r.audit.get('error')}",
         "",
         f"  Airflow UI : {r.airflow_url}  (user admin; password in {r.workdir}/airflow/passwords.json)",
         f"  MLflow UI  : {r.mlflow_url}",

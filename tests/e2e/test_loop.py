@@ -53,6 +53,20 @@ def _check_loop(result: DemoResult) -> None:
     assert lineage["model"]["fingerprint"] == after["fingerprint"]
     assert lineage["data"]["digest"].startswith("sha256:")
 
+    # The audit of the retrained version: the drift that caused it, the gate against the first
+    # version, the rollout, every digest intact, and a page that renders offline.
+    audit = result.audit
+    assert "error" not in audit, audit
+    assert audit["model"]["version"] == str(after["version"])
+    assert any(e["extra"].get("drift_detected") for e in audit["triggered_by"]), audit["triggered_by"]
+    assert audit["gate"]["champion_version"] == str(before["version"])
+    assert audit["gate"]["metrics"]["champion"] and audit["gate"]["metrics"]["challenger"]
+    assert audit["lifecycle"]["mlpipe.promotion.replaced_version"] == str(before["version"])
+    assert audit["lifecycle"]["mlpipe.deploy.endpoint"] == result.endpoint
+    assert audit["tampered"] == [] and audit["data"]["snapshot"]["digest"].startswith("sha256:")
+    page = Path(audit["html_uri"].removeprefix("file://")).read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page) and "<script" not in page
+
 
 def test_loop_on_local_executor_with_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     result = Demo(DemoConfig(workdir=tmp_path / "demo", run_timeout=900)).run()
