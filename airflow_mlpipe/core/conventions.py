@@ -74,6 +74,7 @@ class RolloutCheck(enum.StrEnum):
     WATCH = "watch"  # errors, latency or health after the full switch
     MANUAL = "manual"  # an operator asked for the rollback
 
+
 # Governance (airflow_mlpipe.governance): content-addressed snapshots under the artifact root, the
 # training specification a reproduction rebuilds from, digests that make later edits detectable.
 TAG_SNAPSHOT_TRAINING_URI = "mlpipe.snapshot.training.uri"
@@ -180,7 +181,7 @@ for _tag, _readers in {
     "TAG_PROMOTED_AT": (_AUDIT,),
     "TAG_PROMOTED_FROM": (_AUDIT,),
     "TAG_DEPLOYED_AT": (_AUDIT,),
-    "TAG_ROLLED_BACK_AT": (_AUDIT,),
+    "TAG_ROLLOUT_STATUS": (_AUDIT,),
 }.items():
     TAG_OWNERS[_tag] = (TAG_OWNERS[_tag][0], (*TAG_OWNERS[_tag][1], *_readers))
 

@@ -23,9 +23,20 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 FAULTS = {
     "errors": ({"fault": "errors", "share": 0.5}, ("error rate",)),
-    "latency": ({"fault": "latency", "latency_s": 1.0}, ("p95",)),
+    # Known defect, measured: a version adding 1 s per request passed its canary (the p95 from the
+    # backend's histogram did not show the delay); strict, so a fix makes this fail until removed.
+    "latency": pytest.param(
+        {"fault": "latency", "latency_s": 1.0},
+        ("p95",),
+        marks=pytest.mark.xfail(strict=True, reason="canary p95 misses added latency (open defect)"),
+    ),
     "crash": ({"fault": "crash", "after": 2}, ("error rate", "went down")),
 }
+
+
+def _cases():
+    for kind, case in FAULTS.items():
+        yield kind, (case.values if hasattr(case, "values") else case)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +64,7 @@ def fault_site(test_home, iris_frame) -> Iterator[tuple[Site, dict[str, str]]]:
             task_type="classification",
             skops_trusted_types=[f"{FaultyClassifier.__module__}.{FaultyClassifier.__qualname__}"],
         )
-        for kind, (params, _) in FAULTS.items()
+        for kind, (params, _) in _cases()
     }
     for version in [stable, *faulty.values()]:
         hook.get_client().set_model_version_tag(name, version, cv.TAG_BLESSED, "true")
@@ -78,7 +89,9 @@ def fault_site(test_home, iris_frame) -> Iterator[tuple[Site, dict[str, str]]]:
         target.shutdown()
 
 
-@pytest.mark.parametrize("kind", list(FAULTS))
+@pytest.mark.parametrize(
+    "kind", [pytest.param(k, marks=c.marks) if hasattr(c, "marks") else k for k, c in FAULTS.items()]
+)
 def test_faulty_canary_is_rejected_for_its_reason(fault_site, kind, record_property):
     from airflow_mlpipe.deploy.checks import CanaryFailed
     from mlpipe_dev.loadgen import LoadLoop
@@ -94,7 +107,7 @@ def test_faulty_canary_is_rejected_for_its_reason(fault_site, kind, record_prope
     decision = err.value.summary["canary"]
     record_property("canary", json.dumps({"fault": kind, **decision, "clients": load.stats.summary()}))
     print(kind, json.dumps(decision), load.stats.summary())
-    expected = FAULTS[kind][1]
+    expected = dict(_cases())[kind][1]
     assert any(word in r for r in decision["reasons"] for word in expected), decision["reasons"]
     if kind == "errors":
         # the proxy's per-server counters count the 5xx answers it retried on stable
