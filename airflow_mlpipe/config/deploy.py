@@ -1,12 +1,15 @@
-"""Typed configuration of a deployment: where it runs (target), smoke test and canary analysis."""
+"""Typed configuration of a deployment: where it runs (target), smoke test, canary analysis and
+post-switch watch window."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow_mlpipe.exceptions import ConfigError
+
+_C = TypeVar("_C", "CanaryConfig", "WatchConfig")
 
 
 @dataclass
@@ -78,16 +81,57 @@ class CanaryConfig:
 
     @classmethod
     def parse(cls, value: CanaryConfig | dict | None) -> CanaryConfig:
-        if value is None:
-            return cls(enabled=False)
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, dict):
-            try:
-                return cls(**value)
-            except TypeError as exc:
-                raise ConfigError(f"Invalid canary config {value!r}: {exc}") from None
-        raise ConfigError(f"canary must be a CanaryConfig, a dict or None, got {type(value).__name__}.")
+        return _parse(cls, value, "canary")
+
+
+@dataclass
+class WatchConfig:
+    """Guard a new version for a window after it took all traffic; failing rolls it back.
+
+    The version that served before keeps running (without traffic) until the window passed, so a
+    rollback is one proxy switch.
+
+    :param window_seconds: how long the new version is watched after the full switch.
+    :param max_error_rate: highest acceptable error rate (5xx, connection/response errors).
+    :param max_p95_ms: highest acceptable p95 latency of successful requests; ``None``: not checked.
+    :param min_requests: requests needed for the error-rate and latency checks to apply (health is
+        always checked).
+    :param enabled: ``False`` commits right after the canary (the former version stops at once).
+    """
+
+    window_seconds: float = 30.0
+    max_error_rate: float = 0.01
+    max_p95_ms: float | None = None
+    min_requests: int = 1
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.window_seconds <= 0:
+            raise ConfigError(f"WatchConfig.window_seconds must be > 0, got {self.window_seconds}.")
+        if not 0 <= self.max_error_rate <= 1:
+            raise ConfigError(f"WatchConfig.max_error_rate must be within [0, 1], got {self.max_error_rate}.")
+        if self.max_p95_ms is not None and self.max_p95_ms <= 0:
+            raise ConfigError(f"WatchConfig.max_p95_ms must be > 0 or None, got {self.max_p95_ms}.")
+        if self.min_requests < 1:
+            raise ConfigError("WatchConfig.min_requests must be >= 1.")
+
+    @classmethod
+    def parse(cls, value: WatchConfig | dict | None) -> WatchConfig:
+        return _parse(cls, value, "watch")
+
+
+def _parse(cls: type[_C], value: Any, what: str) -> _C:
+    """``None`` → disabled, a dict → the dataclass, an instance → itself."""
+    if value is None:
+        return cls(enabled=False)
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, dict):
+        try:
+            return cls(**value)
+        except TypeError as exc:
+            raise ConfigError(f"Invalid {what} config {value!r}: {exc}") from None
+    raise ConfigError(f"{what} must be a {cls.__name__}, a dict or None, got {type(value).__name__}.")
 
 
 @dataclass

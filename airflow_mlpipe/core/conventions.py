@@ -12,6 +12,8 @@ import enum
 ALIAS_CHALLENGER = "challenger"
 ALIAS_CHAMPION = "champion"
 ALIAS_PREVIOUS = "previous"
+# A blessed version waiting for its rollout; ``champion`` moves to it only once it serves.
+ALIAS_CANDIDATE = "candidate"
 
 # MLflow tag keys (on runs and model versions): each defined once here, with the one module that
 # writes it and the modules that read it (TAG_OWNERS; tests/unit/core/test_registry_tags.py checks
@@ -45,7 +47,33 @@ TAG_PROMOTED_FROM = "mlpipe.promotion.replaced_version"
 TAG_DEPLOYED_AT = "mlpipe.deploy.deployed_at"
 TAG_DEPLOY_ENDPOINT = "mlpipe.deploy.endpoint"
 TAG_DEPLOY_BENTO = "mlpipe.deploy.bento_tag"
-TAG_ROLLED_BACK_AT = "mlpipe.deploy.rolled_back_at"
+# Outcome of a rollout on the model version (written by evaluation.promotion.mark_rollout for the
+# release in airflow_mlpipe.deploy.release).
+TAG_ROLLOUT_STATUS = "mlpipe.rollout.status"  # RolloutStatus value
+TAG_ROLLOUT_CHECK = "mlpipe.rollout.check"  # RolloutCheck value that decided a rejection/rollback
+TAG_ROLLOUT_REASON = "mlpipe.rollout.reason"  # human-readable reasons, with the observed numbers
+TAG_ROLLOUT_FIGURES = "mlpipe.rollout.figures"  # JSON of the measured figures of the failed check
+TAG_ROLLOUT_AT = "mlpipe.rollout.decided_at"
+
+
+class RolloutStatus(enum.StrEnum):
+    """Where a version is in the rollout state machine (docs/stages/deployment.md)."""
+
+    CANDIDATE = "candidate"  # blessed (and approved), not yet serving
+    SERVING = "serving"  # passed smoke test, canary and watch window; champion
+    REJECTED = "rejected"  # failed before it served all traffic; never champion
+    ROLLED_BACK = "rolled_back"  # served all traffic, then was replaced by the version before it
+
+
+class RolloutCheck(enum.StrEnum):
+    """The step of a rollout that rejected a version or rolled it back."""
+
+    START = "start"  # the backend never became ready
+    SMOKE = "smoke"  # holdout predictions differ or the backend does not answer
+    CANARY = "canary"  # errors, latency or health on a share of live traffic
+    WATCH = "watch"  # errors, latency or health after the full switch
+    MANUAL = "manual"  # an operator asked for the rollback
+
 
 # Governance (airflow_mlpipe.governance): content-addressed snapshots under the artifact root, the
 # training specification a reproduction rebuilds from, digests that make later edits detectable.
@@ -110,7 +138,12 @@ TAG_OWNERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "TAG_DEPLOYED_AT": ("airflow_mlpipe.deploy.rollout", (_LINEAGE,)),
     "TAG_DEPLOY_ENDPOINT": ("airflow_mlpipe.deploy.rollout", (_LINEAGE,)),
     "TAG_DEPLOY_BENTO": ("airflow_mlpipe.deploy.rollout", (_LINEAGE,)),
-    "TAG_ROLLED_BACK_AT": ("airflow_mlpipe.deploy.rollout", ()),
+    # one writer (mark_rollout); the release decides the values
+    "TAG_ROLLOUT_STATUS": (_PROMOTION, ()),
+    "TAG_ROLLOUT_CHECK": (_PROMOTION, ()),
+    "TAG_ROLLOUT_REASON": (_PROMOTION, ()),
+    "TAG_ROLLOUT_FIGURES": (_PROMOTION, ()),
+    "TAG_ROLLOUT_AT": (_PROMOTION, ()),
 }
 
 
@@ -153,7 +186,7 @@ for _tag, _readers in {
     "TAG_PROMOTED_AT": (_AUDIT,),
     "TAG_PROMOTED_FROM": (_AUDIT,),
     "TAG_DEPLOYED_AT": (_AUDIT,),
-    "TAG_ROLLED_BACK_AT": (_AUDIT,),
+    "TAG_ROLLOUT_STATUS": (_AUDIT,),
 }.items():
     TAG_OWNERS[_tag] = (TAG_OWNERS[_tag][0], (*TAG_OWNERS[_tag][1], *_readers))
 # The Models page of the UI plugin shows versions with their gate verdict and deployment history.

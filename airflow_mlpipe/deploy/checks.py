@@ -1,4 +1,5 @@
-"""Checks of a served version: smoke test against local predictions, canary analysis from metrics.
+"""Checks of a served version: smoke test against local predictions, canary and watch-window
+analysis from metrics.
 
 The canary decision is a pure function of two snapshots (proxy counters + BentoML latency
 histograms, taken at the start and the end of the window), so it can be reasoned about and tested
@@ -12,7 +13,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig
+from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig, WatchConfig
 from airflow_mlpipe.core.prometheus import (
     Sample,
     bucket_delta,
@@ -135,15 +136,22 @@ def quantile(before: dict[float, float], after: dict[float, float], q: float) ->
     return histogram_quantile(q, bucket_delta(after, before))
 
 
-def _side(before: dict[str, Any], after: dict[str, Any], server: str) -> dict[str, Any]:
+def window_stats(before: dict[str, Any], after: dict[str, Any], server: str) -> dict[str, Any]:
+    """Requests, errors, error rate, p95 and proxy status of ``server`` between two snapshots."""
     b = before["proxy"].get(server, {})
     a = after["proxy"].get(server, {})
     requests = a.get("requests", 0) - b.get("requests", 0)
-    errors = sum(a.get(k, 0) - b.get(k, 0) for k in ("http_5xx", "connection_errors", "response_errors"))
+    visible = sum(a.get(k, 0) - b.get(k, 0) for k in ("http_5xx", "connection_errors", "response_errors"))
+    # A 5xx answer that the proxy retried on another server (``retry-on``) never reaches the
+    # server's 5xx counter: it shows as a retry or a redispatch of that server instead (each
+    # hidden failure moves at least one of the two).
+    hidden = max(a.get(k, 0) - b.get(k, 0) for k in ("retries", "redispatches"))
+    errors = visible + hidden
     p95 = quantile(before["latency"].get(server, {}), after["latency"].get(server, {}), 0.95)
     return {
         "requests": requests,
         "errors": errors,
+        "hidden_errors": hidden,
         "error_rate": (errors / requests) if requests else None,
         "p95_ms": None if p95 is None else round(p95 * 1000, 3),
         "status": a.get("status"),
@@ -160,7 +168,7 @@ def analyse_canary(
     canary_healthy: bool = True,
 ) -> dict[str, Any]:
     """Compare canary with stable over a window; ``passed`` False lists every reason."""
-    s, c = _side(before, after, stable), _side(before, after, canary)
+    s, c = window_stats(before, after, stable), window_stats(before, after, canary)
     reasons: list[str] = []
     if not canary_healthy or (c["status"] or "UP").startswith("DOWN"):
         reasons.append("canary backend went down during the window")
@@ -187,6 +195,25 @@ def analyse_canary(
     elif c["requests"] >= cfg.min_requests:
         reasons.append("no latency measurements for the canary")
     return {"passed": not reasons, "reasons": reasons, "notes": notes, "stable": s, "canary": c}
+
+
+def analyse_watch(
+    before: dict[str, Any], after: dict[str, Any], server: str, cfg: WatchConfig, *, healthy: bool = True
+) -> dict[str, Any]:
+    """Judge the new stable version after the full switch; ``passed`` False lists every reason."""
+    w = window_stats(before, after, server)
+    reasons: list[str] = []
+    if not healthy or (w["status"] or "UP").startswith("DOWN"):
+        reasons.append("the new version went down during the watch window")
+    if w["requests"] >= cfg.min_requests:
+        rate = w["error_rate"] or 0.0
+        if rate > cfg.max_error_rate:
+            reasons.append(
+                f"error rate {rate:.4f} ({w['errors']} of {w['requests']}) > max_error_rate {cfg.max_error_rate}"
+            )
+        if cfg.max_p95_ms is not None and w["p95_ms"] is not None and w["p95_ms"] > cfg.max_p95_ms:
+            reasons.append(f"p95 {w['p95_ms']:.1f} ms > max_p95_ms {cfg.max_p95_ms:.1f} ms")
+    return {"passed": not reasons, "reasons": reasons, "serving": w}
 
 
 def snapshot(target: Any, servers: dict[str, str]) -> dict[str, Any]:

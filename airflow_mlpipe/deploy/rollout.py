@@ -1,10 +1,12 @@
 """Rollout of a registry model version to a deployment target.
 
 ``deploy``: build (or reuse) the bento → start it beside stable → smoke test → canary window with a
-share of live traffic → promote (graceful switch, old backend drained before it stops) or roll back.
-A version that fails the smoke test or the canary never keeps traffic; stable serves throughout.
-``rollback`` switches back to the registry's ``previous`` version in one step; ``ensure`` restarts
-backends that health checks find dead.
+share of live traffic → switch (graceful, old backend drained first) or roll back. A version that
+fails the smoke test or the canary never keeps traffic; stable serves throughout. With
+``keep_previous`` the former stable keeps running without traffic (the watch window of
+:mod:`airflow_mlpipe.deploy.release` can switch back to it at once). ``ensure`` restarts backends
+that health checks find dead. The registry is not touched here: :mod:`~airflow_mlpipe.deploy.release`
+decides what the registry says.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from airflow_mlpipe.deploy.checks import (
     smoke_test,
     snapshot,
 )
-from airflow_mlpipe.deploy.registry import RegistryModel, load_model, resolve_model
+from airflow_mlpipe.deploy.registry import RegistryModel, load_model
 from airflow_mlpipe.deploy.targets.base import Backend, DeploymentTarget
 
 if TYPE_CHECKING:
@@ -48,9 +50,13 @@ def deploy(
     canary: CanaryConfig,
     online_spec: dict[str, Any] | None = None,
     status: str = "deployed",
+    keep_previous: bool = False,
     log: Log = print,
 ) -> dict[str, Any]:
     """Roll ``model`` out on ``target``; return the deploy result (see docs/stages/deployment.md).
+
+    :param keep_previous: leave the former stable backend running (without traffic) as
+        ``state.previous``; the caller stops it with :func:`retire_previous` or switches back to it.
 
     :raises SmokeTestFailed: the new version never got traffic.
     :raises CanaryFailed: the canary was rolled back; stable serves as before.
@@ -66,7 +72,7 @@ def deploy(
         "canary": None,
     }
     with target.locked():
-        state = target.load_state()
+        state = _drop_orphaned_canary(target, log)
         stable = state.stable
         if stable is not None and stable.bento_tag == bento.tag:
             restarted = _ensure_locked(target, log)["restarted"]
@@ -98,7 +104,9 @@ def deploy(
             raise
 
         target.route(candidate)  # graceful: returns once requests in flight on the old one finished
-        if stable is not None:
+        if _kept_alive(target, state.previous, stable):
+            target.stop(state.previous)  # a backend kept by an earlier run that never retired it
+        if stable is not None and not keep_previous:
             target.stop(stable)
         state.previous, state.stable, state.canary, state.canary_share = stable, candidate, None, 0.0
         target.save_state(state)
@@ -117,15 +125,7 @@ def _canary(
     state.canary, state.canary_share = candidate, cfg.share
     target.save_state(state)
     log(f"canary {candidate.bento_tag} gets {cfg.share:.0%} of traffic for {cfg.window_seconds:.0f}s")
-    before = snapshot(target, servers)
-    deadline = time.monotonic() + cfg.window_seconds
-    healthy = True
-    while time.monotonic() < deadline:
-        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-        if not target.health(candidate).alive:
-            healthy = False
-            break
-    after = snapshot(target, servers)
+    before, after, healthy = observe(target, candidate, servers, cfg.window_seconds)
     decision = analyse_canary(before, after, stable.server, candidate.server, cfg, canary_healthy=healthy)
     decision.update(share=cfg.share, window_seconds=cfg.window_seconds)
     state.canary, state.canary_share = None, 0.0
@@ -134,38 +134,51 @@ def _canary(
     return decision
 
 
-def rollback(
-    target: DeploymentTarget,
-    hook: MlflowHook,
-    model_name: str,
-    *,
-    smoke: SmokeTestConfig | None = None,
-    online_spec: dict[str, Any] | None = None,
-    log: Log = print,
-) -> dict[str, Any]:
-    """Serve the registry's ``previous`` version again (no canary) and move the aliases back:
-    ``champion`` → that version; ``previous`` is removed (the next rollback needs a new one)."""
-    model = resolve_model(hook, model_name, alias=cv.ALIAS_PREVIOUS)
-    current = target.load_state().stable
-    result = deploy(
-        target,
-        hook,
-        model,
-        smoke=smoke,
-        canary=CanaryConfig(enabled=False),
-        online_spec=online_spec,
-        status="rolled_back",
-        log=log,
-    )
-    client = hook.get_client()
-    client.set_registered_model_alias(model_name, cv.ALIAS_CHAMPION, model.version)
-    client.delete_registered_model_alias(model_name, cv.ALIAS_PREVIOUS)
-    if current is not None and current.model_name == model_name and current.model_version != model.version:
-        client.set_model_version_tag(model_name, current.model_version, cv.TAG_ROLLED_BACK_AT, _now())
-        result["rolled_back_from"] = current.model_version
-    if result["status"] == "noop":
-        result["status"] = "rolled_back"
-    return result
+def observe(
+    target: DeploymentTarget, watched: Backend, servers: dict[str, str], window_seconds: float
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """Snapshots at the start and end of a window over which ``watched`` serves traffic, and
+    whether its process stayed alive (the window ends early when it dies)."""
+    before = snapshot(target, servers)
+    deadline = time.monotonic() + window_seconds
+    healthy = True
+    while time.monotonic() < deadline:
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        if not target.health(watched).alive:
+            healthy = False
+            break
+    return before, snapshot(target, servers), healthy
+
+
+def _drop_orphaned_canary(target: DeploymentTarget, log: Log) -> Any:
+    """A canary left by a deployment killed mid-window: traffic back to stable, process stopped."""
+    state = target.load_state()
+    if state.canary is not None:
+        log(f"stopping canary {state.canary.bento_tag} left behind by an interrupted deployment")
+        if state.stable is not None and target.proxy_running():
+            target.route(state.stable)
+        target.stop(state.canary)
+        state.canary, state.canary_share = None, 0.0
+        target.save_state(state)
+    return state
+
+
+def _kept_alive(target: DeploymentTarget, previous: Backend | None, stable: Backend | None) -> bool:
+    """``previous`` is a running process of its own (not a record, not the stable one)."""
+    if previous is None or (
+        stable is not None and (previous.pid, previous.port) == (stable.pid, stable.port)
+    ):
+        return False
+    return target.health(previous).alive
+
+
+def retire_previous(target: DeploymentTarget, log: Log = print) -> None:
+    """Stop the former stable backend kept for the watch window; ``previous`` stays as a record."""
+    with target.locked():
+        state = target.load_state()
+        if state.previous is not None and _kept_alive(target, state.previous, state.stable):
+            log(f"stopping former stable {state.previous.bento_tag}")
+            target.stop(state.previous)
 
 
 def ensure(target: DeploymentTarget, log: Log = print) -> dict[str, Any]:
@@ -242,7 +255,15 @@ def record_deployment(hook: MlflowHook, result: dict[str, Any]) -> None:
         client.set_model_version_tag(result["model_name"], result["version"], key, str(value))
 
 
-__all__ = ["CanaryFailed", "SmokeTestFailed", "check", "deploy", "ensure", "record_deployment", "rollback"]
+__all__ = [
+    "CanaryFailed",
+    "SmokeTestFailed",
+    "check",
+    "deploy",
+    "ensure",
+    "record_deployment",
+    "retire_previous",
+]
 
 
 def check(target: DeploymentTarget) -> dict[str, Any]:

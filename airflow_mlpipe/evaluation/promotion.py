@@ -5,8 +5,9 @@ runs promoting at once (different DAGs, where an Airflow pool cannot serialise t
 interleave their ``previous``/``champion`` writes. Promotion therefore runs under a lock that lives
 in the registry itself: creating a registered model is atomic in every MLflow backend (unique name
 constraint — the second creator gets ``RESOURCE_ALREADY_EXISTS``), so the lock is a registered model
-named :func:`lock_name` that the holder creates and deletes. A lock carries its owner and an expiry
-time; a lock older than its TTL (a crashed holder) is broken. After writing, aliases are read back
+named :func:`lock_name` that the holder creates and deletes. A lock carries its owner
+(``host:pid:nonce``) and an expiry time; a lock older than its TTL, or whose holder process on this
+host is gone (a killed task), is broken. After writing, aliases are read back
 and verified, so a writer bypassing the lock is detected instead of silently accepted.
 """
 
@@ -15,14 +16,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import os
 import random
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.core.conventions import (
     ALIAS_CHAMPION,
     ALIAS_PREVIOUS,
@@ -44,6 +48,9 @@ def lock_name(model_name: str) -> str:
     return f"{model_name}.mlpipe-promotion-lock"
 
 
+_held = threading.local()  # lock names this thread holds: nested registry_lock blocks re-enter
+
+
 def _code(exc: Exception) -> str:
     return str(getattr(exc, "error_code", ""))
 
@@ -60,6 +67,10 @@ def registry_lock(
     from mlflow.exceptions import MlflowException
 
     name = lock_name(model_name)
+    held: dict[str, str] = _held.__dict__.setdefault("names", {})
+    if name in held:
+        yield held[name]
+        return
     owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     deadline = time.monotonic() + timeout
     delay = 0.02
@@ -84,9 +95,11 @@ def registry_lock(
             )
         time.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, 0.5)
+    held[name] = owner
     try:
         yield owner
     finally:
+        del held[name]
         _release(client, name, owner)
 
 
@@ -119,11 +132,27 @@ def _break_if_stale(client: Any, name: str) -> None:
         expires = float(tags.get(TAG_LOCK_EXPIRES, "0"))
     except ValueError:
         expires = 0.0
-    if time.time() > expires:
+    if time.time() > expires or _holder_died(tags.get(TAG_LOCK_OWNER, "")):
         # Re-read just before deleting so that a lock taken over in the meantime survives.
         again = _lock_tags(client, name)
         if again is not None and again.get(TAG_LOCK_OWNER) == tags.get(TAG_LOCK_OWNER):
             _delete_lock(client, name)
+
+
+def _holder_died(owner: str) -> bool:
+    """The holder ran on this host and its process is gone (an Airflow task killed mid-rollout):
+    its retry must not wait out the TTL."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _release(client: Any, name: str, owner: str) -> None:
@@ -171,12 +200,7 @@ def promote(
         not be acquired, or the aliases read back differ from what was written.
     """
     version = str(version)
-    mv = client.get_model_version(model_name, version)
-    if require_blessed and (mv.tags or {}).get(TAG_BLESSED) != "true":
-        raise PromotionError(
-            f"{model_name} v{version} is not blessed by the evaluation gate "
-            f"({TAG_BLESSED}={(mv.tags or {}).get(TAG_BLESSED)!r}); run the gate first or set require_blessed=False."
-        )
+    _check_blessed(client, model_name, version, require_blessed)
     with registry_lock(client, model_name, ttl=lock_ttl, timeout=lock_timeout):
         now = dt.datetime.now(dt.UTC).isoformat()
         current = version_by_alias(client, model_name, champion_alias)
@@ -197,4 +221,62 @@ def promote(
         client.set_model_version_tag(model_name, version, TAG_PROMOTED_AT, now)
         if current is not None:
             client.set_model_version_tag(model_name, version, TAG_PROMOTED_FROM, current)
+        withdraw_candidate(client, model_name, version)
         return PromotionResult(model_name, version, current, "promoted", now)
+
+
+def nominate(client: Any, model_name: str, version: str, *, require_blessed: bool = True) -> dict[str, Any]:
+    """Make a blessed version the ``candidate``: it becomes champion only once it serves.
+
+    :raises PromotionError: the version is not blessed (with ``require_blessed``).
+    """
+    version = str(version)
+    _check_blessed(client, model_name, version, require_blessed)
+    with registry_lock(client, model_name):
+        client.set_registered_model_alias(model_name, cv.ALIAS_CANDIDATE, version)
+        if version_by_alias(client, model_name, cv.ALIAS_CANDIDATE) != version:
+            raise PromotionError(f"The {cv.ALIAS_CANDIDATE!r} alias of {model_name} did not stick.")
+        mark_rollout(client, model_name, version, cv.RolloutStatus.CANDIDATE)
+    return {
+        "model_name": model_name,
+        "version": version,
+        "candidate_version": version,
+        "champion_version": version_by_alias(client, model_name, ALIAS_CHAMPION),
+        "status": "nominated",
+        "nominated_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
+
+
+def withdraw_candidate(client: Any, model_name: str, version: str) -> None:
+    """Remove the ``candidate`` alias when it still names ``version`` (a newer nomination stays)."""
+    if version_by_alias(client, model_name, cv.ALIAS_CANDIDATE) == str(version):
+        client.delete_registered_model_alias(model_name, cv.ALIAS_CANDIDATE)
+
+
+def mark_rollout(
+    client: Any,
+    model_name: str,
+    version: str,
+    status: cv.RolloutStatus,
+    *,
+    check: cv.RolloutCheck | None = None,
+    reasons: list[str] | None = None,
+    figures: Mapping[str, Any] | None = None,
+) -> None:
+    """The one writer of the ``mlpipe.rollout.*`` tags of a model version."""
+    tags = {cv.TAG_ROLLOUT_STATUS: status.value, cv.TAG_ROLLOUT_AT: dt.datetime.now(dt.UTC).isoformat()}
+    if check is not None:
+        tags[cv.TAG_ROLLOUT_CHECK] = check.value
+        tags[cv.TAG_ROLLOUT_REASON] = "; ".join(reasons or [])[:4000]
+        tags[cv.TAG_ROLLOUT_FIGURES] = json.dumps(figures or {}, default=str, sort_keys=True)[:4000]
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, str(version), key, value)
+
+
+def _check_blessed(client: Any, model_name: str, version: str, require_blessed: bool) -> None:
+    mv = client.get_model_version(model_name, version)
+    if require_blessed and (mv.tags or {}).get(TAG_BLESSED) != "true":
+        raise PromotionError(
+            f"{model_name} v{version} is not blessed by the evaluation gate "
+            f"({TAG_BLESSED}={(mv.tags or {}).get(TAG_BLESSED)!r}); run the gate first or set require_blessed=False."
+        )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_mlpipe.config.pipeline import PipelineConfig
+from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.exceptions import ConfigError
 
 # Stage kinds: each maps to one operator in the render layer.
@@ -123,7 +124,8 @@ def asset_key(template: tuple[str, str], name: str) -> tuple[str, str]:
 
 
 def training_graph(config: PipelineConfig) -> Graph:
-    """validate → features → train → gate → [approval] → promote → deploy → batch score."""
+    """validate → features → train → gate → [approval] → promote (candidate) → deploy (champion once
+    it serves) → batch score."""
     config.require("validation", "features", "training")
     assert config.validation and config.features and config.training  # for type checkers
     name, pattern = config.name, config.pattern
@@ -269,13 +271,21 @@ def training_graph(config: PipelineConfig) -> Graph:
             ),
             after=gate,
         )
+    # With deployment, promotion only nominates the candidate: champion moves in deploy.serve once
+    # the version passed smoke test, canary and watch window (the registry never names a version
+    # that does not serve). Without deployment, promotion moves champion at once.
     promote = g.add(
         Node(
             "evaluate",
             "promote",
             PROMOTE,
-            params={"model_name": t.model_name, "gate_task_id": gate.task_id, "mlflow_conn_id": conn},
-            outlets=[asset_key(CHAMPION, name)],
+            params={
+                "model_name": t.model_name,
+                "gate_task_id": gate.task_id,
+                "as_candidate": d.enabled,
+                "mlflow_conn_id": conn,
+            },
+            outlets=[] if d.enabled else [asset_key(CHAMPION, name)],
         ),
         after=before_promote,
     )
@@ -287,12 +297,14 @@ def training_graph(config: PipelineConfig) -> Graph:
                 DEPLOY,
                 params={
                     "model_name": t.model_name,
+                    "alias": cv.ALIAS_CANDIDATE,
+                    "promote": True,
                     "holdout_uri": holdout_uri,
                     "mlflow_conn_id": conn,
                     "target": d.target,
                     **d.options,
                 },
-                outlets=[asset_key(DEPLOYED, name)],
+                outlets=[asset_key(DEPLOYED, name), asset_key(CHAMPION, name)],
             ),
             after=promote,
         )

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 #: version tag prefixes that describe what happened to a version after the gate
 LIFECYCLE_PREFIXES = tuple(
-    key.rpartition(".")[0] + "." for key in (cv.TAG_PROMOTED_AT, cv.TAG_DEPLOYED_AT, cv.TAG_ROLLED_BACK_AT)
+    key.rpartition(".")[0] + "." for key in (cv.TAG_PROMOTED_AT, cv.TAG_DEPLOYED_AT, cv.TAG_ROLLOUT_STATUS)
 ) + ("mlpipe.rollout.", "mlpipe.rollback.")
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
 
-from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig
+from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig, WatchConfig
 from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.core.lineage import emit_asset_metadata
 from airflow_mlpipe.core.links import XComLink, push_link
@@ -105,6 +105,12 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
     Deploying the version that already serves is a no-op (status ``noop``; a dead backend is
     restarted). A failed smoke test or canary fails the task; stable keeps serving.
 
+    With ``promote=True`` the rollout is a release (:func:`airflow_mlpipe.deploy.release.release`):
+    the version (usually the ``candidate`` alias) becomes ``champion`` only after the smoke test,
+    the canary and the watch window passed, under the registry lock; a failure tags it
+    ``rejected``/``rolled_back`` with the reason and leaves the aliases as they were. The summary
+    (``status``, ``check``, reasons, figures) goes to XCom before the task fails, for notifiers.
+
     :param model_name: registered model name.
     :param alias: alias to deploy (default ``champion``); ignored when ``version`` is set.
     :param version: registry version to deploy.
@@ -114,6 +120,9 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
     :param canary: :class:`CanaryConfig` or its dict; by default (argument left out) the default
         canary (10 % of live traffic for 60 s); ``None`` or ``{"enabled": False}`` switches right
         after the smoke test.
+    :param watch: :class:`WatchConfig` or its dict: the window after the full switch (only with
+        ``promote``); by default (argument left out) 30 s; ``None`` or ``{"enabled": False}`` skips it.
+    :param promote: make the version ``champion`` once it serves (see above).
     :param port: stable endpoint port on 127.0.0.1 (first deploy; kept afterwards). Default: free port.
     :param state_dir: deployment state (default ``<artifact root>/deployments/<deployment_name>``).
     :param target: where the deployment runs: ``{"kind": "local", <options>}`` or your own target
@@ -147,6 +156,8 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
         holdout_uri: str | None = None,
         smoke_rows: int = 50,
         canary: CanaryConfig | dict[str, Any] | None | Literal["default"] = "default",
+        watch: WatchConfig | dict[str, Any] | None | Literal["default"] = "default",
+        promote: bool = False,
         port: int | None = None,
         state_dir: str | None = None,
         target: dict[str, Any] | str | None = None,
@@ -163,6 +174,8 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
         self.holdout_uri = holdout_uri
         self.smoke_rows = smoke_rows
         self.canary = CanaryConfig() if canary == "default" else CanaryConfig.parse(canary)
+        self.watch = WatchConfig() if watch == "default" else WatchConfig.parse(watch)
+        self.promote = promote
         self.port = port
         self.state_dir = state_dir
         self.target = target
@@ -171,6 +184,7 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlpipe.deploy.release import release
         from airflow_mlpipe.deploy.rollout import deploy, record_deployment
 
         self._check_ref()
@@ -178,16 +192,16 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
         push_link(context, ServingEndpointLink, f"{target.endpoint}/info")
         hook, model = self._resolve()
         smoke = SmokeTestConfig(self.holdout_uri, rows=self.smoke_rows) if self.holdout_uri else None
+        how: dict[str, Any] = {
+            "smoke": smoke,
+            "canary": self.canary,
+            "online_spec": _parse_spec(self.online_spec),
+        }
         try:
-            result = deploy(
-                target,
-                hook,
-                model,
-                smoke=smoke,
-                canary=self.canary,
-                online_spec=_parse_spec(self.online_spec),
-                log=self.log.info,
-            )
+            if self.promote:
+                result = release(target, hook, model, watch=self.watch, log=self.log.info, **how)
+            else:
+                result = deploy(target, hook, model, log=self.log.info, **how)
         except QualityGateFailed as exc:
             # The summary goes to XCom before the task fails (a failed task emits no asset event).
             push_then_raise(context, exc.summary, exc)
@@ -198,13 +212,15 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
 
 
 def _event(result: dict[str, Any]) -> dict[str, Any]:
-    keys = ("model_name", "version", "bento_tag", "endpoint", "deployed_at", "status", "fingerprint")
+    keys = "model_name version bento_tag endpoint deployed_at status fingerprint champion_version".split()
     return {k: result.get(k) for k in keys}
 
 
 class BentoRollbackOperator(_TargetMixin, BaseOperator):
     """Serve the registry's ``previous`` version again in one step (no canary) and move
-    ``champion`` back to it.
+    ``champion`` back to it, under the registry lock: the same code path as the automatic rollback
+    after a failed watch window (:func:`airflow_mlpipe.deploy.release.roll_back`). The replaced
+    version is tagged ``rolled_back`` (check ``manual``).
 
     :param model_name: registered model name.
     :param deployment_name: deployment to roll back (default: ``model_name``).
@@ -251,13 +267,14 @@ class BentoRollbackOperator(_TargetMixin, BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlpipe.deploy.rollout import record_deployment, rollback
+        from airflow_mlpipe.deploy.release import manual_rollback
+        from airflow_mlpipe.deploy.rollout import record_deployment
 
         target = self._target()
         push_link(context, ServingEndpointLink, f"{target.endpoint}/info")
         hook = MlflowHook(self.mlflow_conn_id)
         smoke = SmokeTestConfig(self.holdout_uri, rows=self.smoke_rows) if self.holdout_uri else None
-        result = rollback(
+        result = manual_rollback(
             target,
             hook,
             self.model_name,

@@ -296,6 +296,9 @@ class PromoteModelOperator(BaseOperator):
     :param require_blessed: refuse versions without ``mlpipe.gate.blessed=true``.
     :param lock_ttl: seconds after which an abandoned promotion lock is broken.
     :param lock_timeout: seconds to wait for a concurrent promotion to finish.
+    :param as_candidate: only nominate the version (alias ``candidate``); a deployment with
+        ``promote=True`` makes it champion once it serves. The factories set this when the
+        pipeline deploys.
     """
 
     template_fields: Sequence[str] = (
@@ -321,11 +324,13 @@ class PromoteModelOperator(BaseOperator):
         challenger_alias: str = ALIAS_CHALLENGER,
         lock_ttl: float = 300.0,
         lock_timeout: float = 120.0,
+        as_candidate: bool = False,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.model_name = model_name
+        self.as_candidate = as_candidate
         self.version = version
         self.gate_task_id = gate_task_id
         self.require_blessed = require_blessed
@@ -339,7 +344,7 @@ class PromoteModelOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from airflow_mlpipe.evaluation.promotion import promote
+        from airflow_mlpipe.evaluation.promotion import nominate, promote
         from airflow_mlpipe.evaluation.registry import version_by_alias
         from airflow_mlpipe.exceptions import DataError
 
@@ -357,6 +362,13 @@ class PromoteModelOperator(BaseOperator):
                 raise DataError(
                     f"Nothing to promote: {self.model_name!r} has no {self.challenger_alias!r} alias."
                 )
+            if self.as_candidate:
+                result = nominate(client, self.model_name, str(version), require_blessed=self.require_blessed)
+                self.log.info(
+                    "%s v%s is the candidate; champion moves once it serves", self.model_name, version
+                )
+                emit_asset_metadata(context, self.outlets, result)
+                return result
             result = promote(
                 client,
                 self.model_name,

@@ -11,6 +11,12 @@ import contextlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from airflow_mlpipe.exceptions import MlpipeError
+
+
+class BackendStartError(MlpipeError):
+    """A bento did not become ready (it failed to load, crashed or timed out)."""
+
 
 @dataclass
 class Backend:
@@ -54,7 +60,8 @@ class DeploymentState:
 
     stable: Backend | None = None
     canary: Backend | None = None
-    previous: Backend | None = None  # a record only: its process is stopped
+    # the stable before this one: still running without traffic during the watch window, else a record
+    previous: Backend | None = None
     canary_share: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import threading
 import time
 import urllib.request
 from typing import Any
@@ -18,6 +16,7 @@ import pendulum
 import pytest
 
 from airflow_mlpipe.core import conventions as cv
+from tests.fixtures.release import kill_tree, kill_when
 
 pytestmark = pytest.mark.integration
 
@@ -35,16 +34,6 @@ def _post(url: str, body: Any, raw: bytes | None = None) -> tuple[int, Any]:
 def _get(url: str) -> tuple[int, bytes]:
     with urllib.request.urlopen(url, timeout=10) as r:
         return r.status, r.read()
-
-
-def _kill_tree(pid: int) -> None:
-    from airflow_mlpipe.deploy.targets.local import _descendants
-
-    for p in [pid, *_descendants(pid)]:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _dag(dag_id: str, op: Any) -> Any:
@@ -198,7 +187,7 @@ def test_killed_backend_is_detected_and_restarted(run_dag, live_deployment, iris
     from airflow_mlpipe.operators.bentoml import BentoHealthCheckOperator
 
     stable = live_deployment.load_state().stable
-    _kill_tree(stable.pid)
+    kill_tree(stable.pid)
     deadline = time.monotonic() + 10
     while live_deployment.health(stable).ok and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -233,21 +222,7 @@ def test_failing_canary_is_rolled_back(live_deployment, iris_registered):
     hook = MlflowHook()
     stable = live_deployment.load_state().stable
     model = resolve_model(hook, iris_registered.name, version=iris_registered.versions[2])
-    killed: list[int] = []
-
-    def kill_canary_when_live() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            canary = live_deployment.load_state().canary
-            if canary is not None:
-                time.sleep(1.0)
-                _kill_tree(canary.pid)
-                killed.append(canary.pid)
-                return
-            time.sleep(0.1)
-
-    killer = threading.Thread(target=kill_canary_when_live, daemon=True)
-    killer.start()
+    killer, killed = kill_when(lambda: live_deployment.load_state().canary)
     with LoadLoop(live_deployment.endpoint, iris_registered.rows, concurrency=2) as load:
         with pytest.raises(CanaryFailed, match="went down") as err:
             deploy(live_deployment, hook, model, smoke=None, canary=CanaryConfig(share=0.3, window_seconds=5))

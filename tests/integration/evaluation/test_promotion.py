@@ -97,3 +97,103 @@ def test_concurrent_promotions_keep_one_champion_and_a_consistent_previous(clien
         assert chain, "at least one real promotion"
         assert chain[-1][1] == champion
         assert chain[-1][2] == previous
+
+
+class _Spy:
+    """An MlflowClient that reports calls: ``after(name, args, ok)`` runs after each call, and
+    ``before(name, args)`` before it (to hold one promoter at a chosen point)."""
+
+    def __init__(self, inner, before=None, after=None):
+        self._inner, self._before, self._after = inner, before, after
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            if self._before:
+                self._before(name, args)
+            ok = False
+            try:
+                result = attr(*args, **kwargs)
+                ok = True
+                return result
+            finally:
+                if self._after:
+                    self._after(name, args, ok)
+
+        return call
+
+
+def _interleaved_promotions(mlflow_server, reg, v_a, v_b):
+    """Promoter A reads the champion, then waits until B has either read it too (no lock) or
+    found the lock taken; only then does A write. Returns both results (or errors)."""
+    a_read, b_progress = threading.Event(), threading.Event()
+    results: dict[str, object] = {}
+
+    def a_after(name, args, ok):
+        if name == "get_model_version_by_alias" and args[1] == "champion":
+            a_read.set()
+
+    def a_before(name, args):
+        if name == "set_registered_model_alias" and not b_progress.is_set():
+            assert b_progress.wait(120), "promoter B made no progress"
+
+    def b_after(name, args, ok):
+        if (name == "get_model_version_by_alias" and args[1] == "champion") or (
+            name == "create_registered_model" and not ok
+        ):
+            b_progress.set()
+
+    def run(key, client, version):
+        try:
+            results[key] = promote(client, reg.name, version, lock_timeout=120)
+        except BaseException as exc:
+            results[key] = exc
+
+    new = lambda: MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)  # noqa: E731
+    a = threading.Thread(target=run, args=("a", _Spy(new(), a_before, a_after), v_a))
+    b = threading.Thread(target=run, args=("b", _Spy(new(), after=b_after), v_b))
+    a.start()
+    assert a_read.wait(120)
+    b.start()
+    a.join(300)
+    b.join(300)
+    return results
+
+
+def _lost_update(client, reg, before, results) -> list[str]:
+    """What went wrong: errors, or a ``previous`` that skips a champion that really was one."""
+    problems = [f"{k}: {r}" for k, r in results.items() if isinstance(r, BaseException)]
+    done = sorted(
+        (r for r in results.values() if not isinstance(r, BaseException)), key=lambda r: r.promoted_at
+    )
+    expected = before
+    for r in done:
+        if r.previous_version != expected:
+            problems.append(f"v{r.version} replaced v{r.previous_version}, but v{expected} was champion")
+        expected = r.version
+    if version_by_alias(client, reg.name, "previous") != (done[-2].version if len(done) == 2 else before):
+        problems.append("previous does not name the champion before the last promotion")
+    return problems
+
+
+def test_interleaved_promotions_need_the_lock(client, registered, mlflow_server, monkeypatch):
+    """The same interleaving with and without the lock: only the lock keeps the alias chain."""
+    import contextlib
+
+    from airflow_mlpipe.evaluation import promotion
+
+    reg = registered("binary", challenger="strong", champion="weak", noproba=True)
+    _bless(client, reg, "strong", "noproba")
+    v_a, v_b = reg.versions["strong"], reg.versions["noproba"]
+
+    before = version_by_alias(client, reg.name, "champion")
+    assert _lost_update(client, reg, before, _interleaved_promotions(mlflow_server, reg, v_a, v_b)) == []
+
+    client.set_registered_model_alias(reg.name, "champion", before)
+    client.delete_registered_model_alias(reg.name, "previous")
+    monkeypatch.setattr(promotion, "registry_lock", lambda *a, **k: contextlib.nullcontext("no-lock"))
+    problems = _lost_update(client, reg, before, _interleaved_promotions(mlflow_server, reg, v_a, v_b))
+    assert problems, "without the lock the interleaving must lose an update"

@@ -50,16 +50,46 @@ def test_sensor_defers_and_returns_new_files(run_dag, tmp_path):
 
     landing = tmp_path / "landing"
     landing.mkdir()
+    seen: list[tuple[str, int]] = []
 
-    def land():
-        time.sleep(3)
+    def land_once_deferred():
+        """Wait for the sensor's task instance to be *deferred* (observed in the metadata DB), note
+        the pool slots taken at that moment, then land the batch."""
+        from airflow.models.pool import Pool
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            with create_session() as session:
+                state = session.scalar(
+                    select(TaskInstance.state).where(
+                        TaskInstance.dag_id == "mon_sensor", TaskInstance.task_id == "wait"
+                    )
+                )
+                if state == "deferred":
+                    seen.append(
+                        (state, Pool.get_default_pool(session=session).occupied_slots(session=session))
+                    )
+                    break
+            time.sleep(0.1)
         (landing / "batch.parquet").write_bytes(b"x")
 
     with DAG("mon_sensor", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) as dag:
-        NewDataSensor(task_id="wait", uri=str(landing), pattern="*.parquet", min_age_seconds=0,
-                      poke_interval=0.5, timeout=60)
-    threading.Thread(target=land).start()
+        NewDataSensor(
+            task_id="wait",
+            uri=str(landing),
+            pattern="*.parquet",
+            min_age_seconds=0,
+            poke_interval=0.5,
+            timeout=60,
+        )
+    lander = threading.Thread(target=land_once_deferred)
+    lander.start()
     res = run_dag(dag)
+    lander.join(10)
+    assert seen == [("deferred", 0)], "the sensor deferred and held no pool slot while waiting"
     assert res.state == "success"
     out = res.xcom("wait")
     assert [f["path"].rsplit("/", 1)[-1] for f in out["files"]] == ["batch.parquet"]
@@ -80,7 +110,9 @@ def test_serving_health_and_webhook_alert(run_dag, http_server):
     notifier = WebhookNotifier(url=f"{url}/hook", title="serving health", summary_task_id="health")
     with DAG("mon_health", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) as dag:
         ServingHealthOperator(
-            task_id="health", metrics_url=url, health={"max_latency_seconds": 0.8, "max_error_rate": 0.1},
+            task_id="health",
+            metrics_url=url,
+            health={"max_latency_seconds": 0.8, "max_error_rate": 0.1},
             on_success_callback=notifier,
         )
     res = run_dag(dag)
@@ -91,8 +123,9 @@ def test_serving_health_and_webhook_alert(run_dag, http_server):
     assert received[0]["title"] == "serving health" and received[0]["summary"]["breaches"] == ["error_rate"]
 
     with DAG("mon_health_fail", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) as dag:
-        ServingHealthOperator(task_id="health", metrics_url=url, health={"max_error_rate": 0.1},
-                              fail_on_breach=True)
+        ServingHealthOperator(
+            task_id="health", metrics_url=url, health={"max_error_rate": 0.1}, fail_on_breach=True
+        )
     res = run_dag(dag)
     assert res.task_states["health"] == "failed"
     assert res.xcom("health")["breaches"]  # summary pushed before failing

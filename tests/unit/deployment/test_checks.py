@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig
-from airflow_mlpipe.deploy.checks import analyse_canary, latency_buckets, quantile
+from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig, WatchConfig
+from airflow_mlpipe.deploy.checks import analyse_canary, analyse_watch, latency_buckets, quantile
 from airflow_mlpipe.exceptions import ConfigError
 
 
@@ -101,6 +101,49 @@ def test_config_parsing():
         CanaryConfig.parse({"shares": 0.3})
     with pytest.raises(ConfigError):
         SmokeTestConfig("", rows=5)
+
+
+def test_failures_the_proxy_retried_elsewhere_count_as_canary_errors():
+    """Measured on HAProxy: a 5xx retried on stable leaves the canary's 5xx counter at 0 and
+    moves its retry counter."""
+    before = _snap(0, 0, 0, 0, ZERO, ZERO)
+    after = _snap(900, 0, 100, 0, FAST, FAST)
+    after["proxy"]["c"]["retries"] = 30
+    decision = analyse_canary(before, after, "s", "c", CanaryConfig(min_requests=20))
+    assert decision["canary"]["errors"] == 30 and decision["canary"]["hidden_errors"] == 30
+    assert any("error rate 0.3000" in r for r in decision["reasons"]), decision["reasons"]
+
+
+@pytest.mark.parametrize(
+    ("after", "cfg", "healthy", "reason"),
+    [
+        (_snap(0, 0, 100, 0, ZERO, FAST), WatchConfig(), True, None),
+        (_snap(0, 0, 100, 5, ZERO, FAST), WatchConfig(), True, "error rate 0.0500 (5 of 100)"),
+        (_snap(0, 0, 100, 0, ZERO, SLOW), WatchConfig(max_p95_ms=100), True, "p95"),
+        (_snap(0, 0, 100, 0, ZERO, SLOW), WatchConfig(), True, None),  # no latency limit set
+        (_snap(0, 0, 100, 0, ZERO, FAST), WatchConfig(), False, "went down"),
+        (_snap(0, 0, 100, 0, ZERO, FAST, canary_status="DOWN 1/2"), WatchConfig(), True, "went down"),
+        # too few requests for a rate: only health counts
+        (_snap(0, 0, 2, 2, ZERO, FAST), WatchConfig(min_requests=10), True, None),
+    ],
+)
+def test_watch_decision(after, cfg, healthy, reason):
+    before = _snap(0, 0, 0, 0, ZERO, ZERO)
+    decision = analyse_watch(before, after, "c", cfg, healthy=healthy)
+    assert decision["passed"] is (reason is None), decision
+    if reason:
+        assert any(reason in r for r in decision["reasons"]), decision["reasons"]
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"window_seconds": 0}, {"max_error_rate": 2}, {"max_p95_ms": 0}, {"min_requests": 0}]
+)
+def test_watch_config_rejects_bad_values(kwargs):
+    with pytest.raises(ConfigError, match="WatchConfig"):
+        WatchConfig(**kwargs)
+    assert WatchConfig.parse(None).enabled is False
+    with pytest.raises(ConfigError, match="Invalid watch"):
+        WatchConfig.parse({"window": 3})
 
 
 def test_load_loop_refuses_non_loopback():

@@ -35,6 +35,12 @@ def test_dag_pattern_searches_candidates_in_parallel(base_config):
     assert gr.schedule == "@daily"
     assert all(len(gr.upstream(t)) == 1 for t in gr.task_ids[1:])
     assert gr.upstream("validate.check_batch") == []
+    # promotion only nominates; the deployment moves champion once the version serves
+    assert gr.nodes["evaluate.promote"].params["as_candidate"] is True
+    assert gr.nodes["evaluate.promote"].outlets == []
+    serve = gr.nodes["deploy.serve"]
+    assert (serve.params["alias"], serve.params["promote"]) == ("candidate", True)
+    assert ("evaluation", "toy.champion") in serve.outlets
     # without a holdout source, the gate scores on the holdout the training-set stage held out
     assert gr.nodes["evaluate.gate"].params["holdout_uri"] == g.Ref(
         "features.training_set", "holdout_set_uri"
@@ -190,3 +196,11 @@ def test_every_stage_kind_has_a_builder_and_every_operator_path_resolves():
     for path in OPERATORS.values():
         module, _, name = path.rpartition(".")
         assert issubclass(getattr(importlib.import_module(module), name), BaseOperator), path
+
+
+def test_without_deployment_promotion_moves_champion(base_config):
+    gr = g.training_graph(_build(base_config, "dag", deployment={"enabled": False}))
+    promote = gr.nodes["evaluate.promote"]
+    assert promote.params["as_candidate"] is False
+    assert promote.outlets == [("evaluation", "toy.champion")]
+    assert "deploy.serve" not in gr.nodes

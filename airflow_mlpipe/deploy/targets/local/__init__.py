@@ -22,13 +22,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from airflow_mlpipe.deploy.targets.base import Backend, DeploymentState, Health
+from airflow_mlpipe.deploy.targets.base import Backend, BackendStartError, DeploymentState, Health
 from airflow_mlpipe.deploy.targets.local.proxy import HAProxy, ServerEntry, pid_alive
 from airflow_mlpipe.exceptions import ConfigError, MlpipeError
-
-
-class BackendStartError(MlpipeError):
-    """A bento did not become ready (it failed to load, crashed or timed out)."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -251,8 +247,8 @@ class LocalTarget:
         """Stop the proxy and every backend of this deployment (tests, demo teardown)."""
         state = self.load_state()
         self.proxy.stop()
-        for backend in (state.canary, state.stable):
-            if backend is not None:
+        for backend in (state.canary, state.stable, state.previous):
+            if backend is not None and (backend is not state.previous or self.health(backend).alive):
                 self.stop(backend)
 
 
