@@ -190,7 +190,14 @@ for _tag, _readers in {
 }.items():
     TAG_OWNERS[_tag] = (TAG_OWNERS[_tag][0], (*TAG_OWNERS[_tag][1], *_readers))
 # The Models page of the UI plugin shows versions with their gate verdict and deployment history.
-for _tag in ("TAG_FINGERPRINT", "TAG_BLESSED", "TAG_GATE_PREFIX", "TAG_DEPLOYED_AT", "TAG_ROLLED_BACK_AT"):
+for _tag in (
+    "TAG_FINGERPRINT",
+    "TAG_BLESSED",
+    "TAG_GATE_PREFIX",
+    "TAG_DEPLOYED_AT",
+    "TAG_ROLLOUT_STATUS",
+    "TAG_ROLLOUT_AT",
+):
     TAG_OWNERS[_tag] = (TAG_OWNERS[_tag][0], (*TAG_OWNERS[_tag][1], "airflow_mlpipe.ui.loop"))
 
 

@@ -167,7 +167,11 @@ def read_versions(client: Any, hook: Any, name: str) -> list[Version]:
                     k.removeprefix("airflow."): v for k, v in tags.items() if k.startswith("airflow.")
                 },
                 deployed_at=tags.get(c.TAG_DEPLOYED_AT),
-                rolled_back_at=tags.get(c.TAG_ROLLED_BACK_AT),
+                rolled_back_at=(
+                    tags.get(c.TAG_ROLLOUT_AT)
+                    if tags.get(c.TAG_ROLLOUT_STATUS) == c.RolloutStatus.ROLLED_BACK.value
+                    else None
+                ),
             )
         )
     return sorted(rows, key=lambda v: int(v.version) if v.version.isdigit() else 0, reverse=True)
