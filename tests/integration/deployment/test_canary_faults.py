@@ -23,14 +23,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 FAULTS = {
     "errors": ({"fault": "errors", "share": 0.5}, ("error rate",)),
+    "crash": ({"fault": "crash", "after": 2}, ("error rate", "went down")),
     # Known defect, measured: a version adding 1 s per request passed its canary (the p95 from the
-    # backend's histogram did not show the delay). Reported, not counted as coverage.
+    # backend's histogram did not show the delay). Reported, not counted as coverage; last, because
+    # the version it lets through becomes champion of the shared site.
     "latency": pytest.param(
         {"fault": "latency", "latency_s": 1.0},
         ("p95",),
         marks=pytest.mark.xfail(strict=False, reason="canary p95 misses added latency (open defect)"),
     ),
-    "crash": ({"fault": "crash", "after": 2}, ("error rate", "went down")),
 }
 
 
@@ -114,7 +115,11 @@ def test_faulty_canary_is_rejected_for_its_reason(fault_site, kind, record_prope
         assert decision["canary"]["errors"] >= 1 and decision["canary"]["error_rate"] > 0.1, decision
     if kind == "latency":
         assert decision["canary"]["p95_ms"] > 500, decision
-    assert load.stats.failed == 0, load.stats.summary()
+    if kind == "crash":
+        # requests in flight on the canary when it died may fail; none beyond what it was sent
+        assert load.stats.failed <= decision["canary"]["requests"], (load.stats.summary(), decision)
+    else:
+        assert load.stats.failed == 0, load.stats.summary()
     tags = dict(site.hook.get_client().get_model_version(site.name, version).tags)
     assert (tags[cv.TAG_ROLLOUT_STATUS], tags[cv.TAG_ROLLOUT_CHECK]) == ("rejected", "canary")
     assert aliases_now(site) == {**before, "candidate": None}
