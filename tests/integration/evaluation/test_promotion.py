@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -42,13 +43,33 @@ def test_promote_is_idempotent_and_requires_blessing(client, registered):
         client.get_registered_model(lock_name(reg.name))
 
 
+@contextlib.contextmanager
+def _held_elsewhere(client, name: str, *, ttl: float, owner: str):
+    """Hold the registry lock from another thread (the lock is re-entrant within one thread)."""
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with registry_lock(client, name, ttl=ttl, owner=owner):
+            held.set()
+            release.wait(120)
+
+    thread = threading.Thread(target=holder, daemon=True)
+    thread.start()
+    try:
+        assert held.wait(120), "the other holder never got the lock"
+        yield
+    finally:
+        release.set()
+        thread.join(120)
+
+
 def test_stale_lock_is_broken_and_held_lock_times_out(client, registered):
     reg = registered("regression", champion=None)
-    with registry_lock(client, reg.name, ttl=0.0, owner="crashed"):
+    with _held_elsewhere(client, reg.name, ttl=0.0, owner="crashed"):
         # a holder that "crashed" (expired TTL) does not block the next promotion
         with registry_lock(client, reg.name, ttl=60, timeout=10, owner="next") as owner:
             assert owner == "next"
-    with registry_lock(client, reg.name, ttl=60, owner="holder"):
+    with _held_elsewhere(client, reg.name, ttl=60, owner="holder"):
         with pytest.raises(PromotionError, match="Could not acquire"):
             with registry_lock(client, reg.name, ttl=60, timeout=0.5):
                 pass

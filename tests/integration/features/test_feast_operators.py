@@ -33,7 +33,10 @@ def _dag(dag_id, repo, definitions):
         render_template_as_native_obj=True,
     ) as dag:
         apply = FeastApplyOperator(
-            task_id="apply", definitions=definitions, outlets=[stage_asset("features", f"{dag_id}.defs")], **store
+            task_id="apply",
+            definitions=definitions,
+            outlets=[stage_asset("features", f"{dag_id}.defs")],
+            **store,
         )
         materialize = FeastMaterializeOperator(
             task_id="materialize",
@@ -109,9 +112,7 @@ def test_pipeline_of_feast_operators_over_two_daily_runs(run_dag, feast_repo):
     assert online["features"] == ts["features"]
     assert len(online["rows"]) == 5
 
-    second = run_dag(
-        dag, run_conf={"start": (START + day).isoformat(), "end": (START + 2 * day).isoformat()}
-    )
+    second = run_dag(dag, run_conf={"start": (START + day).isoformat(), "end": (START + 2 * day).isoformat()})
     assert second.state == "success", second.task_states
     mat2 = second.xcom("materialize")
     assert mat2["window_start"] == (START + dt.timedelta(days=1, hours=-1)).isoformat()
@@ -143,7 +144,9 @@ def test_failures_emit_no_asset_event(run_dag, feast_repo):
 
     dag_id = f"feast_bad_{uuid.uuid4().hex[:8]}"
     with DAG(dag_id, schedule=None, start_date=START) as dag:
-        apply = FeastApplyOperator(task_id="apply", definitions=str(feast_repo.definitions), config=feast_repo.config)
+        apply = FeastApplyOperator(
+            task_id="apply", definitions=str(feast_repo.definitions), config=feast_repo.config
+        )
         bad = FeastTrainingSetOperator(
             task_id="training_set",
             feature_service="no_such_service",

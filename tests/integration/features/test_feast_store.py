@@ -41,7 +41,9 @@ def test_training_set_is_point_in_time_correct_and_keeps_row_order(feast_repo):
     from airflow_mlpipe.features.training_set import retrieve
 
     _, store = _applied(feast_repo)
-    cfg = TrainingSetConfig(feature_service="churn_service", entity_source=feast_repo.labels_uri, label="churned")
+    cfg = TrainingSetConfig(
+        feature_service="churn_service", entity_source=feast_repo.labels_uri, label="churned"
+    )
     frame, info = retrieve(store, cfg, feast_repo.labels)
 
     assert info.features == ["calls", "spend", "tenure"]  # the service's order: activity, then profile
@@ -63,7 +65,9 @@ def test_training_set_is_point_in_time_correct_and_keeps_row_order(feast_repo):
 
     # A feature stamped one second after a label never reaches it: those rows see an older value.
     for _, exact in feast_repo.profile.iloc[[5]].iterrows():
-        at = frame[(frame.customer_id == exact.customer_id) & (frame.event_timestamp == exact.event_timestamp)]
+        at = frame[
+            (frame.customer_id == exact.customer_id) & (frame.event_timestamp == exact.event_timestamp)
+        ]
         before = frame[
             (frame.customer_id == exact.customer_id)
             & (frame.event_timestamp == exact.event_timestamp - pd.Timedelta(seconds=1))
@@ -76,7 +80,9 @@ def test_naive_timestamps_are_refused_or_declared_utc(feast_repo):
     from airflow_mlpipe.features.training_set import retrieve
 
     _, store = _applied(feast_repo)
-    naive = feast_repo.labels.assign(event_timestamp=feast_repo.labels["event_timestamp"].dt.tz_localize(None))
+    naive = feast_repo.labels.assign(
+        event_timestamp=feast_repo.labels["event_timestamp"].dt.tz_localize(None)
+    )
     cfg = TrainingSetConfig(feature_service="churn_service", entity_source="labels", label="churned")
     with pytest.raises(DataError, match="no time zone"):
         retrieve(store, cfg, naive)
@@ -84,7 +90,9 @@ def test_naive_timestamps_are_refused_or_declared_utc(feast_repo):
     aware, _ = retrieve(store, cfg, feast_repo.labels)
     assert declared.equals(aware)
     # Another zone is converted (same instants), never reinterpreted.
-    tokyo = feast_repo.labels.assign(event_timestamp=feast_repo.labels["event_timestamp"].dt.tz_convert("Asia/Tokyo"))
+    tokyo = feast_repo.labels.assign(
+        event_timestamp=feast_repo.labels["event_timestamp"].dt.tz_convert("Asia/Tokyo")
+    )
     assert retrieve(store, cfg, tokyo)[0].equals(aware)
 
 
@@ -119,7 +127,9 @@ def test_consecutive_windows_have_no_gap_and_no_double_count(feast_repo):
     # A profile customer appears at most once a day: every profile row — the ones exactly on a
     # midnight boundary included — was written exactly once over the consecutive runs.
     assert totals["profile"] == len(feast_repo.profile)
-    assert (feast_repo.profile.event_timestamp.dt.hour.eq(0) & feast_repo.profile.event_timestamp.dt.minute.eq(0)).any()
+    assert (
+        feast_repo.profile.event_timestamp.dt.hour.eq(0) & feast_repo.profile.event_timestamp.dt.minute.eq(0)
+    ).any()
 
     latest = feast_repo.profile.sort_values("event_timestamp").groupby("customer_id").last()
     online = _online(store, latest.index)

@@ -7,6 +7,8 @@ import pandas as pd
 import pendulum
 import pytest
 
+from airflow_mlpipe.core.links import report_url
+
 pytestmark = pytest.mark.integration
 
 
@@ -96,7 +98,7 @@ def test_drift_emits_retrain_event_and_no_drift_does_not(run_dag, breast_cancer_
     uris = [uri for uri, _ in res.asset_events()]
     assert checked.uri in uris and drift_asset.uri not in uris
     assert _queued_runs(retrain.dag_id) == 0
-    assert res.xcom("drift", key="mlpipe_drift_report") == summary["report_uri"]
+    assert res.xcom("drift", key="mlpipe_drift_report") == report_url(summary["report_uri"])
 
     # Drift: 20 of 30 features shifted -> share >= 0.5, one event on the drift asset, retrain queued.
     dag, retrain, drift_asset, checked = _dags(
