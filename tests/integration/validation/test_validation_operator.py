@@ -8,6 +8,7 @@ from pathlib import Path
 import pendulum
 import pytest
 
+from airflow_mlpipe.core.links import report_url
 from tests.fixtures.validation import make_frame
 
 pytestmark = pytest.mark.integration
@@ -73,7 +74,7 @@ def test_passing_suite_emits_asset_event_and_offline_docs(run_dag, write_frame):
     }
 
     # The link was pushed and points at the site that was written, which loads nothing remote.
-    assert res.xcom("validate", key="mlpipe_data_docs") == summary["data_docs_uri"]
+    assert res.xcom("validate", key="mlpipe_data_docs") == report_url(summary["data_docs_uri"])
     index = _local(summary["data_docs_uri"])
     assert index.is_file()
     site = index.parent
@@ -131,7 +132,7 @@ def test_failed_expectations_fail_the_gate_and_skip_nothing_valid(run_dag, write
     assert in_set["observed"]["unexpected_count"] == 5
     assert in_set["observed"]["unexpected_sample"] == [{"value": "zzz", "count": 5}]
     assert res.asset_events() == []
-    assert res.xcom("validate", key="mlpipe_data_docs") == summary["data_docs_uri"]
+    assert res.xcom("validate", key="mlpipe_data_docs") == report_url(summary["data_docs_uri"])
     assert _local(summary["data_docs_uri"]).is_file()  # docs exist for the failed run too
 
 

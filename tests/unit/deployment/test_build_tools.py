@@ -24,7 +24,9 @@ def test_bentoml_uses_the_environments_uv_without_path():
         "print(json.dumps({'cmd': cmd, 'version': out.strip(), 'on_path': shutil.which('uv')}))"
     )
     env = {"PATH": _SYSTEM_PATH, "HOME": "/nonexistent", "BENTOML_DO_NOT_TRACK": "true"}
-    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     found = json.loads(result.stdout.strip().splitlines()[-1])
     if found["on_path"] is None:

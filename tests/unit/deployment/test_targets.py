@@ -22,9 +22,14 @@ class RecordingTarget:
 
 
 def test_local_kind_builds_the_local_target_with_its_options(tmp_path):
+    import os
+
     port = free_port()
+    # BentoML's home is fixed per process once it is initialised (an earlier test in the same
+    # process may have done so): pass the home in effect, as a worker with BENTOML_HOME would.
+    home = os.environ.get("BENTOML_HOME") or str(tmp_path)
     target = resolve_target(
-        {"kind": "local", "state_dir": str(tmp_path / "state"), "port": port, "bentoml_home": str(tmp_path)},
+        {"kind": "local", "state_dir": str(tmp_path / "state"), "port": port, "bentoml_home": home},
         deployment_name="churn",
     )
     assert isinstance(target, LocalTarget) and isinstance(target, DeploymentTarget)

@@ -46,7 +46,10 @@ def test_hook_resolution_order(tmp_path, monkeypatch):
 
     monkeypatch.setenv("MLPIPE_ARTIFACT_ROOT", f"file://{tmp_path}/artifacts")
     embedded = FeastHook("mlpipe_feast_missing").repo_config()
-    assert embedded["online_store"] == {"type": "sqlite", "path": f"{tmp_path}/artifacts/feast/online_store.db"}
+    assert embedded["online_store"] == {
+        "type": "sqlite",
+        "path": f"{tmp_path}/artifacts/feast/online_store.db",
+    }
     assert embedded["registry"]["path"] == f"{tmp_path}/artifacts/feast/registry.db"
 
     repo = tmp_path / "repo"
@@ -100,7 +103,9 @@ def test_online_spec_errors():
     with pytest.raises(ConfigError, match="lacks"):
         OnlineFeatureReader.from_spec({"feature_service": "s"})
     with pytest.raises(ConfigError, match="not a Feast spec"):
-        OnlineFeatureReader.from_spec({"kind": "other", "repo_config": {"project": "p"}, "feature_service": "s"})
+        OnlineFeatureReader.from_spec(
+            {"kind": "other", "repo_config": {"project": "p"}, "feature_service": "s"}
+        )
     reader = OnlineFeatureReader({"project": "p", "registry": "r.db"}, "svc", version="sha256:1")
     spec = reader.to_spec()
     assert json.loads(json.dumps(spec))["feature_service_version"] == "sha256:1"

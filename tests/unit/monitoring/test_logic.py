@@ -24,7 +24,10 @@ def test_direction_table_agrees_with_evidently_decisions():
     ref_num = pd.Series(rng.normal(size=400))
     ref_cat = pd.Series(rng.choice(["a", "b", "c"], 400, p=[0.5, 0.3, 0.2]))
     cases = {
-        ColumnType.Numerical: [(ref_num, pd.Series(rng.normal(size=400))), (ref_num, pd.Series(rng.normal(1.5, 2, 400)))],
+        ColumnType.Numerical: [
+            (ref_num, pd.Series(rng.normal(size=400))),
+            (ref_num, pd.Series(rng.normal(1.5, 2, 400))),
+        ],
         ColumnType.Categorical: [
             (ref_cat, pd.Series(rng.choice(["a", "b", "c"], 400, p=[0.5, 0.3, 0.2]))),
             (ref_cat, pd.Series(rng.choice(["a", "b", "c"], 400, p=[0.1, 0.2, 0.7]))),
@@ -94,8 +97,14 @@ def test_config_from_values():
 
 
 def test_quality_is_direction_aware():
-    cfg = QualityConfig(label_column="y", prediction_column="p", task_type="regression", metrics=["rmse", "r2"],
-                        max_degradation=0.1, min_labelled_rows=5)
+    cfg = QualityConfig(
+        label_column="y",
+        prediction_column="p",
+        task_type="regression",
+        metrics=["rmse", "r2"],
+        max_degradation=0.1,
+        min_labelled_rows=5,
+    )
     rng = np.random.default_rng(0)
     y = rng.normal(10, 2, 200)
     frame = pd.DataFrame({"y": y, "p": y + rng.normal(0, 1.0, 200)})
@@ -133,8 +142,11 @@ bentoml_service_request_total{endpoint="/readyz",http_response_code="200",servic
 
 def test_prometheus_parse_and_quantile():
     samples = serving.parse(BENTO_METRICS)
-    assert ("bentoml_service_request_total", {"endpoint": "/readyz", "http_response_code": "200",
-            "service_name": "svc", "service_version": "v1"}, 50.0) in samples
+    assert (
+        "bentoml_service_request_total",
+        {"endpoint": "/readyz", "http_response_code": "200", "service_name": "svc", "service_version": "v1"},
+        50.0,
+    ) in samples
     agg = serving.aggregate(samples, ServingHealthConfig())
     assert agg["requests"] == 12 and agg["errors"] == 2  # /readyz excluded
     # p50: rank 5 of 10 lies in (0.005, 0.1] with 6 observations: 0.005 + 0.095 * 3/6

@@ -96,8 +96,12 @@ def test_batch_watcher_burst_is_one_event_and_restart_neither_repeats_nor_loses(
 
     def make():
         return NewBatchEventTrigger(
-            uri=str(landing), pattern="*.parquet", poll_interval=0.05, min_age_seconds=0.0,
-            quiet_seconds=0.3, state_path=state,
+            uri=str(landing),
+            pattern="*.parquet",
+            poll_interval=0.05,
+            min_age_seconds=0.0,
+            quiet_seconds=0.3,
+            state_path=state,
         )
 
     async def collect(trigger, n_events: int, during=None, timeout: float = 10.0, settle: bool = True):
@@ -130,7 +134,9 @@ def test_batch_watcher_burst_is_one_event_and_restart_neither_repeats_nor_loses(
 
     events = asyncio.run(collect(make(), 1, during=burst))
     assert len(events) == 1
-    assert sorted(os.path.basename(f["path"]) for f in events[0]["files"]) == [f"b{i}.parquet" for i in range(5)]
+    assert sorted(os.path.basename(f["path"]) for f in events[0]["files"]) == [
+        f"b{i}.parquet" for i in range(5)
+    ]
 
     # "Restart": a new trigger instance with the same kwargs; a file landed while it was down.
     _touch(landing / "while_down.parquet", age=0)
