@@ -204,3 +204,18 @@ def test_without_deployment_promotion_moves_champion(base_config):
     assert promote.params["as_candidate"] is False
     assert promote.outlets == [("evaluation", "toy.champion")]
     assert "deploy.serve" not in gr.nodes
+
+
+def test_reference_config_materializes_the_triggering_batch_not_the_history():
+    """The churn DAGs give no fixed materialization window: a batch's validation records its time
+    range, which the training run it triggers materializes (with an hour of overlap)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    cfg = PipelineConfig.from_yaml(root / "dags" / "config" / "churn.yaml")
+    materialize = g.training_graph(cfg).nodes["features.materialize"].params
+    assert materialize["start"] is None and materialize["end"] is None
+    assert materialize["overlap"] == 3600
+    quality = g.monitoring_graph(cfg).nodes["monitor.quality"]
+    assert quality.params["timestamp_column"] == "event_timestamp"
+    assert quality.outlets == [g.asset_key(g.VALIDATED_DATA, "churn")]
