@@ -91,6 +91,9 @@ class TrainingConfig:
     :param cv_folds: cross-validate with this many folds instead of a holdout; the model is then refit
         on every row.
     :param seed: seed for the split, the folds and the estimator's ``random_state`` when it has one.
+    :param encode_categorical: put an estimator that is not a ``Pipeline`` behind a one-hot encoding
+        of the string and category columns (unknown values encode as zeros); ``False`` hands it the
+        columns as they are.
     """
 
     label: str | None = None
@@ -100,6 +103,7 @@ class TrainingConfig:
     test_size: float = 0.2
     cv_folds: int | None = None
     seed: int = 42
+    encode_categorical: bool = True
 
     def __post_init__(self) -> None:
         if self.task_type is not None:

@@ -66,6 +66,7 @@ def fingerprint(
             "test_size": config.test_size,
             "cv_folds": config.cv_folds,
             "seed": config.seed,
+            "encode_categorical": config.encode_categorical,
             "code": code,
         }
     )
