@@ -244,6 +244,7 @@ def reproduce(client: Any, model_name: str, version: str, config: ReproduceConfi
         seed=int(spec.get("seed", 42)),
         # versions recorded before the option existed were trained on their columns as they were
         encode_categorical=bool(spec.get("encode_categorical", False)),
+        refit_on_all=bool(spec.get("refit_on_all", False)),
     )
     estimator = EstimatorConfig(str(spec["estimator"]), dict(spec.get("params") or {}))
     data = load_training_set(snapshot_uri, training)

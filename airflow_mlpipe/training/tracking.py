@@ -67,6 +67,7 @@ def fingerprint(
             "cv_folds": config.cv_folds,
             "seed": config.seed,
             "encode_categorical": config.encode_categorical,
+            "refit_on_all": config.refit_on_all,
             "code": code,
         }
     )

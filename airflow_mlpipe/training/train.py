@@ -232,7 +232,10 @@ def train_model(
                 **(
                     {"training.cv_folds": training.cv_folds}
                     if training.cv_folds
-                    else {"training.test_size": training.test_size}
+                    else {
+                        "training.test_size": training.test_size,
+                        "training.refit_on_all": training.refit_on_all,
+                    }
                 ),
                 **({"training.encoded_columns": json.dumps(encoded)} if encoded else {}),
                 **estimator.params,
