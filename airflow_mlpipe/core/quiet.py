@@ -8,7 +8,8 @@
   those raised by that lookup.
 * MLflow writes its log records to stderr through a handler of its own, which a task log shows
   at ERROR, and draws progress bars there: inside :func:`library_output` its records go through
-  the task's logging at their own level, and the hook turns the progress bars off
+  the task's logging at their own level, the lines it prints there itself ("Created version '3'
+  of model …") are logged at INFO instead, and the hook turns the progress bars off
   (``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``, unless set).
 
 Every other warning and log record of these libraries still shows.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import warnings
 from collections.abc import Iterator
 
@@ -41,11 +43,27 @@ def library_output() -> Iterator[None]:
     go to the task's own logging at their level instead of MLflow's stderr handler."""
     mlflow_logger = logging.getLogger("mlflow")
     saved = (list(mlflow_logger.handlers), mlflow_logger.propagate)
+    # The stream MLflow prints to (``eprint``) when MLflow is imported already. Its on/off switch is
+    # no help: MLflow turns it back on while saving a model.
+    stream = getattr(sys.modules.get("mlflow.utils.logging_utils"), "MLFLOW_LOGGING_STREAM", None)
+    own_write = None if stream is None else vars(stream).get("write")
     with warnings.catch_warnings():
         # Airflow's DeprecatedImportWarning is a FutureWarning; core does not import Airflow.
         warnings.filterwarnings("ignore", category=FutureWarning, module=_SKOPS_MODULE_SCAN)
         mlflow_logger.handlers, mlflow_logger.propagate = [], True
+        if stream is not None:
+            stream.write = _log_printed
         try:
             yield
         finally:
             mlflow_logger.handlers, mlflow_logger.propagate = saved
+            if stream is not None:
+                if own_write is None:
+                    del stream.write  # the class's method shows through again
+                else:
+                    stream.write = own_write
+
+
+def _log_printed(text: str) -> None:
+    if text.strip():
+        logging.getLogger("mlflow").info("%s", text.strip())
