@@ -148,7 +148,7 @@ TAG_OWNERS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 _RECORDS = "airflow_mlpipe.governance.records"
-_REPRODUCE = "airflow_mlpipe.governance.reproduce"
+_REPRODUCE = "airflow_mlpipe.training.reproduce"
 _AUDIT = "airflow_mlpipe.governance.audit"
 _SNAPSHOTS = "airflow_mlpipe.governance.snapshots"
 _SNAPSHOT_READERS = (_REPRODUCE, _AUDIT, _SNAPSHOTS)

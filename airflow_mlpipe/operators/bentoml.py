@@ -15,12 +15,10 @@ from airflow.sdk import BaseOperator
 
 from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig, WatchConfig
 from airflow_mlpipe.core import conventions as cv
-from airflow_mlpipe.core.lineage import emit_asset_metadata
-from airflow_mlpipe.core.links import XComLink, push_link
 from airflow_mlpipe.core.results import jsonable
-from airflow_mlpipe.core.storage import task_dir
 from airflow_mlpipe.exceptions import ConfigError, QualityGateFailed
 from airflow_mlpipe.hooks.mlflow import MlflowHook
+from airflow_mlpipe.operators._context import XComLink, emit_asset_metadata, push_link, task_dir
 from airflow_mlpipe.operators._results import push_then_raise
 
 if TYPE_CHECKING:

@@ -29,11 +29,11 @@ from airflow_mlpipe.core.conventions import (
     TAG_GATE_MODEL_NAME,
     TAG_GATE_PREFIX,
 )
-from airflow_mlpipe.core.lineage import airflow_ids, emit_asset_metadata
-from airflow_mlpipe.core.links import XComLink, push_link, report_url
+from airflow_mlpipe.core.links import report_url
 from airflow_mlpipe.core.results import jsonable
-from airflow_mlpipe.core.storage import local_path, task_dir
+from airflow_mlpipe.core.storage import local_path
 from airflow_mlpipe.hooks.mlflow import MlflowHook
+from airflow_mlpipe.operators._context import XComLink, airflow_ids, emit_asset_metadata, push_link, task_dir
 from airflow_mlpipe.operators._results import push_then_raise
 from airflow_mlpipe.operators.governance import AuditReportLink, push_audit_link
 

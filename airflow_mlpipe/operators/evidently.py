@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 
 from airflow_mlpipe.config.monitoring import DriftConfig, QualityConfig
-from airflow_mlpipe.core.lineage import emit_asset_metadata
-from airflow_mlpipe.core.links import XComLink, push_link, report_url
+from airflow_mlpipe.core.links import report_url
 from airflow_mlpipe.core.results import jsonable
-from airflow_mlpipe.core.storage import task_dir
 from airflow_mlpipe.exceptions import ConfigError
+from airflow_mlpipe.operators._context import XComLink, emit_asset_metadata, push_link, task_dir
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -78,10 +78,9 @@ class FeastApplyOperator(_FeastOperator):
         self.prune = prune
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlpipe.core.dagfiles import dag_search_paths
-        from airflow_mlpipe.core.lineage import emit_asset_metadata
         from airflow_mlpipe.features.definitions import apply_definitions, load_definitions
         from airflow_mlpipe.features.registry import feature_service
+        from airflow_mlpipe.operators._context import dag_search_paths, emit_asset_metadata
 
         hook = self.get_hook()
         source = self.definitions or hook.repo_config()["repo_path"]
@@ -169,8 +168,9 @@ class FeastMaterializeOperator(_FeastOperator):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlpipe.core.lineage import asset_outlets, emit_asset_metadata
+        from airflow_mlpipe.core.lineage import asset_outlets
         from airflow_mlpipe.features.materialize import feature_view_asset, materialize_window
+        from airflow_mlpipe.operators._context import emit_asset_metadata
 
         store = self.get_hook().get_store()
         cfg = self.window(context, store)
@@ -281,10 +281,9 @@ class FeastTrainingSetOperator(_FeastOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlpipe.core.datasets import frame_digest, write_parquet
-        from airflow_mlpipe.core.lineage import emit_asset_metadata
-        from airflow_mlpipe.core.storage import task_dir
         from airflow_mlpipe.features.online import SPEC_KIND
         from airflow_mlpipe.features.training_set import retrieve, summary
+        from airflow_mlpipe.operators._context import emit_asset_metadata, task_dir
 
         cfg = TrainingSetConfig(
             feature_service=self.feature_service,

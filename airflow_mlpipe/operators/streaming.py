@@ -16,11 +16,11 @@ from airflow.sdk import BaseOperator
 from airflow_mlpipe.config.deploy import CanaryConfig
 from airflow_mlpipe.config.streaming import StreamConfig
 from airflow_mlpipe.core import conventions as cv
-from airflow_mlpipe.core.lineage import emit_asset_metadata
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.core.storage import artifact_root, local_path
 from airflow_mlpipe.exceptions import ConfigError, QualityGateFailed
 from airflow_mlpipe.hooks.mlflow import MlflowHook
+from airflow_mlpipe.operators._context import emit_asset_metadata
 from airflow_mlpipe.operators._results import push_then_raise
 from airflow_mlpipe.operators.bentoml import _RegistryModelMixin
 
