@@ -65,13 +65,14 @@ class _RegistryModelMixin:
             self.alias = None
 
     def _resolve(self) -> tuple[MlflowHook, Any]:
-        from airflow_mlpipe.deploy.registry import resolve_model
+        from airflow_mlpipe.core.registry import resolve_model
 
         hook = MlflowHook(self.mlflow_conn_id)
         version = None if self.version in (None, "") else self.version
-        return hook, resolve_model(
-            hook, self.model_name, alias=None if version else self.alias, version=version
-        )
+        with hook.activate():
+            return hook, resolve_model(
+                hook.get_client(), self.model_name, alias=None if version else self.alias, version=version
+            )
 
 
 class _TargetMixin:
@@ -377,15 +378,17 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlpipe.core.registry import load_model
         from airflow_mlpipe.deploy.batch import score_dataset
-        from airflow_mlpipe.deploy.registry import load_model
 
         self._check_ref()
         if not self.input_uri:
             raise ConfigError("input_uri is required: the dataset to score.")
         hook, model = self._resolve()
+        with hook.activate():
+            estimator = load_model(model)
         scored = score_dataset(
-            load_model(hook, model),
+            estimator,
             input_uri=self.input_uri,
             features=model.features,
             output_path=task_dir(context) / self.output_name,

@@ -30,6 +30,7 @@ from airflow_mlpipe.core.conventions import (
     TAG_GATE_PREFIX,
 )
 from airflow_mlpipe.core.links import report_url
+from airflow_mlpipe.core.registry import get_version, set_tags
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.core.storage import local_path
 from airflow_mlpipe.hooks.mlflow import MlflowHook
@@ -71,7 +72,7 @@ class EvaluationGateOperator(BaseOperator):
     :param label_column: overrides the config and the model's ``mlpipe.label`` tag.
     :param experiment_name: MLflow experiment of the evaluation runs (default ``<model>-evaluation``).
     :param trust_model_artifacts: allow MLflow to deserialize the registry's models (they come from
-        this pipeline's training stage); see ``airflow_mlpipe.core.models``.
+        this pipeline's training stage); see ``airflow_mlpipe.core.registry``.
     :param skip_when_blocked: raise ``AirflowSkipException`` when not blessed (default); with
         ``False`` the task succeeds and returns ``blessed: false``.
     """
@@ -238,7 +239,7 @@ class EvaluationGateOperator(BaseOperator):
             client.set_model_version_tag(name, version, TAG_BLESSED, blessed)
         stale = [
             k
-            for k in (client.get_model_version(name, version).tags or {})
+            for k in (get_version(client, name, version=version).tags or {})
             if k.startswith(TAG_CRITERION_PREFIX)
             and k[len(TAG_CRITERION_PREFIX) :] not in {r.name for r in outcome.results}
         ]
@@ -256,17 +257,21 @@ class EvaluationGateOperator(BaseOperator):
             client.set_model_version_tag(
                 name, version, TAG_CRITERION_PREFIX + r.name, json.dumps(jsonable(record))
             )
-        for metric, value in outcome.evidence.challenger.metrics.values.items():
-            client.set_model_version_tag(name, version, TAG_GATE_METRIC_PREFIX + metric, repr(float(value)))
-        for key, text in {
+        metrics_judged = outcome.evidence.challenger.metrics.values
+        record_of_gate = {
             "run_id": run_id,
             "report_uri": str(report_path),
             "champion_version": str(outcome.champion_version or ""),
             "holdout_uri": outcome.holdout_uri,
-        }.items():
-            client.set_model_version_tag(name, version, f"{TAG_GATE_PREFIX}{key}", text)
-        for key, text in gate_tags(name, outcome.holdout_uri, str(report_path)).items():
-            client.set_model_version_tag(name, version, key, text)
+        }
+        set_tags(
+            client,
+            name,
+            version,
+            {TAG_GATE_METRIC_PREFIX + metric: repr(float(value)) for metric, value in metrics_judged.items()}
+            | {TAG_GATE_PREFIX + key: text for key, text in record_of_gate.items()}
+            | gate_tags(name, outcome.holdout_uri, str(report_path)),
+        )
         if outcome.blessed:
             client.set_model_version_tag(name, version, TAG_BLESSED, blessed)
 
@@ -344,8 +349,8 @@ class PromoteModelOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from airflow_mlpipe.core.registry import version_by_alias
         from airflow_mlpipe.evaluation.promotion import nominate, promote
-        from airflow_mlpipe.evaluation.registry import version_by_alias
         from airflow_mlpipe.exceptions import DataError
 
         version = str(self.version) if self.version else None
