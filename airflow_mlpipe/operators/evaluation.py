@@ -1,9 +1,10 @@
-"""Evaluation gate and promotion operators (MLflow registry), with optional human approval.
+"""Evaluation gate and promotion operators (MLflow registry).
 
 ``EvaluationGateOperator`` blesses or blocks the ``challenger``: a blocked model pushes its summary
 to XCom and then skips (so downstream deployment is *skipped*, not failed, and the champion never
 moves). ``PromoteModelOperator`` moves ``champion`` to the blessed version under a registry lock.
-:func:`add_human_approval` puts Airflow's own ``ApprovalOperator`` between the two.
+:func:`airflow_mlpipe.operators.approval.add_human_approval` puts Airflow's own
+``ApprovalOperator`` between the two.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -393,52 +393,3 @@ class PromoteModelOperator(BaseOperator):
         )
         emit_asset_metadata(context, self.outlets, result)
         return result
-
-
-def approval_body(gate_task_id: str) -> str:
-    """Markdown (Jinja-templated at run time) summarising the gate's XCom for the approver."""
-    s = f"ti.xcom_pull(task_ids='{gate_task_id}')"
-    return (
-        "{% set g = " + s + " %}"
-        "**{{ g.model_name }} v{{ g.challenger_version }}** passed the evaluation gate "
-        "(champion: {{ g.champion_version or 'none' }}, task: {{ g.task_type }}).\n\n"
-        "| criterion | observed | threshold | result |\n|---|---|---|---|\n"
-        "{% for c in g.criteria %}| {{ c.name }} | {{ c.observed }} | {{ c.op }} {{ c.threshold }} | "
-        "{{ 'pass' if c.passed else 'FAIL' }} |\n{% endfor %}\n"
-        "Metrics (challenger): {{ g.metrics.challenger }}\n\n"
-        "Report: {{ ti.xcom_pull(task_ids='" + gate_task_id + "', key='" + EvaluationReportLink.key + "') }}"
-    )
-
-
-def add_human_approval(
-    gate: EvaluationGateOperator,
-    promote: BaseOperator,
-    *,
-    task_id: str = "approve_promotion",
-    subject: str | None = None,
-    response_timeout: timedelta | None = None,
-    assigned_users: Any = None,
-    **kwargs: Any,
-) -> BaseOperator:
-    """Insert Airflow's ``ApprovalOperator`` between ``gate`` and ``promote``; return it.
-
-    The approver sees the gate summary (criteria table, metrics) and the report link. "Reject"
-    skips the promotion (and, as any not-blessed path, leaves the champion alone). An existing
-    direct ``gate >> promote`` edge is replaced.
-    """
-    from airflow.providers.standard.operators.hitl import ApprovalOperator
-
-    if promote.task_id in gate.downstream_task_ids:
-        gate.downstream_task_ids.discard(promote.task_id)
-        promote.upstream_task_ids.discard(gate.task_id)
-    approval = ApprovalOperator(
-        task_id=task_id,
-        subject=subject or f"Promote {gate.model_name} to {ALIAS_CHAMPION}?",
-        body=approval_body(gate.task_id),
-        response_timeout=response_timeout,
-        assigned_users=assigned_users,
-        dag=gate.dag,
-        **kwargs,
-    )
-    gate >> approval >> promote
-    return approval

@@ -9,11 +9,8 @@ import pendulum
 import pytest
 
 from airflow_mlpipe.core.conventions import TAG_BLESSED
-from airflow_mlpipe.operators.evaluation import (
-    EvaluationGateOperator,
-    PromoteModelOperator,
-    add_human_approval,
-)
+from airflow_mlpipe.operators.approval import add_human_approval
+from airflow_mlpipe.operators.evaluation import EvaluationGateOperator, PromoteModelOperator
 
 pytestmark = pytest.mark.integration
 

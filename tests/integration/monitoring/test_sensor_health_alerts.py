@@ -154,8 +154,8 @@ def test_drift_review_branch_serializes():
     from airflow.serialization.serialized_objects import DagSerialization
 
     from airflow_mlpipe.exceptions import ConfigError
+    from airflow_mlpipe.operators.approval import drift_review
     from airflow_mlpipe.operators.evidently import EvidentlyDriftOperator
-    from airflow_mlpipe.operators.review import drift_review
 
     with DAG("mon_review", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) as dag:
         drift = EvidentlyDriftOperator(task_id="drift", reference_uri="r.parquet", current_uri="c.parquet")
