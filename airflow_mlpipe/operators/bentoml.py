@@ -89,7 +89,7 @@ class _TargetMixin:
         from airflow_mlpipe.config.deploy import TargetSpec
         from airflow_mlpipe.deploy.targets import resolve_target
 
-        spec = TargetSpec.from_value(_parse_json("target", self.target))
+        spec = TargetSpec.from_mapping(_parse_json("target", self.target))
         local = {"state_dir": self.state_dir, "port": self.port, "bentoml_home": self.bentoml_home}
         given = {k: v for k, v in local.items() if v not in (None, "", 0)}
         if given and spec.kind != "local":
@@ -172,8 +172,8 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
         self.deployment_name = deployment_name or model_name
         self.holdout_uri = holdout_uri
         self.smoke_rows = smoke_rows
-        self.canary = CanaryConfig() if canary == "default" else CanaryConfig.parse(canary)
-        self.watch = WatchConfig() if watch == "default" else WatchConfig.parse(watch)
+        self.canary = CanaryConfig() if canary == "default" else CanaryConfig.from_mapping(canary)
+        self.watch = WatchConfig() if watch == "default" else WatchConfig.from_mapping(watch)
         self.promote = promote
         self.port = port
         self.state_dir = state_dir

@@ -126,7 +126,7 @@ class EvaluationGateOperator(BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def gate_config(self) -> GateConfig:
-        config = GateConfig.coerce(self.config)
+        config = GateConfig.from_mapping(self.config)
         if self.model_task_type:
             config = dataclasses.replace(config, task_type=self.model_task_type)
         if self.label_column:

@@ -151,8 +151,8 @@ class EvidentlyDriftOperator(BaseOperator):
         from airflow_mlpipe.monitoring.drift import run_drift_report
         from airflow_mlpipe.monitoring.quality import check_quality
 
-        drift_cfg = DriftConfig.from_value(self.drift)
-        quality_cfg = QualityConfig.from_value(self.quality)
+        drift_cfg = DriftConfig.from_mapping(self.drift)
+        quality_cfg = QualityConfig.from_mapping(self.quality)
         out_dir = task_dir(context)
         report_path = out_dir / "drift_report.html"
         push_link(context, DriftReportLink, report_url(report_path))

@@ -18,7 +18,6 @@ from airflow_mlpipe.config.features import (
     MaterializeConfig,
     TrainingSetConfig,
     TrainingWindowConfig,
-    config_from,
     parse_timestamp,
 )
 from airflow_mlpipe.exceptions import ConfigError, DataError
@@ -354,12 +353,12 @@ class FeastTrainingSetOperator(_FeastOperator):
             drop = exclude_rows(entities, timed(self.exclude_source), cfg.label)
             chosen["excluded_rows"] = int(drop.sum())
             entities = entities[~drop].reset_index(drop=True)
-        window = config_from(TrainingWindowConfig, self.training_window, "training_window")
+        window = TrainingWindowConfig.from_mapping(self.training_window, "training_window")
         keep, chosen["window"] = window_mask(entities, ts, window, self._drift_since(context))
         entities = entities[keep].reset_index(drop=True)
         chosen["held"] = None
         if self.holdout is not None:
-            hold_cfg = config_from(HoldoutConfig, self.holdout, "holdout")
+            hold_cfg = HoldoutConfig.from_mapping(self.holdout, "holdout")
             held = holdout_mask(entities, ts, hold_cfg, window.batch_column)
             chosen["held"] = held
             chosen["holdout"] = {"method": hold_cfg.method, **span(entities[held], ts)}

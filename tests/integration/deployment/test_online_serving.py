@@ -86,6 +86,7 @@ def online_deployment(tmp_path_factory: pytest.TempPathFactory, test_home) -> It
     target = LocalTarget(test_home / "deployments" / name, name="online", bentoml_home=home)
     with mlflow.activate():
         model = resolve_model(mlflow.get_client(), name, version=version)
+        estimator = load_model(model)
     deploy(
         target,
         mlflow,
@@ -100,7 +101,7 @@ def online_deployment(tmp_path_factory: pytest.TempPathFactory, test_home) -> It
             endpoint=target.endpoint,
             training_set=frame,
             features=list(info.features),
-            model=load_model(mlflow, model),
+            model=estimator,
             unknown_id=max(int(i) for i in repo.profile["customer_id"]) + 1000,
         )
     finally:

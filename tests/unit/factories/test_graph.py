@@ -10,7 +10,7 @@ from airflow_mlpipe.factories import graph as g
 
 
 def _build(cfg, pattern, **changes):
-    return PipelineConfig.from_dict({**cfg, "pattern": pattern, **changes})
+    return PipelineConfig.from_mapping({**cfg, "pattern": pattern, **changes})
 
 
 def test_dag_pattern_searches_candidates_in_parallel(base_config):

@@ -88,7 +88,7 @@ def test_monitoring_dag_for_each_pattern(base_config, pattern):
 
 @pytest.mark.integration
 def test_factories_deep_copy_their_config(base_config):
-    cfg = PipelineConfig.from_dict(base_config)
+    cfg = PipelineConfig.from_mapping(base_config)
     before = copy.deepcopy(cfg)
     dag = pipelines.monitoring_dag(cfg)
     cfg.monitoring.drift["drift_share"] = 0.9  # a later change of the caller's object ...
