@@ -193,7 +193,7 @@ _KINDS: dict[str, type[Any]] = {
 }
 
 
-def criterion_from_dict(spec: Mapping[str, Any] | str) -> Criterion:
+def criterion_from_mapping(spec: Mapping[str, Any] | str) -> Criterion:
     """Build one criterion from its dict (``kind`` selects the class) or ``"metric >= value"``."""
     if isinstance(spec, str):
         m = _SHORTHAND.match(spec)
@@ -254,7 +254,7 @@ class GateConfig(MappingConfig):
 
     def __post_init__(self) -> None:
         self.criteria = [
-            c if not isinstance(c, (Mapping, str)) else criterion_from_dict(c) for c in self.criteria
+            c if not isinstance(c, (Mapping, str)) else criterion_from_mapping(c) for c in self.criteria
         ]
         if not self.criteria:
             raise ConfigError("The evaluation gate needs at least one criterion.")

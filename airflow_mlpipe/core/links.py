@@ -10,8 +10,10 @@ from typing import Any
 
 #: Where the api-server mounts the provider's UI plugin app (``airflow_mlpipe.ui``) ...
 UI_PREFIX = "/mlpipe"
-#: ... which serves the files of the artifact root here.
+#: ... which serves the files of the artifact root here ...
 REPORTS_PREFIX = f"{UI_PREFIX}/reports/"
+#: ... and the audit of a model version, rendered when asked for, here.
+AUDIT_PREFIX = f"{UI_PREFIX}/audit/"
 
 
 def report_url(path: Any) -> str:
@@ -32,6 +34,17 @@ def report_url(path: Any) -> str:
     if not uri.startswith(root):
         return uri
     return f"{base_path()}{REPORTS_PREFIX}{quote(uri[len(root) :])}"
+
+
+def audit_url(model_name: str, version: str) -> str:
+    """A same-origin link to the audit of ``model_name`` version ``version``, as of when it is opened.
+
+    The plugin renders it from the registry and the Airflow metadata DB at request time, so the link
+    works before anyone ran ``mlpipe audit`` and never shows a stale record.
+    """
+    from urllib.parse import quote
+
+    return f"{base_path()}{AUDIT_PREFIX}{quote(model_name, safe='')}/{quote(str(version), safe='')}"
 
 
 def base_path() -> str:

@@ -97,6 +97,19 @@ def version_by_alias(client: Any, name: str, alias: str) -> str | None:
         raise
 
 
+def version_exists(client: Any, name: str, version: str | int) -> bool:
+    """Whether ``name`` has a version ``version`` (a missing model is no error either)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if _not_found(exc):
+            return False
+        raise
+    return True
+
+
 def get_version(client: Any, name: str, *, alias: str | None = None, version: str | int | None = None) -> Any:
     """The MLflow ``ModelVersion`` of ``name`` by ``version`` or ``alias`` (exactly one).
 

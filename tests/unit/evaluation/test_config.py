@@ -8,7 +8,7 @@ from airflow_mlpipe.config.evaluation import (
     KpiCriterion,
     SliceCriterion,
     ThresholdCriterion,
-    criterion_from_dict,
+    criterion_from_mapping,
 )
 from airflow_mlpipe.exceptions import ConfigError
 
@@ -65,7 +65,7 @@ def test_yaml_round_trip_builds_typed_criteria(tmp_path):
 )
 def test_bad_criteria_say_what_to_change(spec, words):
     with pytest.raises(ConfigError) as info:
-        criterion_from_dict(spec)
+        criterion_from_mapping(spec)
     for w in words:
         assert w in str(info.value)
 

@@ -50,3 +50,12 @@ def test_the_dag_is_the_first_segment_and_types_are_served_right() -> None:
     assert media_type("app.js").endswith("charset=utf-8")
     assert media_type("plot.png") == "image/png"
     assert media_type("model.skops") == "application/octet-stream"
+
+
+def test_audit_links_are_same_origin_and_quote_the_model_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_mlpipe.core.links import audit_url
+
+    assert audit_url("churn", "2") == "/mlpipe/audit/churn/2"
+    assert audit_url("a/b c", "10") == "/mlpipe/audit/a%2Fb%20c/10"
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://host:8080/airflow/")
+    assert audit_url("churn", "2") == "/airflow/mlpipe/audit/churn/2"
