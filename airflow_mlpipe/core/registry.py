@@ -16,7 +16,7 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,16 +142,36 @@ def get_version(client: Any, name: str, *, alias: str | None = None, version: st
     ) from cause
 
 
-def versions(client: Any, name: str) -> list[Any]:
-    """Every ``ModelVersion`` of ``name``, newest first."""
-    found = client.search_model_versions(f"name = '{name}'")
+def versions(client: Any, name: str, *, tags: Mapping[str, str] | None = None) -> list[Any]:
+    r"""The ``ModelVersion``\ s of ``name`` (with these tag values, if given), newest first; none
+    when the model does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    query = f"name = '{name}'" + "".join(f" and tags.`{k}` = '{v}'" for k, v in (tags or {}).items())
+    try:
+        found = client.search_model_versions(query)
+    except MlflowException as exc:
+        if _not_found(exc):
+            return []
+        raise
     return sorted(found, key=lambda v: int(v.version), reverse=True)
+
+
+def aliases(client: Any, name: str) -> dict[str, str]:
+    """Alias -> version of every alias ``name`` has."""
+    return {str(a): str(v) for a, v in (client.get_registered_model(name).aliases or {}).items()}
 
 
 def set_tags(client: Any, name: str, version: str | int, tags: Mapping[str, Any]) -> None:
     """Record ``tags`` on the model version (values as strings)."""
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, str(value))
+
+
+def delete_tags(client: Any, name: str, version: str | int, keys: Iterable[str]) -> None:
+    """Remove the tags ``keys`` from the model version."""
+    for key in keys:
+        client.delete_model_version_tag(name, str(version), key)
 
 
 def resolve_model(

@@ -148,8 +148,7 @@ def verify(uri: str, digest: str) -> str | None:
 
 def _alias_versions(client: Any, model_name: str, aliases: tuple[str, ...]) -> dict[str, str]:
     """version -> alias for the versions behind ``aliases``."""
-    model = client.get_registered_model(model_name)
-    return {str(v): a for a, v in (model.aliases or {}).items() if a in aliases}
+    return {v: a for a, v in registry.aliases(client, model_name).items() if a in aliases}
 
 
 def references(client: Any, model_name: str) -> dict[str, list[str]]:

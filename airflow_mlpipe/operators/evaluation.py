@@ -30,7 +30,7 @@ from airflow_mlpipe.core.conventions import (
     TAG_GATE_PREFIX,
 )
 from airflow_mlpipe.core.links import report_url
-from airflow_mlpipe.core.registry import get_version, set_tags
+from airflow_mlpipe.core.registry import delete_tags, get_version, set_tags
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.core.storage import local_path
 from airflow_mlpipe.hooks.mlflow import MlflowHook
@@ -236,27 +236,24 @@ class EvaluationGateOperator(BaseOperator):
         name, version = outcome.model_name, outcome.challenger_version
         blessed = "true" if outcome.blessed else "false"
         if not outcome.blessed:  # never leave a stale "true" behind if a later write fails
-            client.set_model_version_tag(name, version, TAG_BLESSED, blessed)
+            set_tags(client, name, version, {TAG_BLESSED: blessed})
         stale = [
             k
             for k in (get_version(client, name, version=version).tags or {})
             if k.startswith(TAG_CRITERION_PREFIX)
             and k[len(TAG_CRITERION_PREFIX) :] not in {r.name for r in outcome.results}
         ]
-        for key in stale:
-            client.delete_model_version_tag(name, version, key)
-        for r in outcome.results:
-            record = {
-                "kind": r.kind,
-                "metric": r.metric,
-                "observed": r.observed,
-                "threshold": r.threshold,
-                "op": r.op,
-                "passed": r.passed,
-            }
-            client.set_model_version_tag(
-                name, version, TAG_CRITERION_PREFIX + r.name, json.dumps(jsonable(record))
-            )
+        delete_tags(client, name, version, stale)
+        fields = ("kind", "metric", "observed", "threshold", "op", "passed")
+        set_tags(
+            client,
+            name,
+            version,
+            {
+                TAG_CRITERION_PREFIX + r.name: json.dumps(jsonable({f: getattr(r, f) for f in fields}))
+                for r in outcome.results
+            },
+        )
         metrics_judged = outcome.evidence.challenger.metrics.values
         record_of_gate = {
             "run_id": run_id,
@@ -273,7 +270,7 @@ class EvaluationGateOperator(BaseOperator):
             | gate_tags(name, outcome.holdout_uri, str(report_path)),
         )
         if outcome.blessed:
-            client.set_model_version_tag(name, version, TAG_BLESSED, blessed)
+            set_tags(client, name, version, {TAG_BLESSED: blessed})
 
 
 def _asset_extra(summary: Mapping[str, Any]) -> dict[str, Any]:
