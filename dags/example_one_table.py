@@ -42,11 +42,12 @@ with DAG(
     def label_table(templates_dict: dict[str, str] | None = None) -> str:
         """The entity/label table: the key, the row's timestamp and the label of every row."""
         from airflow_mlpipe.core.datasets import read_table, write_parquet
-        from airflow_mlpipe.core.storage import task_dir
+        from airflow_mlpipe.core.storage import task_path
 
         assert templates_dict is not None
         table = read_table(templates_dict["table"], columns=["card_id", "event_timestamp", "fraud"])
-        return write_parquet(table, task_dir(get_current_context()) / "labels.parquet")
+        ti = get_current_context()["ti"]
+        return write_parquet(table, task_path(ti.dag_id, ti.run_id, ti.task_id) / "labels.parquet")
 
     labels = label_table()
     apply = FeastApplyOperator(task_id="apply", definitions="features/transactions.py")

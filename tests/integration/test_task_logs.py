@@ -28,7 +28,7 @@ TASK = textwrap.dedent(
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    from airflow_mlpipe.core.models import load_sklearn_model
+    from airflow_mlpipe.core.registry import load_model
     from airflow_mlpipe.hooks.mlflow import MlflowHook
     from airflow_mlpipe.validation.dataset import validate_frame
     from airflow_mlpipe.validation.suite import load_suite
@@ -47,7 +47,7 @@ TASK = textwrap.dedent(
                 skops_trusted_types=[],
                 registered_model_name="quiet",
             )
-        load_sklearn_model("models:/quiet/1")
+        load_model("models:/quiet/1")
         warnings.warn("a real warning from the stage", FutureWarning)
     suite = load_suite([{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}}])
     summary = validate_frame(pd.DataFrame({"a": [1, 2, 3]}), suite, dataset_uri="mem://a")

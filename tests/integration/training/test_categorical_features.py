@@ -58,8 +58,8 @@ def _post(url: str, body: object) -> tuple[int, dict]:
 def test_string_feature_is_encoded_gated_and_served(tmp_path, test_home):
     from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig
     from airflow_mlpipe.config.evaluation import GateConfig
+    from airflow_mlpipe.core.registry import resolve_model
     from airflow_mlpipe.deploy.bento import use_bentoml_home
-    from airflow_mlpipe.deploy.registry import resolve_model
     from airflow_mlpipe.deploy.rollout import deploy
     from airflow_mlpipe.deploy.targets.local import LocalTarget
     from airflow_mlpipe.evaluation.gate import evaluate
@@ -97,7 +97,8 @@ def test_string_feature_is_encoded_gated_and_served(tmp_path, test_home):
         ready_timeout=60 * load_factor(),
     )
     try:
-        model = resolve_model(hook, name, version=result["version"])
+        with hook.activate():
+            model = resolve_model(hook.get_client(), name, version=result["version"])
         deploy(
             target, hook, model, smoke=SmokeTestConfig(str(holdout_path)), canary=CanaryConfig(enabled=False)
         )
