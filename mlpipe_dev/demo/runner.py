@@ -220,6 +220,7 @@ class Demo:
             f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{ti['task_id']}/"
             f"{ti.get('map_index', -1)}/hitlDetails"
         )
+        self._wait_pause_processed(dag_id, run_id, ti)
         detail = api.get(path)
         options = list(detail.get("options") or [])
         choice = next((o for o in ("Approve", "Retrain") if o in options), options[0] if options else None)
@@ -231,6 +232,28 @@ class Demo:
         self.approvals.append(
             {"dag_id": dag_id, "run_id": run_id, "task_id": ti["task_id"], "chosen": choice, "by": who}
         )
+
+    def _wait_pause_processed(self, dag_id: str, run_id: str, ti: dict[str, Any]) -> None:
+        """Wait until the scheduler has processed the task's pause (its executor event).
+
+        Airflow 3.3 loses an answer that arrives before that: the answered task is queued again,
+        the scheduler then reads the paused workload's "success" event against a queued task
+        instance and puts it up for retry, which asks again. A person never answers that fast; an
+        answering program must wait for this (observed in the scheduler's log; bounded wait).
+        """
+        log = self.work / "airflow" / "logs" / "scheduler.log"
+        # The paused workload is the only one of this try that has ended while the task waits.
+        key = (
+            f"TaskInstanceKey(dag_id='{dag_id}', task_id='{ti['task_id']}', run_id='{run_id}', "
+            f"try_number={ti.get('try_number')}, map_index={ti.get('map_index', -1)})"
+        )
+        deadline = time.monotonic() + scaled(30)
+        while time.monotonic() < deadline:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            if any("Received executor event" in line and key in line for line in text.splitlines()):
+                return
+            time.sleep(0.2)
+        self.log(f"  {ti['task_id']}: the scheduler's pause event was not seen in its log; answering anyway")
 
     def sample_rows(self, n: int = 3) -> list[dict[str, Any]]:
         from mlpipe_dev import churn_data as churn
