@@ -38,8 +38,10 @@ def push_link(context: Any, link: type[XComLink], url: str) -> None:
 
 #: Where the api-server mounts the provider's UI plugin app (``airflow_mlpipe.ui``) ...
 UI_PREFIX = "/mlpipe"
-#: ... which serves the files of the artifact root here.
+#: ... which serves the files of the artifact root here ...
 REPORTS_PREFIX = f"{UI_PREFIX}/reports/"
+#: ... and the audit of a registered version, built when it is opened, here.
+AUDIT_PREFIX = f"{UI_PREFIX}/audit/"
 
 
 def report_url(path: Any) -> str:
@@ -60,6 +62,17 @@ def report_url(path: Any) -> str:
     if not uri.startswith(root):
         return uri
     return f"{base_path()}{REPORTS_PREFIX}{quote(uri[len(root) :])}"
+
+
+def audit_url(model_name: str, version: str) -> str:
+    """A same-origin link to the audit page of ``model_name`` version ``version``.
+
+    The plugin builds the page when it is opened (``airflow_mlpipe.governance.audit``), so the link
+    works from the moment the gate names the version, whether or not an audit task ran.
+    """
+    from urllib.parse import quote
+
+    return f"{base_path()}{AUDIT_PREFIX}{quote(model_name, safe='')}/{quote(str(version), safe='')}"
 
 
 def base_path() -> str:

@@ -252,6 +252,7 @@ class EvaluationGateOperator(BaseOperator):
                 "threshold": r.threshold,
                 "op": r.op,
                 "passed": r.passed,
+                "reason": r.reason,
             }
             client.set_model_version_tag(
                 name, version, TAG_CRITERION_PREFIX + r.name, json.dumps(jsonable(record))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_mlpipe.core.links import XComLink, push_link
+from airflow_mlpipe.core.links import XComLink, audit_url, push_link
 from airflow_mlpipe.exceptions import QualityGateFailed
 from airflow_mlpipe.hooks.mlflow import MlflowHook
 from airflow_mlpipe.operators._results import push_then_raise
@@ -21,17 +21,15 @@ if TYPE_CHECKING:
 
 
 class AuditReportLink(XComLink):
-    """The version's audit report (``<artifact root>/audit/<model>/v<version>/audit.html``)."""
+    """The version's audit page, served by the provider's UI plugin (``/mlpipe/audit/<model>/<version>``)."""
 
     link_name = "Audit report"
     key = "mlpipe_audit_report"
 
 
 def push_audit_link(context: Context, model_name: str, version: str) -> None:
-    """Point the task's "Audit report" link at the version's audit location."""
-    from airflow_mlpipe.governance.audit import location
-
-    push_link(context, AuditReportLink, str(location(model_name, version) / "audit.html"))
+    """Point the task's "Audit report" link at the version's audit page (same origin as the UI)."""
+    push_link(context, AuditReportLink, audit_url(model_name, version))
 
 
 class ReproduceModelOperator(BaseOperator):

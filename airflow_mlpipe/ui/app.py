@@ -6,6 +6,9 @@ header or the UI's session cookie) and asks Airflow's auth manager for permissio
 * ``GET /reports/<dag_id>/<run_id>/<task>/<file>`` — a file the stages wrote under the artifact root,
   read through ``ObjectStoragePath`` (any object store); needs read access to the DAG's task
   instances;
+* ``GET /audit/<model>/<version>`` — the audit page of a registered version, built from the registry
+  and the metadata DB when it is opened (``airflow_mlpipe.governance.audit``); needs read access to
+  DAGs;
 * ``GET /models`` and ``GET /models/<name>`` — the Models page; needs read access to DAGs. Action
   buttons appear only where the user may answer the approval / trigger the rollback DAG, and the
   actions themselves go through Airflow's REST API, which checks again.
@@ -62,6 +65,19 @@ def create_app() -> FastAPI:
         if not path.is_file():
             raise HTTPException(status_code=404, detail=f"No report {relative!r} under the artifact root")
         return Response(path.read_bytes(), media_type=media_type(path.name))
+
+    @app.get("/audit/{name}/{version}", response_class=HTMLResponse)
+    def audit(name: str, version: str, user: GetUserDep) -> str:
+        from airflow_mlpipe.governance.audit import collect
+        from airflow_mlpipe.governance.html import render
+        from airflow_mlpipe.hooks.mlflow import MlflowHook
+
+        _require(_may(user, "GET", None))
+        try:
+            report = collect(MlflowHook().get_client(), name, version)
+        except ConfigError as exc:  # no such model or version
+            raise HTTPException(status_code=404, detail=str(exc)) from None
+        return render(report)
 
     @app.get("/models", response_class=HTMLResponse)
     def models(user: GetUserDep) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_mlpipe.core.links import report_url
+from airflow_mlpipe.core.links import audit_url, report_url
 from airflow_mlpipe.core.storage import artifact_root
 from airflow_mlpipe.exceptions import ConfigError
 from airflow_mlpipe.ui.reports import dag_id_of, media_type, resolve_report
@@ -33,6 +33,12 @@ def test_a_file_outside_the_root_keeps_its_uri() -> None:
 def test_links_follow_the_api_base_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example/team-a/")
     assert report_url(artifact_root() / "d" / "r" / "t" / "x.html") == "/team-a/mlpipe/reports/d/r/t/x.html"
+    assert audit_url("churn", "2") == "/team-a/mlpipe/audit/churn/2"
+
+
+def test_the_audit_link_is_a_same_origin_page_of_the_plugin() -> None:
+    assert audit_url("churn", "12") == "/mlpipe/audit/churn/12"
+    assert audit_url("churn model", "3") == "/mlpipe/audit/churn%20model/3"
 
 
 @pytest.mark.parametrize(
