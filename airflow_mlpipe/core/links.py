@@ -40,7 +40,7 @@ def push_link(context: Any, link: type[XComLink], url: str) -> None:
 UI_PREFIX = "/mlpipe"
 #: ... which serves the files of the artifact root here ...
 REPORTS_PREFIX = f"{UI_PREFIX}/reports/"
-#: ... and the audit of a registered version, built when it is opened, here.
+#: ... and the audit of a model version, rendered when asked for, here.
 AUDIT_PREFIX = f"{UI_PREFIX}/audit/"
 
 
@@ -65,10 +65,10 @@ def report_url(path: Any) -> str:
 
 
 def audit_url(model_name: str, version: str) -> str:
-    """A same-origin link to the audit page of ``model_name`` version ``version``.
+    """A same-origin link to the audit of ``model_name`` version ``version``, as of when it is opened.
 
-    The plugin builds the page when it is opened (``airflow_mlpipe.governance.audit``), so the link
-    works from the moment the gate names the version, whether or not an audit task ran.
+    The plugin renders it from the registry and the Airflow metadata DB at request time, so the link
+    works before anyone ran ``mlpipe audit`` and never shows a stale record.
     """
     from urllib.parse import quote
 

@@ -54,6 +54,19 @@ def version_by_alias(client: Any, name: str, alias: str) -> str | None:
         raise
 
 
+def version_exists(client: Any, name: str, version: str) -> bool:
+    """Whether ``name`` has a version ``version`` (a missing model is no error either)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if _not_found(exc):
+            return False
+        raise
+    return True
+
+
 def _not_found(exc: Exception) -> bool:
     code = str(getattr(exc, "error_code", ""))
     return code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in str(exc).lower()

@@ -21,14 +21,14 @@ if TYPE_CHECKING:
 
 
 class AuditReportLink(XComLink):
-    """The version's audit page, served by the provider's UI plugin (``/mlpipe/audit/<model>/<version>``)."""
+    """The version's audit report, rendered by the UI plugin when opened (``/mlpipe/audit/<model>/<v>``)."""
 
     link_name = "Audit report"
     key = "mlpipe_audit_report"
 
 
 def push_audit_link(context: Context, model_name: str, version: str) -> None:
-    """Point the task's "Audit report" link at the version's audit page (same origin as the UI)."""
+    """Point the task's "Audit report" link at the version's audit page in the Airflow UI."""
     push_link(context, AuditReportLink, audit_url(model_name, version))
 
 

@@ -6,9 +6,9 @@ header or the UI's session cookie) and asks Airflow's auth manager for permissio
 * ``GET /reports/<dag_id>/<run_id>/<task>/<file>`` — a file the stages wrote under the artifact root,
   read through ``ObjectStoragePath`` (any object store); needs read access to the DAG's task
   instances;
-* ``GET /audit/<model>/<version>`` — the audit page of a registered version, built from the registry
-  and the metadata DB when it is opened (``airflow_mlpipe.governance.audit``); needs read access to
-  DAGs;
+* ``GET /audit/<model>/<version>`` — the version's audit report (HTML, or ``?format=json``), rendered
+  from the registry and the metadata DB when asked for, digests checked; needs read access to DAGs
+  (the story of a version spans several DAGs, as on the Models page);
 * ``GET /models`` and ``GET /models/<name>`` — the Models page; needs read access to DAGs. Action
   buttons appear only where the user may answer the approval / trigger the rollback DAG, and the
   actions themselves go through Airflow's REST API, which checks again.
@@ -16,10 +16,11 @@ header or the UI's session cookie) and asks Airflow's auth manager for permissio
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 
 from airflow_mlpipe.exceptions import ConfigError
@@ -66,18 +67,25 @@ def create_app() -> FastAPI:
             raise HTTPException(status_code=404, detail=f"No report {relative!r} under the artifact root")
         return Response(path.read_bytes(), media_type=media_type(path.name))
 
-    @app.get("/audit/{name}/{version}", response_class=HTMLResponse)
-    def audit(name: str, version: str, user: GetUserDep) -> str:
+    @app.get("/audit/{name:path}/{version}")
+    def audit(
+        name: str, version: str, user: GetUserDep, fmt: str = Query("html", alias="format")
+    ) -> Response:
+        from airflow_mlpipe.evaluation.registry import version_exists
         from airflow_mlpipe.governance.audit import collect
         from airflow_mlpipe.governance.html import render
         from airflow_mlpipe.hooks.mlflow import MlflowHook
 
         _require(_may(user, "GET", None))
-        try:
-            report = collect(MlflowHook().get_client(), name, version)
-        except ConfigError as exc:  # no such model or version
-            raise HTTPException(status_code=404, detail=str(exc)) from None
-        return render(report)
+        if fmt not in ("html", "json"):
+            raise HTTPException(status_code=400, detail=f"format must be 'html' or 'json', not {fmt!r}")
+        client = MlflowHook().get_client()
+        if not version_exists(client, name, version):
+            raise HTTPException(status_code=404, detail=f"No version {version!r} of model {name!r}")
+        report = collect(client, name, version)
+        if fmt == "json":
+            return Response(json.dumps(report, sort_keys=True), media_type="application/json")
+        return HTMLResponse(render(report))
 
     @app.get("/models", response_class=HTMLResponse)
     def models(user: GetUserDep) -> str:

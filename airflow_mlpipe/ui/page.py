@@ -101,12 +101,12 @@ def _versions(loop: ModelLoop) -> str:
         rows.append(
             f'<tr data-version="{escape(v.version)}"><td>v{escape(v.version)}</td><td>{aliases}</td>'
             f"<td>{verdict}</td><td>{_criteria(v.criteria)}</td>"
-            f"<td>{_a(v.report_url, 'evaluation report')}<br>{_a(audit_url(loop.name, v.version), 'audit')}</td>"
+            f"<td>{_a(v.report_url, 'evaluation report')} {_a(audit_url(loop.name, v.version), 'audit')}</td>"
             f"<td>{_a(v.run_url, 'MLflow run', new_tab=True)}</td><td>{trained}</td>"
             f"<td>{escape(v.deployed_at or '')}{' rolled back ' + escape(v.rolled_back_at) if v.rolled_back_at else ''}</td></tr>"
         )
     head = (
-        "<tr><th>Version</th><th>Aliases</th><th>Gate</th><th>Criteria</th><th>Report</th>"
+        "<tr><th>Version</th><th>Aliases</th><th>Gate</th><th>Criteria</th><th>Reports</th>"
         "<th>Run</th><th>Trained by</th><th>Deployed</th></tr>"
     )
     return f'<table id="versions">{head}{"".join(rows)}</table>'

@@ -156,7 +156,7 @@ def test_retention_keeps_what_serving_and_rollback_need(hook, files, breast_canc
 
 
 def test_audit_tells_the_story_of_a_second_version_and_detects_tampering(
-    hook, files, run_dag, capsys, breast_cancer_frame
+    hook, files, run_dag, capsys, breast_cancer_frame, monkeypatch
 ):
     from airflow.sdk import DAG, Asset
     from airflow.sdk.bases.operator import BaseOperator
@@ -218,7 +218,7 @@ def test_audit_tells_the_story_of_a_second_version_and_detects_tampering(
         task_id="audit", model_name=name, version=v2["version"], mlflow_conn_id=CONN
     )
     run = gate_and_promote(v2["version"], f"{name}_v2")
-    # A same-origin page of the UI plugin (the UI drops file:// links), built when opened.
+    # The gate's "Audit report" link opens the version's audit in the Airflow UI (same origin).
     assert run.xcom("gate", key="mlpipe_audit_report") == f"/mlpipe/audit/{name}/{v2['version']}"
     with DAG(f"{name}_audit", schedule=None, start_date=start) as audit_dag:
         audit_dag.add_task(audit_task)
@@ -250,3 +250,30 @@ def test_audit_tells_the_story_of_a_second_version_and_detects_tampering(
     assert "does not match its recorded digest" not in err  # --json prints the record only
     page = Path(json.loads(out)["html_uri"].removeprefix("file://")).read_text()
     assert "MISMATCH" in page and "changed after the fact" in page
+
+    # The UI plugin renders the same audit when the link is opened, digests checked at that moment.
+    ui = _ui_client(monkeypatch)
+    opened = ui.get(f"/mlpipe/audit/{name}/{v1['version']}")
+    assert opened.status_code == 200, opened.text
+    assert opened.headers["content-type"].startswith("text/html") and "MISMATCH" in opened.text
+    as_json = ui.get(f"/mlpipe/audit/{name}/{v2['version']}", params={"format": "json"}).json()
+    assert (
+        as_json["model"]["version"] == v2["version"] and as_json["gate"]["champion_version"] == v1["version"]
+    )
+    assert as_json["tampered"] == ["training-set snapshot"]  # content-addressed: shared with v1
+    assert ui.get(f"/mlpipe/audit/{name}/999").status_code == 404
+    assert ui.get(f"/mlpipe/audit/{name}/{v2['version']}", params={"format": "pdf"}).status_code == 400
+    assert _ui_client(monkeypatch, everyone_admin=False).get(
+        f"/mlpipe/audit/{name}/{v2['version']}"
+    ).status_code in (401, 403)
+
+
+def _ui_client(monkeypatch, *, everyone_admin: bool = True):
+    """The api-server's app with the provider's plugin mounted, as the UI calls it."""
+    from airflow.api_fastapi.app import create_app, purge_cached_app
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "test-secret-for-the-ui-plugin")
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", str(everyone_admin))
+    purge_cached_app()
+    return TestClient(create_app(apps="core"))

@@ -112,6 +112,7 @@ def test_versions_aliases_verdicts_and_criteria_numbers() -> None:
     assert 'class="alias champion"' in row and "blessed" in row
     assert "0.8123" in row and "0.65" in row and "threshold.roc_auc" in row
     assert 'href="/mlpipe/reports/t/run2/gate/evaluation_report.html"' in row
+    assert 'href="/mlpipe/audit/churn/2"' in row  # every version links its audit
     assert "<b id='champion'>v2</b>" in html
     assert "ann (Approve)" in html and "share=0.25" in html
 

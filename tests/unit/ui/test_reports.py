@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_mlpipe.core.links import audit_url, report_url
+from airflow_mlpipe.core.links import report_url
 from airflow_mlpipe.core.storage import artifact_root
 from airflow_mlpipe.exceptions import ConfigError
 from airflow_mlpipe.ui.reports import dag_id_of, media_type, resolve_report
@@ -33,12 +33,6 @@ def test_a_file_outside_the_root_keeps_its_uri() -> None:
 def test_links_follow_the_api_base_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example/team-a/")
     assert report_url(artifact_root() / "d" / "r" / "t" / "x.html") == "/team-a/mlpipe/reports/d/r/t/x.html"
-    assert audit_url("churn", "2") == "/team-a/mlpipe/audit/churn/2"
-
-
-def test_the_audit_link_is_a_same_origin_page_of_the_plugin() -> None:
-    assert audit_url("churn", "12") == "/mlpipe/audit/churn/12"
-    assert audit_url("churn model", "3") == "/mlpipe/audit/churn%20model/3"
 
 
 @pytest.mark.parametrize(
@@ -56,3 +50,12 @@ def test_the_dag_is_the_first_segment_and_types_are_served_right() -> None:
     assert media_type("app.js").endswith("charset=utf-8")
     assert media_type("plot.png") == "image/png"
     assert media_type("model.skops") == "application/octet-stream"
+
+
+def test_audit_links_are_same_origin_and_quote_the_model_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_mlpipe.core.links import audit_url
+
+    assert audit_url("churn", "2") == "/mlpipe/audit/churn/2"
+    assert audit_url("a/b c", "10") == "/mlpipe/audit/a%2Fb%20c/10"
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://host:8080/airflow/")
+    assert audit_url("churn", "2") == "/airflow/mlpipe/audit/churn/2"

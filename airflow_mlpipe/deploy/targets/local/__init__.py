@@ -12,6 +12,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -154,14 +155,31 @@ class LocalTarget:
         os.replace(tmp, path)
 
     # -- backends ----------------------------------------------------------------------------
-    def _env(self) -> dict[str, str]:
+    def _env(self, home: Path) -> dict[str, str]:
         env = dict(os.environ)
         env.update(BENTOML_DO_NOT_TRACK="true", MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1")
-        if self.bentoml_home:
-            env["BENTOML_HOME"] = self.bentoml_home
+        # Each backend has a BentoML home of its own. `bentoml serve` keeps its Prometheus
+        # multiprocess files in <home>/prometheus_multiproc_dir and empties it at start: with one
+        # shared home, starting a canary wiped the stable backend's metrics and both backends then
+        # reported the same mixed histograms, so the canary's latency could never differ from
+        # stable's. The private home links the shared store's bentos and models.
+        env["BENTOML_HOME"] = str(home)
         env.pop("MLPIPE_SERVICE_CONFIG", None)  # the bento reads its own config
         env.update(self.extra_env)
         return env
+
+    def _private_home(self, home: Path) -> Path:
+        """A BentoML home of the backend's own that shares the store's bentos and models."""
+        from airflow_mlpipe.deploy.bento import use_bentoml_home
+
+        store = Path(self.bentoml_home or use_bentoml_home(None))
+        home.mkdir(exist_ok=True)
+        for part in ("bentos", "models"):
+            (store / part).mkdir(parents=True, exist_ok=True)
+            link = home / part
+            if not link.is_symlink():
+                link.symlink_to(store / part, target_is_directory=True)
+        return home
 
     def start(
         self, bento_tag: str, *, model_name: str, model_version: str, port: int | None = None
@@ -171,8 +189,9 @@ class LocalTarget:
         logs = self.dir / "backends"
         logs.mkdir(exist_ok=True)
         log_path = logs / f"{server}-{port}.log"
+        home = self._private_home(logs / f"{server}-{port}.home")
         cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", self.host, "--port", str(port)]
-        proc = spawn_detached(cmd, log_path, self._env(), cwd=self.dir)
+        proc = spawn_detached(cmd, log_path, self._env(home), cwd=self.dir)
         backend = Backend(
             server=server,
             bento_tag=bento_tag,
@@ -185,6 +204,7 @@ class LocalTarget:
             started_at=dt.datetime.now(dt.UTC).isoformat(),
         )
         backend.extra["start_ticks"] = _start_ticks(proc.pid)
+        backend.extra["home"] = str(home)
         (logs / f"{server}-{port}.pid").write_text(str(proc.pid))
         what = f"bentoml serve {bento_tag}"
         wait_ready(
@@ -209,6 +229,8 @@ class LocalTarget:
             tree = _group_members(backend.pid)
         _signal([p for p in tree if pid_alive(p)], signal.SIGKILL)
         _reap(backend.pid)
+        if backend.extra.get("home"):
+            shutil.rmtree(backend.extra["home"], ignore_errors=True)
 
     def health(self, backend: Backend) -> Health:
         alive = _is_backend_process(backend)
