@@ -11,6 +11,7 @@ import datetime as dt
 import typing
 from typing import Any
 
+from airflow_mlpipe.config.base import MappingConfig
 from airflow_mlpipe.exceptions import ConfigError
 
 #: what to do with timestamps that carry no time zone
@@ -151,7 +152,7 @@ def _positive(value: Any, where: str, kind: type) -> None:
 
 
 @dataclasses.dataclass
-class TrainingWindowConfig:
+class TrainingWindowConfig(MappingConfig):
     """Which labelled rows the model learns from, chosen by event time before the feature join.
 
     :param mode: ``"all"`` (every row), ``"last_days"`` (rows within ``days`` of the newest row),
@@ -190,7 +191,7 @@ class TrainingWindowConfig:
 
 
 @dataclasses.dataclass
-class HoldoutConfig:
+class HoldoutConfig(MappingConfig):
     """The evaluation holdout, cut from the entity table and never given to training.
 
     :param method: ``"time"`` (default): the most recent rows by event time, so the gate asks "is
@@ -224,19 +225,3 @@ class HoldoutConfig:
 
 
 C = typing.TypeVar("C", TrainingWindowConfig, HoldoutConfig)
-
-
-def config_from(cls: type[C], value: C | typing.Mapping[str, Any] | None, where: str) -> C:
-    """``value`` as a ``cls``: a config object, a dict of its fields (as rendered from a template)."""
-    if value is None:
-        return cls()
-    if isinstance(value, cls):
-        return dataclasses.replace(value)
-    if not isinstance(value, typing.Mapping):
-        raise ConfigError(f"{where} must be a mapping of {cls.__name__} fields, got {value!r}.")
-    unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {unknown}; allowed: {[f.name for f in dataclasses.fields(cls)]}."
-        )
-    return cls(**dict(value))

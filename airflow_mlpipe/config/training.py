@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_mlpipe.config.base import MappingConfig
 from airflow_mlpipe.core.conventions import ALIAS_CHALLENGER, TaskType
 from airflow_mlpipe.core.metrics import CATALOG, HIGHER
 from airflow_mlpipe.exceptions import ConfigError
@@ -163,7 +164,7 @@ class RegistryConfig:
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(MappingConfig):
     """A hyperparameter search: one mapped Airflow task per candidate.
 
     :param param_grid: every combination of these values (``{"max_depth": [3, 5]}``).

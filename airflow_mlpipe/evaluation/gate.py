@@ -9,14 +9,9 @@ from airflow_mlpipe.config.evaluation import GateConfig, SliceCriterion
 from airflow_mlpipe.core.conventions import ALIAS_CHALLENGER, ALIAS_CHAMPION, TaskType
 from airflow_mlpipe.core.datasets import read_table
 from airflow_mlpipe.core.metrics import compute, predict
+from airflow_mlpipe.core.registry import LoadedModel, load_version, version_by_alias
 from airflow_mlpipe.evaluation.criteria import CriterionResult, Evidence, Scored, judge
-from airflow_mlpipe.evaluation.registry import (
-    LoadedModel,
-    check_holdout,
-    load_version,
-    task_type_and_label,
-    version_by_alias,
-)
+from airflow_mlpipe.evaluation.holdout import check_holdout, task_type_and_label
 from airflow_mlpipe.exceptions import DataError
 
 
@@ -111,7 +106,7 @@ def evaluate(
             f"Registered model {model_name!r} has no version with alias {challenger_alias!r}; "
             "train and register a challenger first (or pass challenger_version)."
         )
-    challenger = load_version(client, model_name, str(version), trusted=trusted)
+    challenger = load_version(client, model_name, version=str(version), trusted=trusted)
     task_type, label = task_type_and_label(challenger, config.task_type, config.label)
     task_type = TaskType.parse(task_type).value
     config.check_task_type(task_type)
@@ -137,7 +132,7 @@ def evaluate(
         elif champ_version == challenger.version:
             note = f"the challenger v{champ_version} already is the champion"
         else:
-            champion = load_version(client, model_name, champ_version, trusted=trusted)
+            champion = load_version(client, model_name, version=champ_version, trusted=trusted)
             check_holdout(frame, champion, "champion")
 
     ev = Evidence(

@@ -18,7 +18,6 @@ from airflow_mlpipe.config.features import (
     MaterializeConfig,
     TrainingSetConfig,
     TrainingWindowConfig,
-    config_from,
     parse_timestamp,
 )
 from airflow_mlpipe.exceptions import ConfigError, DataError
@@ -78,10 +77,9 @@ class FeastApplyOperator(_FeastOperator):
         self.prune = prune
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlpipe.core.dagfiles import dag_search_paths
-        from airflow_mlpipe.core.lineage import emit_asset_metadata
         from airflow_mlpipe.features.definitions import apply_definitions, load_definitions
         from airflow_mlpipe.features.registry import feature_service
+        from airflow_mlpipe.operators._context import dag_search_paths, emit_asset_metadata
 
         hook = self.get_hook()
         source = self.definitions or hook.repo_config()["repo_path"]
@@ -169,8 +167,9 @@ class FeastMaterializeOperator(_FeastOperator):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlpipe.core.lineage import asset_outlets, emit_asset_metadata
+        from airflow_mlpipe.core.lineage import asset_outlets
         from airflow_mlpipe.features.materialize import feature_view_asset, materialize_window
+        from airflow_mlpipe.operators._context import emit_asset_metadata
 
         store = self.get_hook().get_store()
         cfg = self.window(context, store)
@@ -281,10 +280,9 @@ class FeastTrainingSetOperator(_FeastOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlpipe.core.datasets import frame_digest, write_parquet
-        from airflow_mlpipe.core.lineage import emit_asset_metadata
-        from airflow_mlpipe.core.storage import task_dir
         from airflow_mlpipe.features.online import SPEC_KIND
         from airflow_mlpipe.features.training_set import retrieve, summary
+        from airflow_mlpipe.operators._context import emit_asset_metadata, task_dir
 
         cfg = TrainingSetConfig(
             feature_service=self.feature_service,
@@ -355,12 +353,12 @@ class FeastTrainingSetOperator(_FeastOperator):
             drop = exclude_rows(entities, timed(self.exclude_source), cfg.label)
             chosen["excluded_rows"] = int(drop.sum())
             entities = entities[~drop].reset_index(drop=True)
-        window = config_from(TrainingWindowConfig, self.training_window, "training_window")
+        window = TrainingWindowConfig.from_mapping(self.training_window, "training_window")
         keep, chosen["window"] = window_mask(entities, ts, window, self._drift_since(context))
         entities = entities[keep].reset_index(drop=True)
         chosen["held"] = None
         if self.holdout is not None:
-            hold_cfg = config_from(HoldoutConfig, self.holdout, "holdout")
+            hold_cfg = HoldoutConfig.from_mapping(self.holdout, "holdout")
             held = holdout_mask(entities, ts, hold_cfg, window.batch_column)
             chosen["held"] = held
             chosen["holdout"] = {"method": hold_cfg.method, **span(entities[held], ts)}

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_mlpipe.config.validation import ShiftConfig, SuiteSpec, ValidationOptions
-from airflow_mlpipe.core.links import XComLink, push_link, report_url
+from airflow_mlpipe.core.links import report_url
 from airflow_mlpipe.exceptions import ConfigError, DataError, QualityGateFailed
+from airflow_mlpipe.operators._context import XComLink, push_link
 from airflow_mlpipe.operators._results import push_then_raise
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ class DataValidationOperator(BaseOperator):
     # -- resolution of arguments (execute time) ------------------------------------------------
 
     def _suite(self, context: Context) -> SuiteSpec:
-        from airflow_mlpipe.core.dagfiles import dag_search_paths
+        from airflow_mlpipe.operators._context import dag_search_paths
         from airflow_mlpipe.validation.suite import load_suite
 
         return load_suite(self.suite, name=self.suite_name, search_paths=dag_search_paths(context, self))
@@ -142,8 +143,7 @@ class DataValidationOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlpipe.core.datasets import file_digest, frame_digest
-        from airflow_mlpipe.core.lineage import emit_asset_metadata
-        from airflow_mlpipe.core.storage import task_dir
+        from airflow_mlpipe.operators._context import emit_asset_metadata, task_dir
         from airflow_mlpipe.validation import dataset as ds
         from airflow_mlpipe.validation.runner import failure_message
 

@@ -27,9 +27,8 @@ from airflow_mlpipe.config.training import (
     callable_path,
 )
 from airflow_mlpipe.core.conventions import ALIAS_CHALLENGER
-from airflow_mlpipe.core.lineage import airflow_ids, emit_asset_metadata
-from airflow_mlpipe.core.links import XComLink, push_link
 from airflow_mlpipe.hooks.mlflow import MlflowHook
+from airflow_mlpipe.operators._context import XComLink, airflow_ids, emit_asset_metadata, push_link
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, TaskGroup

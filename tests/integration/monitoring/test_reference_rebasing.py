@@ -33,16 +33,17 @@ def _drift_dag(dag_id, ref_uri, cur_uri, **op_kwargs):
 
 @pytest.mark.xfail(
     strict=False,
-    reason="passes alone; in the full suite the shared registered model was gone (open: fixture isolation)",
+    reason="passed alone, failed once in the full suite; its models are now its own (no shared fixture)",
 )
 def test_serving_versions_training_data_becomes_the_reference(
-    run_dag, registered, mlflow_conn, breast_cancer_frame, tmp_path
+    run_dag, mlflow_conn, breast_cancer_frame, tmp_path
 ):
     import pandas as pd
-    from mlflow import MlflowClient
+    from sklearn.linear_model import LogisticRegression
 
     from airflow_mlpipe.core.conventions import TAG_TRAINING_DATA_URI
     from airflow_mlpipe.hooks.mlflow import MlflowHook
+    from tests.fixtures.deployment import register_model
 
     frame = breast_cancer_frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
     features = [c for c in frame.columns if c != "target"]
@@ -54,16 +55,27 @@ def test_serving_versions_training_data_becomes_the_reference(
     old.to_parquet(tmp_path / "configured.parquet")
     batch_uri = str(tmp_path / "batch.parquet")
     new.to_parquet(batch_uri)
-    model = registered("binary")
-    reg = registered("binary")  # a second model whose champion learned from the new regime
     new.to_parquet(tmp_path / "retrained_on.parquet")
-    client = MlflowClient(tracking_uri=MlflowHook(mlflow_conn).tracking_uri)
-    client.set_model_version_tag(
-        reg.name, reg.versions["weak"], TAG_TRAINING_DATA_URI, str(tmp_path / "retrained_on.parquet")
-    )
-    client.set_model_version_tag(
-        model.name, model.versions["weak"], TAG_TRAINING_DATA_URI, str(tmp_path / "configured.parquet")
-    )
+    hook = MlflowHook(mlflow_conn)
+    client = hook.get_client()
+    serving: dict[str, str] = {}
+    # one model whose champion learned from the old regime, one whose champion learned from the new
+    for learned_from, frame_part in (("configured", old), ("retrained_on", new)):
+        name = f"rebase-{learned_from}-{uuid.uuid4().hex[:6]}"
+        version = register_model(
+            hook,
+            name,
+            LogisticRegression(max_iter=2000),
+            frame_part[features],
+            frame_part["target"],
+            task_type="classification",
+            aliases=("champion",),
+        )
+        client.set_model_version_tag(
+            name, version, TAG_TRAINING_DATA_URI, str(tmp_path / f"{learned_from}.parquet")
+        )
+        serving[learned_from] = name
+        serving[f"{learned_from}_version"] = version
 
     def judge(model_name, rebase):
         dag, asset = _drift_dag(
@@ -77,22 +89,22 @@ def test_serving_versions_training_data_becomes_the_reference(
         return run_dag(dag), asset
 
     # The serving version learned from the old regime: the batch drifts, and the event says from when.
-    res, asset = judge(model.name, True)
+    res, asset = judge(serving["configured"], True)
     summary = res.xcom("drift")
     assert summary["drift_detected"] is True and summary["retrain_recommended"] is True
     assert summary["reference"] == {
         "uri": str(tmp_path / "configured.parquet"),
         "source": "serving_training_data",
-        "version": model.versions["weak"],
+        "version": serving["configured_version"],
     }
     event = dict(res.asset_events())[asset.uri]
     assert pd.Timestamp(event["drift_since"]) == stamp
-    assert event["reference"]["version"] == model.versions["weak"]
+    assert event["reference"]["version"] == serving["configured_version"]
 
     # The serving version learned from the new regime: the same batch is no drift any more, and
     # the lineage says which reference judged it. Without rebasing, it would still drift.
     for rebase, drifted in ((True, False), (False, True)):
-        summary = judge(reg.name, rebase)[0].xcom("drift")
+        summary = judge(serving["retrained_on"], rebase)[0].xcom("drift")
         assert summary["drift_detected"] is drifted, rebase
         assert summary["reference"]["source"] == ("serving_training_data" if rebase else "configured")
         assert "target" not in summary["columns"]  # the training data's label is never compared

@@ -23,10 +23,10 @@ from tests.fixtures.validation import make_frame
     [
         (lambda: ExpectationSpec(type="not_an_expectation"), "snake-case"),
         (
-            lambda: ExpectationSpec.from_dict({"type": "expect_x", "column": "a"}),
+            lambda: ExpectationSpec.from_mapping({"type": "expect_x", "column": "a"}),
             "put arguments under 'kwargs'",
         ),
-        (lambda: ExpectationSpec.from_dict({"kwargs": {}}), "has no 'type'"),
+        (lambda: ExpectationSpec.from_mapping({"kwargs": {}}), "has no 'type'"),
         (lambda: ShiftCheck(column="a", threshold=-1), "must be >= 0"),
         (lambda: ShiftCheck(column="a", threshold="high"), "must be a number"),
         (lambda: ShiftCheck(column="a", bins=1), "integer >= 2"),
