@@ -16,6 +16,8 @@ from airflow_mlpipe.exceptions import ConfigError
 
 #: what to do with timestamps that carry no time zone
 NAIVE_TIMESTAMPS = ("error", "utc")
+#: where a materialization window came from (see ``FeastMaterializeOperator``)
+WINDOW_SOURCES = ("data_interval", "arguments", "triggering_batch", "catch_up")
 
 
 def _names(value: Any, where: str, *, allow_none: bool = True) -> list[str] | None:
@@ -61,6 +63,9 @@ class MaterializeConfig:
     :param feature_views: only these feature views (``None``: every feature view of the project).
     :param fail_on_empty: raise :class:`~airflow_mlpipe.exceptions.DataError` when no feature view
         had a row in the window (default: an empty window is a normal, recorded outcome).
+    :param source: where ``start``/``end`` came from, recorded with the result: the run's
+        ``data_interval``, explicit ``arguments``, the ``triggering_batch``'s time range, or a
+        ``catch_up`` from the views' last materialization.
     """
 
     start: dt.datetime
@@ -68,6 +73,7 @@ class MaterializeConfig:
     overlap_seconds: float = 0.0
     feature_views: list[str] | None = None
     fail_on_empty: bool = False
+    source: str = "data_interval"
 
     def __post_init__(self) -> None:
         self.start = parse_timestamp(self.start, "start")
@@ -83,6 +89,8 @@ class MaterializeConfig:
                 f"The materialization window is empty or reversed: start {self.start.isoformat()} "
                 f">= end {self.end.isoformat()}."
             )
+        if self.source not in WINDOW_SOURCES:
+            raise ConfigError(f"source={self.source!r}; use one of {list(WINDOW_SOURCES)}.")
         self.feature_views = _names(self.feature_views, "feature_views")
         if self.feature_views == []:
             raise ConfigError("feature_views is empty; give None (all views) or at least one name.")

@@ -117,6 +117,9 @@ class ValidationSection(_Config):
     :param dataset: URI of the table to validate (templated, e.g. ``{{ ... }}/features/{{ ds }}.parquet``).
     :param suite: expectation suite name.
     :param expectations: expectation definitions (``{"type": "expect_column_values_to_not_be_null", ...}``).
+    :param timestamp_column: event-time column of a batch (the timestamp field of the Feast source
+        it feeds). A validated batch records its time range on its asset event, and the training
+        run it triggers materializes that time only. Empty: no range is recorded.
     :param options: extra keyword arguments for the validation operator.
     """
 
@@ -125,6 +128,7 @@ class ValidationSection(_Config):
     dataset: str = ""
     suite: str = "default"
     expectations: list[dict[str, Any]] = field(default_factory=list)
+    timestamp_column: str = ""
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -157,8 +161,10 @@ class FeaturesSection(_Config):
         e.g. ``features/churn.py``, or an import path); empty = the repository's own files.
     :param materialize: also materialize the online store (for online serving).
     :param materialize_start: materialization window start (ISO, templated); empty = the run's
-        data interval.
+        data interval, or for an asset-triggered run the time range of the triggering batch (see
+        ``validation.timestamp_column``), or else a catch-up from the last materialization.
     :param materialize_end: materialization window end (exclusive; templated).
+    :param materialize_overlap_seconds: how far before the window to re-read, for late rows.
     :param options: extra keyword arguments for the training-set operator.
     """
 
@@ -175,11 +181,15 @@ class FeaturesSection(_Config):
     materialize: bool = True
     materialize_start: str = ""
     materialize_end: str = ""
+    materialize_overlap_seconds: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("feature_service", "entity_source", "timestamp_column", "label"):
             _require_text(getattr(self, name), f"features.{name}")
+        overlap = self.materialize_overlap_seconds
+        if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or overlap < 0:
+            raise ConfigError(f"features.materialize_overlap_seconds must be a number >= 0, got {overlap!r}.")
         _require_mapping(self.options, "features.options")
         from airflow_mlpipe.config.features import HoldoutConfig, TrainingWindowConfig
 

@@ -66,6 +66,8 @@ def training_spec(estimator: EstimatorConfig, training: TrainingConfig, task_typ
         "test_size": training.test_size,
         "cv_folds": training.cv_folds,
         "seed": training.seed,
+        "encode_categorical": training.encode_categorical,
+        "refit_on_all": training.refit_on_all,
         "mlpipe_version": package_version(),
     }
 

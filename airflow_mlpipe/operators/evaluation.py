@@ -67,7 +67,9 @@ class EvaluationGateOperator(BaseOperator):
     :param config: :class:`~airflow_mlpipe.config.evaluation.GateConfig`, its dict, a list of
         criteria, YAML text or a YAML file path.
     :param challenger_version: evaluate this version (e.g. templated from the training XCom);
-        default: the version behind ``challenger_alias``.
+        default: the version a directly upstream training task (or a search's ``register_best``)
+        registered, read from its XCom; without such a task, the version behind
+        ``challenger_alias``. Upstream tasks that registered different versions are a ConfigError.
     :param model_task_type: overrides the config and the model's ``mlpipe.task_type`` tag.
     :param label_column: overrides the config and the model's ``mlpipe.label`` tag.
     :param experiment_name: MLflow experiment of the evaluation runs (default ``<model>-evaluation``).
@@ -157,7 +159,7 @@ class EvaluationGateOperator(BaseOperator):
                     model_name=self.model_name,
                     holdout_uri=self.holdout_uri,
                     config=config,
-                    challenger_version=str(self.challenger_version) if self.challenger_version else None,
+                    challenger_version=self._challenger_version(context),
                     challenger_alias=self.challenger_alias,
                     champion_alias=self.champion_alias,
                     trusted=self.trust_model_artifacts,
@@ -187,6 +189,28 @@ class EvaluationGateOperator(BaseOperator):
                 f"{len(summary['reasons'])} criterion check(s) failed: {'; '.join(summary['reasons'])}"
             ),
         )
+
+    def _challenger_version(self, context: Context) -> str | None:
+        """The given version, else the one an upstream training task registered, else ``None`` (alias)."""
+        from airflow_mlpipe.evaluation.gate import upstream_challenger
+
+        if self.challenger_version:
+            return str(self.challenger_version)
+        ti = context["ti"]
+        results = {}
+        for task_id in sorted(self.upstream_task_ids):
+            result = ti.xcom_pull(task_ids=task_id)
+            # a mapped task's results come as a lazy sequence
+            is_many = isinstance(result, Sequence) and not isinstance(result, (str, bytes))
+            results[task_id] = list(result) if is_many else result
+        found = upstream_challenger(self.model_name, results)
+        if found is None:
+            self.log.info(
+                "No upstream task registered a version: evaluating alias %r.", self.challenger_alias
+            )
+            return None
+        self.log.info("Evaluating v%s, registered by upstream task %s.", *found)
+        return found[0]
 
     def _record(
         self, client: Any, run_id: str, outcome: GateOutcome, summary: dict[str, Any], report_path: Any

@@ -252,12 +252,10 @@ class EvidentlyDriftOperator(BaseOperator):
     def _batch_start(self, current: Any) -> str | None:
         if not self.timestamp_column or self.timestamp_column not in current.columns:
             return None
-        from airflow_mlpipe.features.training_set import normalise_timestamps
+        from airflow_mlpipe.features.training_set import time_range
 
-        column = normalise_timestamps(
-            current[self.timestamp_column], column=self.timestamp_column, naive="utc"
-        )
-        return str(column.min().isoformat())
+        found = time_range(current, self.timestamp_column)
+        return found["start"] if found else None
 
     def _reasons(self, summary: Mapping[str, Any]) -> list[str]:
         found = {

@@ -166,7 +166,7 @@ def reproduce(client: Any, model_name: str, version: str, config: ReproduceConfi
     """
     from airflow_mlpipe.config.training import EstimatorConfig, TrainingConfig
     from airflow_mlpipe.training.data import load_training_set
-    from airflow_mlpipe.training.estimators import build_estimator
+    from airflow_mlpipe.training.estimators import build_estimator, estimator_factory
     from airflow_mlpipe.training.fit import fit_and_score
     from airflow_mlpipe.training.tracking import environment
 
@@ -242,14 +242,16 @@ def reproduce(client: Any, model_name: str, version: str, config: ReproduceConfi
         test_size=float(spec.get("test_size", 0.2)),
         cv_folds=spec.get("cv_folds"),
         seed=int(spec.get("seed", 42)),
+        # versions recorded before the option existed were trained on their columns as they were
+        encode_categorical=bool(spec.get("encode_categorical", False)),
+        refit_on_all=bool(spec.get("refit_on_all", False)),
     )
     estimator = EstimatorConfig(str(spec["estimator"]), dict(spec.get("params") or {}))
     data = load_training_set(snapshot_uri, training)
     probe = build_estimator(estimator, training.seed)
     exact = _deterministic(probe)
-    outcome = fit_and_score(
-        lambda: build_estimator(estimator, training.seed), data.X, data.y, task_type, training, estimator.name
-    )
+    make_estimator, _ = estimator_factory(estimator, training, data.X)
+    outcome = fit_and_score(make_estimator, data.X, data.y, task_type, training, estimator.name)
     recorded_metrics = {k: v for k, v in run.data.metrics.items() if k in outcome.metrics}
     for name in sorted(set(recorded_metrics) | set(outcome.metrics)):
         a, b = recorded_metrics.get(name), outcome.metrics.get(name)

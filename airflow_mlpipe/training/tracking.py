@@ -67,6 +67,8 @@ def fingerprint(
             "test_size": config.test_size,
             "cv_folds": config.cv_folds,
             "seed": config.seed,
+            "encode_categorical": config.encode_categorical,
+            "refit_on_all": config.refit_on_all,
             "code": code,
         }
     )

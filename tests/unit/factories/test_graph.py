@@ -209,6 +209,19 @@ def test_without_deployment_promotion_moves_champion(base_config):
     assert "deploy.serve" not in gr.nodes
 
 
+def test_reference_config_materializes_the_triggering_batch_not_the_history():
+    """The churn DAGs give no fixed materialization window: a batch's validation records its time
+    range, which the training run it triggers materializes (with an hour of overlap)."""
+    root = Path(__file__).resolve().parents[3]
+    cfg = PipelineConfig.from_yaml(root / "dags" / "config" / "churn.yaml")
+    materialize = g.training_graph(cfg).nodes["features.materialize"].params
+    assert materialize["start"] is None and materialize["end"] is None
+    assert materialize["overlap"] == 3600
+    quality = g.monitoring_graph(cfg).nodes["monitor.quality"]
+    assert quality.params["timestamp_column"] == "event_timestamp"
+    assert quality.outlets == [g.asset_key(g.VALIDATED_DATA, "churn")]
+
+
 def test_docs_schedule_on_assets_the_factories_emit():
     """The assets the docs name for a pipeline are the ones the factories emit."""
     docs = Path(__file__).resolve().parents[3] / "docs"
