@@ -268,7 +268,7 @@ class EvaluationGateOperator(BaseOperator):
             and k[len(TAG_CRITERION_PREFIX) :] not in {r.name for r in outcome.results}
         ]
         delete_tags(client, name, version, stale)
-        fields = ("kind", "metric", "observed", "threshold", "op", "passed")
+        fields = ("kind", "metric", "observed", "threshold", "op", "passed", "reason")
         set_tags(
             client,
             name,

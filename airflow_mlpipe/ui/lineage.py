@@ -9,12 +9,16 @@ from typing import Any
 
 @dataclass
 class LineageNode:
-    """One step of the serving version's lineage; ``href`` is an Airflow page or an MLflow object."""
+    """One step of the serving version's lineage; ``href`` is an Airflow page or an MLflow object.
+
+    ``detail`` is the short line shown in the box; ``tooltip`` the whole record (URIs, digests, times).
+    """
 
     kind: str
     label: str
     detail: str
     href: str | None
+    tooltip: str = ""
 
 
 def task_page(dag_id: str, run_id: str, task_id: str | None = None) -> str:
@@ -43,32 +47,36 @@ def lineage_nodes(
 
     validation, views, tset = stage("data_docs_uri"), stage("feature_views"), stage("training_set_uri")
     model, run, data = record["model"], record["run"], record["data"]
+    checked = (validation or {}).get("value", {})
+    view_names = [
+        str(v.get("feature_view") or v.get("name") or "?") if isinstance(v, dict) else str(v)
+        for v in (views or {}).get("value", {}).get("feature_views") or []
+    ]
+    rows = (tset or {}).get("value", {}).get("row_count")
+    dataset = str(checked.get("dataset_uri") or data.get("uri") or "?")
     nodes = [
         LineageNode(
             "data",
             "Data batches",
-            str((validation or {}).get("value", {}).get("dataset_uri") or data.get("uri") or "?"),
+            "/".join(dataset.rstrip("/").split("/")[-2:]),
             task_page(dag_id, run_id) if dag_id and run_id else None,
+            dataset,
         ),
         LineageNode(
             "validation",
             "Validation",
-            f"success={(validation or {}).get('value', {}).get('success')}",
+            {True: "passed", False: "failed"}.get(checked.get("success"), "?")
+            + (f", {checked['row_count']} rows" if checked.get("row_count") is not None else ""),
             page(validation),
+            str(checked.get("suite") or ""),
         ),
-        LineageNode(
-            "features",
-            "Feature views",
-            ", ".join(
-                str(v.get("name", v)) for v in (views or {}).get("value", {}).get("feature_views") or []
-            ),
-            page(views),
-        ),
+        LineageNode("features", "Feature views", ", ".join(view_names) or "?", page(views)),
         LineageNode(
             "training_set",
             "Training set",
-            f"{(tset or {}).get('value', {}).get('row_count', '?')} rows, {data.get('digest') or ''}"[:60],
+            f"{rows} rows" if rows is not None else "?",
             page(tset),
+            str(data.get("digest") or ""),
         ),
         LineageNode(
             "run",
@@ -77,12 +85,14 @@ def lineage_nodes(
             f"{mlflow_url}/#/experiments/{run.get('experiment_id')}/runs/{run.get('run_id')}"
             if mlflow_url and run.get("run_id")
             else None,
+            str(run.get("run_id") or ""),
         ),
         LineageNode(
             "version",
             "Model version",
             f"{model['name']} v{model['version']}",
             f"{mlflow_url}/#/models/{model['name']}/versions/{model['version']}" if mlflow_url else None,
+            str(model.get("fingerprint") or ""),
         ),
     ]
     deployed = [r for r in rollouts if r.version == str(model["version"]) and r.status != "noop"]
@@ -92,8 +102,9 @@ def lineage_nodes(
             LineageNode(
                 "deployment",
                 "Deployment",
-                f"{last.status} {last.deployed_at or ''}"[:40],
+                f"{last.status} v{last.version}",
                 task_page(last.dag_id, last.run_id, last.task_id),
+                f"{last.status} at {last.deployed_at or '?'} by {last.dag_id} {last.run_id}",
             )
         )
     return nodes

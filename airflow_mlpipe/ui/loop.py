@@ -142,9 +142,9 @@ def read_versions(client: Any, hook: Any, name: str) -> list[Version]:
     for mv in client.search_model_versions(f"name='{name}'", max_results=1000):
         tags = dict(mv.tags or {})
         criteria = [
-            {"name": k.removeprefix(f"{c.TAG_GATE_PREFIX}criterion."), **(_json(v) or {})}
+            {"name": k.removeprefix(c.TAG_CRITERION_PREFIX), **(_json(v) or {})}
             for k, v in sorted(tags.items())
-            if k.startswith(f"{c.TAG_GATE_PREFIX}criterion.")
+            if k.startswith(c.TAG_CRITERION_PREFIX)
         ]
         blessed = tags.get(c.TAG_BLESSED)
         run_url = None

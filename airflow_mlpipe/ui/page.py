@@ -48,6 +48,11 @@ def _a(href: str | None, text: str, *, new_tab: bool = False) -> str:
     return f'<a href="{escape(href)}"{target}>{escape(text)}</a>'
 
 
+def _clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, an ellipsis marking the cut (the box has fixed width)."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _num(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else escape(str(value))
 
@@ -78,10 +83,11 @@ def _criteria(criteria: list[dict[str, Any]]) -> str:
     rows = []
     for c in criteria:
         mark = '<span class="ok">pass</span>' if c.get("passed") else '<span class="bad">fail</span>'
-        rows.append(
-            f"{mark} {escape(str(c.get('name')))}: observed {_num(c.get('observed'))} "
-            f"{escape(str(c.get('op') or ''))} {_num(c.get('threshold'))}"
-        )
+        if c.get("threshold") is not None:
+            bound = f"{escape(str(c.get('op') or ''))} {_num(c.get('threshold'))}"
+        else:  # e.g. a change criterion while there is no champion to compare with
+            bound = f"({escape(str(c.get('reason') or 'no bound'))})"
+        rows.append(f"{mark} {escape(str(c.get('name')))}: observed {_num(c.get('observed'))} {bound}")
     return "<br>".join(rows) or '<span class="muted">—</span>'
 
 
@@ -168,10 +174,13 @@ def drift_chart(batches: list[Batch], retrainings: list[dict[str, str]]) -> str:
             'stroke="#e53e3e" stroke-dasharray="2 3"/>'
         )
     for t in retrainings:
+        # the label stays inside the chart: left of a marker in the right half, else right of it
+        at = x(t["at"])
+        label = f'x="{at - 3}" text-anchor="end"' if at > width / 2 else f'x="{at + 3}"'
         parts.append(
             f'<a href="{escape(task_page(t["dag_id"], t["run_id"]))}" class="retraining">'
-            f'<line x1="{x(t["at"])}" y1="{pad - 10}" x2="{x(t["at"])}" y2="{y(0)}" stroke="#805ad5" '
-            f'stroke-dasharray="5 3" stroke-width="2"/><text x="{x(t["at"]) + 3}" y="{pad - 12}">retraining</text></a>'
+            f'<line x1="{at}" y1="{pad - 10}" x2="{at}" y2="{y(0)}" stroke="#805ad5" '
+            f'stroke-dasharray="5 3" stroke-width="2"/><text {label} y="{pad - 12}">retraining</text></a>'
         )
     for series, color, values in (
         ("drift share", "#dd6b20", [(b.at, b.drift_share) for b in batches]),
@@ -221,8 +230,8 @@ def lineage_graph(loop: ModelLoop) -> str:
         box = (
             f'<rect x="{x}" y="8" width="{box_w}" height="{box_h}" rx="6" fill="#fff" stroke="#4a5568"/>'
             f'<text x="{x + 8}" y="28" font-weight="600">{escape(node.label)}</text>'
-            f'<text x="{x + 8}" y="46" fill="#4a5568">{escape(node.detail[-24:])}</text>'
-            f"<title>{escape(node.detail)}</title>"
+            f'<text x="{x + 8}" y="46" fill="#4a5568">{escape(_clip(node.detail, 22))}</text>'
+            f"<title>{escape(node.tooltip or node.detail)}</title>"
         )
         if node.href:
             box = f'<a href="{escape(node.href)}" class="lineage-node" data-kind="{node.kind}">{box}</a>'

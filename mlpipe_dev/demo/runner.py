@@ -45,8 +45,6 @@ class DemoConfig:
     :param wait_for_ctrl_c: keep the stack up after the loop until Ctrl-C.
     :param run_timeout: how long a run may go without any task changing state (seconds, stretched
         by the machine's load when the wait starts); a run that keeps moving is never cut off.
-    :param after_loop: called with the result and the running Airflow once the loop ran, before
-        anything stops (browser tests look at the UI there).
     """
 
     workdir: Path
@@ -60,7 +58,6 @@ class DemoConfig:
     wait_for_ctrl_c: bool = False
     log: Callable[[str], None] = print
     extra_env: dict[str, str] = field(default_factory=dict)
-    after_loop: Callable[[DemoResult, LocalAirflow], None] | None = None
 
 
 @dataclass
@@ -280,6 +277,19 @@ class Demo:
         ).start()
 
     def run(self) -> DemoResult:
+        """Run the loop, print the summary (and wait for Ctrl-C if asked); stop everything."""
+        with self.live() as (result, _stack):
+            if self.cfg.wait_for_ctrl_c:
+                self.log("Everything stays up until Ctrl-C.")
+                with contextlib.suppress(KeyboardInterrupt):
+                    while True:
+                        time.sleep(3600)
+        return result
+
+    @contextlib.contextmanager
+    def live(self) -> Iterator[tuple[DemoResult, LocalAirflow]]:
+        """Run the loop and keep MLflow, Airflow and the model services up while the ``with`` block
+        runs (the browser tests look at the UI there); everything stops when it ends."""
         from mlpipe_dev import churn_data as churn
 
         t0 = time.monotonic()
@@ -331,14 +341,7 @@ class Demo:
             result.approvals = list(self.approvals)
             result.seconds = time.monotonic() - t0
             self.log(summary(result))
-            if self.cfg.after_loop is not None:
-                self.cfg.after_loop(result, stack)
-            if self.cfg.wait_for_ctrl_c:
-                self.log("Everything stays up until Ctrl-C.")
-                with contextlib.suppress(KeyboardInterrupt):
-                    while True:
-                        time.sleep(3600)
-        return result
+            yield result, stack
 
     def _wait_for_drift_run(self, api: AirflowApi, known: set[str]) -> dict[str, Any]:
         """Monitoring runs once per new batch; return the run that saw the drifted one."""

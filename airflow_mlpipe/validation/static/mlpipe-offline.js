@@ -22,8 +22,17 @@
       },
       fadeIn: function () { nodes.forEach(function (n) { n.style.display = ""; }); return api; },
       fadeOut: function () { nodes.forEach(function (n) { n.style.display = "none"; }); return api; },
-      show: function () { return api.fadeIn(); }, hide: function () { return api.fadeOut(); }
+      show: function () { return api.fadeIn(); }, hide: function () { return api.fadeOut(); },
+      addClass: function (names) { return classes(names, "add"); },
+      removeClass: function (names) { return classes(names, "remove"); },
+      toggleClass: function (names) { return classes(names, "toggle"); }
     };
+    function classes(names, how) {
+      String(names || "").split(/\s+/).filter(Boolean).forEach(function (name) {
+        nodes.forEach(function (n) { n.classList[how](name); });
+      });
+      return api;
+    }
     ["modal", "tooltip", "popover", "datepicker", "on", "click", "collapse", "tab"]
       .forEach(function (m) { api[m] = function () { return api; }; });
     return api;

@@ -203,3 +203,12 @@ def test_stage_results_are_told_apart_by_their_documented_keys() -> None:
     assert dags == {"t", "m"}
     # With several models an unnamed drift summary belongs to none of them.
     assert split_results(results, "churn", single_model=False)[1] == []
+
+
+def test_a_criterion_without_a_bound_shows_the_gate_reason_not_none() -> None:
+    change = {"name": "change.roc_auc", "observed": 0.73, "op": ">=", "threshold": None, "passed": True}
+    change["reason"] = "passes: there is no champion yet"
+    loop = _loop(versions=[Version("1", ["champion"], None, True, [change], None, None, None)])
+    html = render_model(loop, api="/api/v2", can_answer=set(), rollback_dag=None, can_rollback=False)
+    row = re.search(r'<tr data-version="1">.*?</tr>', html).group(0)  # type: ignore[union-attr]
+    assert "observed 0.73 (passes: there is no champion yet)" in row and "None" not in row

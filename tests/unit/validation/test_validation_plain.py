@@ -198,3 +198,25 @@ def test_operator_arguments_checked_without_io():
     )
     assert [link.name for link in op.operator_extra_links] == ["Data Docs"]
     assert DataDocsLink.key == "mlpipe_data_docs"
+
+
+def test_offline_jquery_stand_in_has_every_method_the_data_docs_templates_call():
+    """A method the stand-in lacks throws in the page's inline script and stops the rest of it."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    from airflow_mlpipe.validation.docs import STATIC
+
+    spec = importlib.util.find_spec("great_expectations")
+    assert spec is not None and spec.origin is not None
+    templates = Path(spec.origin).parent / "render" / "view" / "templates"
+    called = {
+        m
+        for page in templates.rglob("*.j2")
+        for m in re.findall(r"\$\([^)]*\)\.(\w+)\(", page.read_text(encoding="utf-8"))
+    }
+    assert {"bootstrapTable", "removeClass"} <= called  # the scan sees the calls
+    shim = (STATIC / "mlpipe-offline.js").read_text(encoding="utf-8")
+    missing = sorted(m for m in called if not re.search(rf"\b{m}\s*:|\"{m}\"", shim))
+    assert not missing, f"the offline jQuery stand-in lacks {missing}"
