@@ -52,7 +52,7 @@ def _lineage(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from airflow_mlpipe.governance.reproduce import ReproduceConfig, record, render_text, reproduce
+    from airflow_mlpipe.training.reproduce import ReproduceConfig, record, render_text, reproduce
 
     config = ReproduceConfig(
         tolerance=args.tolerance,

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlpipe.core import conventions as c
+from airflow_mlpipe.core.registry import get_version
 from airflow_mlpipe.core.results import jsonable
-from airflow_mlpipe.exceptions import ConfigError
 
 
 def _ms_to_iso(ms: int | None) -> str | None:
@@ -50,21 +50,9 @@ def model_lineage(
     :raises ConfigError: the model, the alias or the version does not exist (the message lists the
         aliases).
     """
-    try:
-        if version_number is not None:
-            version = client.get_model_version(model_name, str(version_number))
-        else:
-            version = client.get_model_version_by_alias(model_name, alias)
-    except Exception as exc:
-        aliases: list[str] = []
-        try:
-            aliases = sorted(client.get_registered_model(model_name).aliases)
-        except Exception:
-            raise ConfigError(f"Registered model {model_name!r} not found in the MLflow registry.") from exc
-        wanted = f"version {version_number}" if version_number is not None else f"alias {alias!r}"
-        raise ConfigError(
-            f"Model {model_name!r} has no {wanted}; its aliases are {aliases or 'none'}."
-        ) from exc
+    version = get_version(
+        client, model_name, alias=alias if version_number is None else None, version=version_number
+    )
     tags = dict(version.tags or {})
     run: dict[str, Any] = {"run_id": version.run_id}
     if version.run_id:

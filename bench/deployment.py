@@ -137,10 +137,10 @@ def run(quick: bool) -> list[Result]:
     import pandas as pd
 
     from airflow_mlpipe.config.deploy import CanaryConfig
+    from airflow_mlpipe.core.registry import load_model, resolve_model
     from airflow_mlpipe.core.storage import resolve
     from airflow_mlpipe.deploy.batch import score_dataset
     from airflow_mlpipe.deploy.bento import build_bento, use_bentoml_home
-    from airflow_mlpipe.deploy.registry import load_model, resolve_model
     from airflow_mlpipe.deploy.rollout import deploy
     from airflow_mlpipe.deploy.targets.local import LocalTarget, free_port
     from airflow_mlpipe.hooks.mlflow import MlflowHook
@@ -149,9 +149,10 @@ def run(quick: bool) -> list[Result]:
     use_bentoml_home(work / "bentoml")
     hook = MlflowHook()
     v1, v2 = _register(hook, "bench_bc", 0.5), _register(hook, "bench_bc", 2.0)
-    m1 = resolve_model(hook, "bench_bc", version=v1)
+    with hook.activate():
+        m1 = resolve_model(hook.get_client(), "bench_bc", version=v1)
+        model = load_model(m1)
     built = build_bento(hook, m1)
-    model = load_model(hook, m1)
     from sklearn.datasets import load_breast_cancer
 
     X = load_breast_cancer(as_frame=True).frame.drop(columns="target")
@@ -196,7 +197,8 @@ def run(quick: bool) -> list[Result]:
     target = LocalTarget(work / "deploy", name="bench")
     try:
         deploy(target, hook, m1, smoke=None, canary=CanaryConfig(enabled=False), log=lambda _: None)
-        m2 = resolve_model(hook, "bench_bc", version=v2)
+        with hook.activate():
+            m2 = resolve_model(hook.get_client(), "bench_bc", version=v2)
         with LoadLoop(target.endpoint, X.head(1).to_dict(orient="records"), concurrency=3) as load:
             while load.stats.total < 300:
                 time.sleep(0.1)

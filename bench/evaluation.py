@@ -115,7 +115,7 @@ def run(quick: bool) -> list[Result]:
         tracking = f"sqlite:///{root}/mlflow.db"
         name, hold = _setup(root, rows, tracking)
         client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
-        config = GateConfig.coerce(CRITERIA)
+        config = GateConfig.from_mapping(CRITERIA)
         _plain(name, hold)  # warm caches (imports, sqlite) for both sides
         outcome: Any = evaluate(client, model_name=name, holdout_uri=hold, config=config)
         baseline = timeit(lambda: _plain(name, hold), repeat)

@@ -51,8 +51,8 @@ def run(quick: bool) -> list[Result]:
     from airflow_mlpipe._serving.stream import BentoStreamModel, load_bento_service
     from airflow_mlpipe.config.deploy import CanaryConfig
     from airflow_mlpipe.config.streaming import StreamConfig
+    from airflow_mlpipe.core.registry import resolve_model
     from airflow_mlpipe.deploy.bento import build_bento, use_bentoml_home
-    from airflow_mlpipe.deploy.registry import resolve_model
     from airflow_mlpipe.hooks.mlflow import MlflowHook
     from airflow_mlpipe.streaming.redis_streams import RedisStreamTransport
     from airflow_mlpipe.streaming.rollout import Scorer, StreamDeployment, deploy_stream
@@ -60,7 +60,9 @@ def run(quick: bool) -> list[Result]:
 
     use_bentoml_home(work / "bentoml")
     hook = MlflowHook()
-    model_ref = resolve_model(hook, "bench_stream", version=_register(hook, "bench_stream", 0.5))
+    version = _register(hook, "bench_stream", 0.5)
+    with hook.activate():
+        model_ref = resolve_model(hook.get_client(), "bench_stream", version=version)
     bento = build_bento(hook, model_ref)
     url = "redis://127.0.0.1:6379/0"
     client = redis.Redis.from_url(url, decode_responses=True)

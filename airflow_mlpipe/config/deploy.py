@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
+from airflow_mlpipe.config.base import MappingConfig, from_mapping
 from airflow_mlpipe.exceptions import ConfigError
-
-_C = TypeVar("_C", "CanaryConfig", "WatchConfig")
 
 
 @dataclass
@@ -37,7 +36,7 @@ class SmokeTestConfig:
 
 
 @dataclass
-class CanaryConfig:
+class CanaryConfig(MappingConfig):
     """Give a new version a share of live traffic for a window, then promote or roll back.
 
     :param share: fraction of requests the canary receives (0 < share < 1).
@@ -80,12 +79,15 @@ class CanaryConfig:
             raise ConfigError("CanaryConfig.max_p95_ratio must be >= 1 and p95_slack_ms >= 0.")
 
     @classmethod
-    def parse(cls, value: CanaryConfig | dict | None) -> CanaryConfig:
-        return _parse(cls, value, "canary")
+    def from_mapping(
+        cls, value: CanaryConfig | Mapping[str, Any] | None, where: str | None = None
+    ) -> CanaryConfig:
+        """Like every config's ``from_mapping``, except that ``None`` turns the canary off."""
+        return cls(enabled=False) if value is None else from_mapping(cls, value, where or "canary")
 
 
 @dataclass
-class WatchConfig:
+class WatchConfig(MappingConfig):
     """Guard a new version for a window after it took all traffic; failing rolls it back.
 
     The version that served before keeps running (without traffic) until the window passed, so a
@@ -116,26 +118,15 @@ class WatchConfig:
             raise ConfigError("WatchConfig.min_requests must be >= 1.")
 
     @classmethod
-    def parse(cls, value: WatchConfig | dict | None) -> WatchConfig:
-        return _parse(cls, value, "watch")
-
-
-def _parse(cls: type[_C], value: Any, what: str) -> _C:
-    """``None`` → disabled, a dict → the dataclass, an instance → itself."""
-    if value is None:
-        return cls(enabled=False)
-    if isinstance(value, cls):
-        return value
-    if isinstance(value, dict):
-        try:
-            return cls(**value)
-        except TypeError as exc:
-            raise ConfigError(f"Invalid {what} config {value!r}: {exc}") from None
-    raise ConfigError(f"{what} must be a {cls.__name__}, a dict or None, got {type(value).__name__}.")
+    def from_mapping(
+        cls, value: WatchConfig | Mapping[str, Any] | None, where: str | None = None
+    ) -> WatchConfig:
+        """Like every config's ``from_mapping``, except that ``None`` turns the watch window off."""
+        return cls(enabled=False) if value is None else from_mapping(cls, value, where or "watch")
 
 
 @dataclass
-class TargetSpec:
+class TargetSpec(MappingConfig):
     """Where a deployment runs: a target kind and that target's own options.
 
     :param kind: a registered kind (``local``: ``bentoml serve`` processes behind HAProxy on this
@@ -155,8 +146,11 @@ class TargetSpec:
         self.options = dict(self.options)
 
     @classmethod
-    def from_value(cls, value: TargetSpec | Mapping[str, Any] | str | None) -> TargetSpec:
-        """From a spec, ``None`` (the local target), a kind name, or ``{"kind": ..., <options>}``."""
+    def from_mapping(
+        cls, value: TargetSpec | Mapping[str, Any] | str | None, where: str | None = None
+    ) -> TargetSpec:
+        """From a spec, ``None`` (the local target), a kind name, or ``{"kind": ..., <options>}``
+        (every key but ``kind`` is an option of that target)."""
         if value is None:
             return cls()
         if isinstance(value, cls):
@@ -166,4 +160,4 @@ class TargetSpec:
         if isinstance(value, Mapping):
             options = {k: v for k, v in value.items() if k != "kind"}
             return cls(kind=value.get("kind", "local"), options=options)
-        raise ConfigError(f"target must be a mapping with a 'kind', got {type(value).__name__}.")
+        raise ConfigError(f"{where or 'target'} must be a mapping with a 'kind', got {type(value).__name__}.")

@@ -28,6 +28,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from airflow_mlpipe.config.base import MappingConfig, from_mapping
 from airflow_mlpipe.core.conventions import TaskType
 from airflow_mlpipe.core.metrics import CATALOG, check_metric
 from airflow_mlpipe.exceptions import ConfigError
@@ -192,7 +193,7 @@ _KINDS: dict[str, type[Any]] = {
 }
 
 
-def criterion_from_dict(spec: Mapping[str, Any] | str) -> Criterion:
+def criterion_from_mapping(spec: Mapping[str, Any] | str) -> Criterion:
     """Build one criterion from its dict (``kind`` selects the class) or ``"metric >= value"``."""
     if isinstance(spec, str):
         m = _SHORTHAND.match(spec)
@@ -233,7 +234,7 @@ def criterion_from_dict(spec: Mapping[str, Any] | str) -> Criterion:
 
 
 @dataclasses.dataclass
-class GateConfig:
+class GateConfig(MappingConfig):
     """What the evaluation gate checks, and how to read the holdout.
 
     :param criteria: the criteria (all must pass to bless).
@@ -253,7 +254,7 @@ class GateConfig:
 
     def __post_init__(self) -> None:
         self.criteria = [
-            c if not isinstance(c, (Mapping, str)) else criterion_from_dict(c) for c in self.criteria
+            c if not isinstance(c, (Mapping, str)) else criterion_from_mapping(c) for c in self.criteria
         ]
         if not self.criteria:
             raise ConfigError("The evaluation gate needs at least one criterion.")
@@ -275,17 +276,17 @@ class GateConfig:
                     raise ConfigError(f"Criterion {c.name!r}: {exc}") from None
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | Sequence[Any]) -> GateConfig:
-        """From a mapping (keys = fields) or a bare list of criteria."""
-        if isinstance(data, Sequence) and not isinstance(data, str):
-            return cls(criteria=list(data))
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"Gate configuration must be a mapping, got {type(data).__name__}.")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - fields)
-        if unknown:
-            raise ConfigError(f"Gate configuration: unknown key(s) {unknown}; allowed: {sorted(fields)}.")
-        return cls(**dict(data))
+    def from_mapping(
+        cls, value: GateConfig | Mapping[str, Any] | Sequence[Any] | str | None, where: str | None = None
+    ) -> GateConfig:
+        """From a config object, a mapping (keys = fields), a bare list of criteria, YAML text or a
+        YAML file path."""
+        if isinstance(value, str):
+            return cls.from_yaml(value)
+        if isinstance(value, Sequence):
+            criteria: list[Any] = list(value)
+            return cls(criteria=criteria)
+        return from_mapping(cls, value, where or "Gate configuration")
 
     @classmethod
     def from_yaml(cls, text_or_path: str | os.PathLike[str]) -> GateConfig:
@@ -300,16 +301,9 @@ class GateConfig:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"Gate configuration is not valid YAML: {exc}") from None
-        return cls.from_dict(data)
-
-    @classmethod
-    def coerce(cls, value: GateConfig | Mapping[str, Any] | Sequence[Any] | str) -> GateConfig:
-        """Accept a :class:`GateConfig`, a dict, a list of criteria, YAML text or a YAML path."""
-        if isinstance(value, GateConfig):
-            return value
-        if isinstance(value, str):
-            return cls.from_yaml(value)
-        return cls.from_dict(value)
+        if isinstance(data, str):  # a YAML scalar is neither criteria nor fields
+            raise ConfigError(f"Gate configuration must be a mapping or a list of criteria, got {data!r}.")
+        return cls.from_mapping(data)
 
     def to_dict(self) -> dict[str, Any]:
         return {

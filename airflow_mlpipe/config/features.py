@@ -11,10 +11,13 @@ import datetime as dt
 import typing
 from typing import Any
 
+from airflow_mlpipe.config.base import MappingConfig
 from airflow_mlpipe.exceptions import ConfigError
 
 #: what to do with timestamps that carry no time zone
 NAIVE_TIMESTAMPS = ("error", "utc")
+#: where a materialization window came from (see ``FeastMaterializeOperator``)
+WINDOW_SOURCES = ("data_interval", "arguments", "triggering_batch", "catch_up")
 
 
 def _names(value: Any, where: str, *, allow_none: bool = True) -> list[str] | None:
@@ -60,6 +63,9 @@ class MaterializeConfig:
     :param feature_views: only these feature views (``None``: every feature view of the project).
     :param fail_on_empty: raise :class:`~airflow_mlpipe.exceptions.DataError` when no feature view
         had a row in the window (default: an empty window is a normal, recorded outcome).
+    :param source: where ``start``/``end`` came from, recorded with the result: the run's
+        ``data_interval``, explicit ``arguments``, the ``triggering_batch``'s time range, or a
+        ``catch_up`` from the views' last materialization.
     """
 
     start: dt.datetime
@@ -67,6 +73,7 @@ class MaterializeConfig:
     overlap_seconds: float = 0.0
     feature_views: list[str] | None = None
     fail_on_empty: bool = False
+    source: str = "data_interval"
 
     def __post_init__(self) -> None:
         self.start = parse_timestamp(self.start, "start")
@@ -82,6 +89,8 @@ class MaterializeConfig:
                 f"The materialization window is empty or reversed: start {self.start.isoformat()} "
                 f">= end {self.end.isoformat()}."
             )
+        if self.source not in WINDOW_SOURCES:
+            raise ConfigError(f"source={self.source!r}; use one of {list(WINDOW_SOURCES)}.")
         self.feature_views = _names(self.feature_views, "feature_views")
         if self.feature_views == []:
             raise ConfigError("feature_views is empty; give None (all views) or at least one name.")
@@ -151,7 +160,7 @@ def _positive(value: Any, where: str, kind: type) -> None:
 
 
 @dataclasses.dataclass
-class TrainingWindowConfig:
+class TrainingWindowConfig(MappingConfig):
     """Which labelled rows the model learns from, chosen by event time before the feature join.
 
     :param mode: ``"all"`` (every row), ``"last_days"`` (rows within ``days`` of the newest row),
@@ -190,7 +199,7 @@ class TrainingWindowConfig:
 
 
 @dataclasses.dataclass
-class HoldoutConfig:
+class HoldoutConfig(MappingConfig):
     """The evaluation holdout, cut from the entity table and never given to training.
 
     :param method: ``"time"`` (default): the most recent rows by event time, so the gate asks "is
@@ -224,19 +233,3 @@ class HoldoutConfig:
 
 
 C = typing.TypeVar("C", TrainingWindowConfig, HoldoutConfig)
-
-
-def config_from(cls: type[C], value: C | typing.Mapping[str, Any] | None, where: str) -> C:
-    """``value`` as a ``cls``: a config object, a dict of its fields (as rendered from a template)."""
-    if value is None:
-        return cls()
-    if isinstance(value, cls):
-        return dataclasses.replace(value)
-    if not isinstance(value, typing.Mapping):
-        raise ConfigError(f"{where} must be a mapping of {cls.__name__} fields, got {value!r}.")
-    unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {unknown}; allowed: {[f.name for f in dataclasses.fields(cls)]}."
-        )
-    return cls(**dict(value))

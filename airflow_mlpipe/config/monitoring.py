@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from airflow_mlpipe.config.base import MappingConfig, from_mapping
 from airflow_mlpipe.core import metrics as metric_catalog
 from airflow_mlpipe.exceptions import ConfigError
 
@@ -39,7 +40,7 @@ def _names(name: str, value: Sequence[str] | None) -> tuple[str, ...] | None:
 
 
 @dataclasses.dataclass
-class DriftConfig:
+class DriftConfig(MappingConfig):
     """How data drift is measured and when the dataset counts as drifted.
 
     :param columns: feature columns to compare (default: every column the two tables share, minus
@@ -125,20 +126,6 @@ class DriftConfig:
                 "prediction drift is measured separately, remove it from columns."
             )
 
-    @classmethod
-    def from_value(cls, value: DriftConfig | Mapping[str, Any] | None) -> DriftConfig:
-        """Accept a config object, a dict of its fields (e.g. rendered from a template) or ``None``."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return dataclasses.replace(value)
-        if isinstance(value, Mapping):
-            unknown = set(value) - {f.name for f in dataclasses.fields(cls)}
-            if unknown:
-                raise ConfigError(f"Unknown DriftConfig field(s) {sorted(unknown)}.")
-            return cls(**dict(value))
-        raise ConfigError(f"drift must be a DriftConfig or a dict, not {type(value).__name__}.")
-
 
 def _check_threshold(name: str, value: float) -> None:
     if (
@@ -199,12 +186,11 @@ class QualityConfig:
             raise ConfigError(f"min_labelled_rows must be an integer >= 1, got {self.min_labelled_rows!r}.")
 
     @classmethod
-    def from_value(cls, value: QualityConfig | Mapping[str, Any] | None) -> QualityConfig | None:
-        if value is None or isinstance(value, cls):
-            return None if value is None else dataclasses.replace(value)
-        if isinstance(value, Mapping):
-            return cls(**dict(value))
-        raise ConfigError(f"quality must be a QualityConfig or a dict, not {type(value).__name__}.")
+    def from_mapping(
+        cls, value: QualityConfig | Mapping[str, Any] | None, where: str | None = None
+    ) -> QualityConfig | None:
+        """Like every config's ``from_mapping``, except that ``None`` means no quality check."""
+        return None if value is None else from_mapping(cls, value, where)
 
 
 @dataclasses.dataclass

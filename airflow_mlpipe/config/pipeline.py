@@ -29,8 +29,9 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self
 
+from airflow_mlpipe.config.base import MappingConfig, from_mapping
 from airflow_mlpipe.config.deploy import TargetSpec
 from airflow_mlpipe.exceptions import ConfigError
 
@@ -38,56 +39,32 @@ PATTERNS = ("linear", "dag", "event")
 TASK_TYPES = ("classification", "regression")
 _IDENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
-T = TypeVar("T", bound="_Config")
 
-
-class _Config:
-    """Shared ``from_dict`` / ``to_dict`` for the config dataclasses."""
+class _Config(MappingConfig):
+    """The sections of the pipeline YAML: ``from_mapping`` builds the nested sections too."""
 
     section: ClassVar[str] = ""
 
     @classmethod
-    def from_dict(cls: type[T], data: typing.Mapping[str, Any] | None) -> T:
+    def from_mapping(cls, value: Self | typing.Mapping[str, Any] | None, where: str | None = None) -> Self:
         """Build from a plain mapping (as loaded from YAML); unknown keys are a ConfigError."""
-        return _build(cls, data or {}, cls.section or cls.__name__)
+        where = where or cls.section or cls.__name__
+        if isinstance(value, typing.Mapping):
+            hints = typing.get_type_hints(cls)
+            value = {k: _nested(hints.get(k), v, f"{where}.{k}") for k, v in value.items()}
+        return from_mapping(cls, value, where)
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain, YAML-safe dict that :meth:`from_dict` turns back into an equal object."""
+        """A plain, YAML-safe dict that :meth:`from_mapping` turns back into an equal object."""
         return copy.deepcopy(dataclasses.asdict(self))  # type: ignore[call-overload]
 
 
-def _build(cls: type[T], data: typing.Mapping[str, Any], where: str) -> T:
-    if not isinstance(data, typing.Mapping):
-        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}: {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(fields)}.")
-    hints = typing.get_type_hints(cls)
-    kwargs = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in data.items()}
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:  # a required key is missing
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    """Turn nested mappings into the config dataclasses the type hints name."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        for arg in args:
-            if isinstance(arg, type) and issubclass(arg, _Config) and isinstance(value, typing.Mapping):
-                return _build(arg, value, where)
-        return value
-    if isinstance(hint, type) and issubclass(hint, _Config):
-        return value if isinstance(value, hint) else _build(hint, value, where)
-    if origin is list and args and isinstance(args[0], type) and issubclass(args[0], _Config):
-        if not isinstance(value, list):
-            raise ConfigError(f"{where} must be a list, got {type(value).__name__}.")
-        return [
-            v if isinstance(v, args[0]) else _build(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)
-        ]
+def _nested(hint: Any, value: Any, where: str) -> Any:
+    """Turn nested mappings into the sections the type hints name."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    for arg in options:
+        if isinstance(arg, type) and issubclass(arg, _Config) and isinstance(value, typing.Mapping):
+            return arg.from_mapping(value, where)
     return value
 
 
@@ -140,6 +117,9 @@ class ValidationSection(_Config):
     :param dataset: URI of the table to validate (templated, e.g. ``{{ ... }}/features/{{ ds }}.parquet``).
     :param suite: expectation suite name.
     :param expectations: expectation definitions (``{"type": "expect_column_values_to_not_be_null", ...}``).
+    :param timestamp_column: event-time column of a batch (the timestamp field of the Feast source
+        it feeds). A validated batch records its time range on its asset event, and the training
+        run it triggers materializes that time only. Empty: no range is recorded.
     :param options: extra keyword arguments for the validation operator.
     """
 
@@ -148,6 +128,7 @@ class ValidationSection(_Config):
     dataset: str = ""
     suite: str = "default"
     expectations: list[dict[str, Any]] = field(default_factory=list)
+    timestamp_column: str = ""
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -180,8 +161,10 @@ class FeaturesSection(_Config):
         e.g. ``features/churn.py``, or an import path); empty = the repository's own files.
     :param materialize: also materialize the online store (for online serving).
     :param materialize_start: materialization window start (ISO, templated); empty = the run's
-        data interval.
+        data interval, or for an asset-triggered run the time range of the triggering batch (see
+        ``validation.timestamp_column``), or else a catch-up from the last materialization.
     :param materialize_end: materialization window end (exclusive; templated).
+    :param materialize_overlap_seconds: how far before the window to re-read, for late rows.
     :param options: extra keyword arguments for the training-set operator.
     """
 
@@ -198,16 +181,20 @@ class FeaturesSection(_Config):
     materialize: bool = True
     materialize_start: str = ""
     materialize_end: str = ""
+    materialize_overlap_seconds: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("feature_service", "entity_source", "timestamp_column", "label"):
             _require_text(getattr(self, name), f"features.{name}")
+        overlap = self.materialize_overlap_seconds
+        if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or overlap < 0:
+            raise ConfigError(f"features.materialize_overlap_seconds must be a number >= 0, got {overlap!r}.")
         _require_mapping(self.options, "features.options")
-        from airflow_mlpipe.config.features import HoldoutConfig, TrainingWindowConfig, config_from
+        from airflow_mlpipe.config.features import HoldoutConfig, TrainingWindowConfig
 
-        config_from(TrainingWindowConfig, self.training_window, "features.training_window")
-        config_from(HoldoutConfig, self.holdout, "features.holdout")
+        TrainingWindowConfig.from_mapping(self.training_window, "features.training_window")
+        HoldoutConfig.from_mapping(self.holdout, "features.holdout")
 
 
 @dataclass
@@ -257,10 +244,7 @@ class TrainingSection(_Config):
             _require_mapping(self.search, "training.search")
             from airflow_mlpipe.config.training import SearchConfig
 
-            try:
-                SearchConfig(**self.search)  # the training stage's own validation, one source of truth
-            except TypeError as exc:
-                raise ConfigError(f"training.search: {exc}") from None
+            SearchConfig.from_mapping(self.search, "training.search")  # the training stage's own rules
         if not isinstance(self.exclude_columns, list):
             raise ConfigError("training.exclude_columns must be a list of column names.")
 
@@ -289,7 +273,7 @@ class GateSection(_Config):
             raise ConfigError("gate.criteria must be a list, e.g. ['roc_auc >= 0.7'].")
         from airflow_mlpipe.config.evaluation import GateConfig
 
-        GateConfig.from_dict({"criteria": copy.deepcopy(self.criteria)})  # raises what to change
+        GateConfig.from_mapping({"criteria": copy.deepcopy(self.criteria)})  # raises what to change
         if self.approval_timeout_hours <= 0:
             raise ConfigError("gate.approval_timeout_hours must be positive.")
         _require_mapping(self.options, "gate.options")
@@ -317,7 +301,7 @@ class DeploymentSection(_Config):
 
     def __post_init__(self) -> None:
         _require_mapping(self.target, "deployment.target")
-        TargetSpec.from_value(self.target)
+        TargetSpec.from_mapping(self.target, "deployment.target")
         _require_mapping(self.options, "deployment.options")
         _require_mapping(self.batch_options, "deployment.batch_options")
 
@@ -373,10 +357,7 @@ class MonitoringSection(_Config):
         _require_mapping(self.drift, "monitoring.drift")
         from airflow_mlpipe.config.monitoring import DriftConfig
 
-        try:
-            DriftConfig(**self.drift)  # the monitoring stage's own validation
-        except TypeError as exc:
-            raise ConfigError(f"monitoring.drift: {exc}") from None
+        DriftConfig.from_mapping(self.drift, "monitoring.drift")  # the monitoring stage's own rules
         if self.poll_interval_seconds <= 0:
             raise ConfigError("monitoring.poll_interval_seconds must be positive.")
         _require_mapping(self.options, "monitoring.options")
@@ -446,7 +427,7 @@ class PipelineConfig(_Config):
             raise ConfigError(f"Cannot read pipeline config {os.fspath(path)}: {exc}") from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"Pipeline config {os.fspath(path)} is not valid YAML: {exc}") from exc
-        return cls.from_dict(data)
+        return cls.from_mapping(data)
 
     def to_yaml(self) -> str:
         import yaml

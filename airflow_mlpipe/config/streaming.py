@@ -6,13 +6,14 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from airflow_mlpipe.config.base import MappingConfig
 from airflow_mlpipe.exceptions import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:{}\-]+$")
 
 
 @dataclass
-class StreamConfig:
+class StreamConfig(MappingConfig):
     """One scored stream: input, output and dead-letter streams on one Redis.
 
     :param redis_url: ``redis://host:port/db`` of the Redis holding the streams.
@@ -73,15 +74,6 @@ class StreamConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StreamConfig:
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(
-                f"Unknown StreamConfig field(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}."
-            )
-        return cls(**data)
 
     def group(self, scorer: str) -> str:
         """The consumer group of the scorer named ``scorer``."""

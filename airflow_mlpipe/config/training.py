@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_mlpipe.config.base import MappingConfig
 from airflow_mlpipe.core.conventions import ALIAS_CHALLENGER, TaskType
 from airflow_mlpipe.core.metrics import CATALOG, HIGHER
 from airflow_mlpipe.exceptions import ConfigError
@@ -91,6 +92,11 @@ class TrainingConfig:
     :param cv_folds: cross-validate with this many folds instead of a holdout; the model is then refit
         on every row.
     :param seed: seed for the split, the folds and the estimator's ``random_state`` when it has one.
+    :param refit_on_all: with a holdout split, register the model refitted on every row (the
+        metrics stay those of the holdout, measured before the refit); cross-validation always refits.
+    :param encode_categorical: put an estimator that is not a ``Pipeline`` behind a one-hot encoding
+        of the string and category columns (unknown values encode as zeros); ``False`` hands it the
+        columns as they are.
     """
 
     label: str | None = None
@@ -100,6 +106,8 @@ class TrainingConfig:
     test_size: float = 0.2
     cv_folds: int | None = None
     seed: int = 42
+    refit_on_all: bool = False
+    encode_categorical: bool = True
 
     def __post_init__(self) -> None:
         if self.task_type is not None:
@@ -163,7 +171,7 @@ class RegistryConfig:
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(MappingConfig):
     """A hyperparameter search: one mapped Airflow task per candidate.
 
     :param param_grid: every combination of these values (``{"max_depth": [3, 5]}``).

@@ -42,7 +42,7 @@ class ExpectationSpec:
         self.meta = dict(self.meta or {})
 
     @classmethod
-    def from_dict(cls, item: Mapping[str, Any]) -> ExpectationSpec:
+    def from_mapping(cls, item: Mapping[str, Any]) -> ExpectationSpec:
         """Accept ``{"type", "kwargs", "meta"}``; the pre-1.0 key ``expectation_type`` is read too."""
         if not isinstance(item, Mapping):
             raise ConfigError(f"Each expectation must be a mapping with 'type' and 'kwargs', got {item!r}.")
@@ -83,7 +83,8 @@ class SuiteSpec:
         if not self.name or not isinstance(self.name, str):
             raise ConfigError("A suite needs a non-empty name.")
         self.expectations = [
-            e if isinstance(e, ExpectationSpec) else ExpectationSpec.from_dict(e) for e in self.expectations
+            e if isinstance(e, ExpectationSpec) else ExpectationSpec.from_mapping(e)
+            for e in self.expectations
         ]
 
     def columns(self) -> list[str]:

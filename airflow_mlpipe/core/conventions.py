@@ -93,27 +93,17 @@ _TRACKING = "airflow_mlpipe.training.tracking"
 _GATE = "airflow_mlpipe.operators.evaluation"
 _PROMOTION = "airflow_mlpipe.evaluation.promotion"
 _LINEAGE = "airflow_mlpipe.provenance"
+# Every stage reads a version's identity (fingerprint, task type, label, features) through the
+# registry module; the gate names the task-type and label tags in its error messages.
+_REGISTRY = "airflow_mlpipe.core.registry"
+_HOLDOUT = "airflow_mlpipe.evaluation.holdout"
 
 #: tag constant -> (the module that writes it, the modules that read it)
 TAG_OWNERS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "TAG_FINGERPRINT": (_TRACKING, (_TRACKING, "airflow_mlpipe.deploy.registry", _LINEAGE)),
-    "TAG_TASK_TYPE": (
-        _TRACKING,
-        ("airflow_mlpipe.evaluation.registry", "airflow_mlpipe.deploy.registry", _LINEAGE),
-    ),
-    "TAG_LABEL": (
-        _TRACKING,
-        (
-            "airflow_mlpipe.evaluation.registry",
-            "airflow_mlpipe.deploy.registry",
-            _LINEAGE,
-            "airflow_mlpipe.monitoring.retraining",
-        ),
-    ),
-    "TAG_FEATURES": (
-        _TRACKING,
-        ("airflow_mlpipe.evaluation.registry", "airflow_mlpipe.deploy.registry", _LINEAGE),
-    ),
+    "TAG_FINGERPRINT": (_TRACKING, (_TRACKING, _REGISTRY, _LINEAGE)),
+    "TAG_TASK_TYPE": (_TRACKING, (_REGISTRY, _HOLDOUT, _LINEAGE)),
+    "TAG_LABEL": (_TRACKING, (_REGISTRY, _HOLDOUT, _LINEAGE, "airflow_mlpipe.monitoring.retraining")),
+    "TAG_FEATURES": (_TRACKING, (_REGISTRY, _LINEAGE)),
     "TAG_TRAINING_DATA_URI": (_TRACKING, (_LINEAGE, "airflow_mlpipe.monitoring.retraining")),
     "TAG_TRAINING_DATA_DIGEST": (_TRACKING, (_LINEAGE,)),
     "TAG_FEATURE_SERVICE": (_TRACKING, (_LINEAGE,)),
@@ -148,7 +138,7 @@ TAG_OWNERS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 _RECORDS = "airflow_mlpipe.governance.records"
-_REPRODUCE = "airflow_mlpipe.governance.reproduce"
+_REPRODUCE = "airflow_mlpipe.training.reproduce"
 _AUDIT = "airflow_mlpipe.governance.audit"
 _SNAPSHOTS = "airflow_mlpipe.governance.snapshots"
 _SNAPSHOT_READERS = (_REPRODUCE, _AUDIT, _SNAPSHOTS)

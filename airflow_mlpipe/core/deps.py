@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from airflow_mlpipe.core.quiet import before_import
 from airflow_mlpipe.exceptions import MissingDependencyError
 
 #: import name -> extra of ``airflow-mlpipe`` that installs it
@@ -29,6 +30,7 @@ _EXTRA_OF = {
 
 def require(module: str) -> ModuleType:
     """Import ``module`` (e.g. ``"mlflow"`` or ``"sklearn.metrics"``) or explain how to install it."""
+    before_import(module.split(".", 1)[0])
     try:
         return importlib.import_module(module)
     except ImportError as exc:

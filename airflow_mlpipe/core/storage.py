@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -52,14 +52,14 @@ def safe_segment(value: str) -> str:
     return cleaned or "_"
 
 
-def task_dir(context: Any, *, create: bool = True) -> ObjectStoragePath:
-    """The directory of the running task instance under the artifact root."""
-    ti = context["ti"]
-    task_part = safe_segment(ti.task_id)
-    map_index = getattr(ti, "map_index", -1)
+def task_path(
+    dag_id: str, run_id: str, task_id: str, map_index: int | None = -1, *, create: bool = True
+) -> ObjectStoragePath:
+    """The directory of one task instance under the artifact root."""
+    task_part = safe_segment(task_id)
     if map_index is not None and map_index >= 0:
         task_part = f"{task_part}.{map_index}"
-    path = artifact_root() / safe_segment(ti.dag_id) / safe_segment(ti.run_id) / task_part
+    path = artifact_root() / safe_segment(dag_id) / safe_segment(run_id) / task_part
     if create and path.protocol in ("file", "local"):
         path.mkdir(parents=True, exist_ok=True)
     return path

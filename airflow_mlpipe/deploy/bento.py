@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlpipe.core.deps import require
-from airflow_mlpipe.deploy.registry import RegistryModel, load_model
+from airflow_mlpipe.core.registry import RegistryModel, load_model
 from airflow_mlpipe.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -32,6 +33,22 @@ _SERVICE_SOURCE = Path(__file__).resolve().parents[1] / "_serving" / "service.py
 _SCHEMA_SOURCE = Path(__file__).resolve().with_name("schema.py")
 _SCORES_SOURCE = Path(__file__).resolve().parents[1] / "core" / "class_scores.py"
 SCORES_MODULE = "mlpipe_scores"  # the service imports it under this name
+_TAG_UNSAFE = re.compile(r"[^a-z0-9_.-]+")
+
+
+def tag_part(text: str) -> str:
+    """A string usable as a BentoML tag name or version (lowercase, ``[a-z0-9_.-]``)."""
+    return _TAG_UNSAFE.sub("-", text.lower()).strip("-.") or "model"
+
+
+def bento_name(model: RegistryModel) -> str:
+    return tag_part(f"mlpipe-{model.name}")[:63]
+
+
+def bento_version(model: RegistryModel, extra: str = "") -> str:
+    """Deterministic: the same registry version (and fingerprint) always maps to the same bento."""
+    fp = re.sub(r"[^a-z0-9]", "", model.fingerprint.split(":")[-1].lower())[:12] or "nofp"
+    return tag_part(f"v{model.version}-{fp}{extra}")
 
 
 @dataclass
@@ -94,7 +111,7 @@ def build_bento(
     if online_spec is not None:
         digest = hashlib.sha256(json.dumps(online_spec, sort_keys=True, default=str).encode()).hexdigest()
         extra = f"-o{digest[:8]}"
-    name, version = model.bento_name(), model.bento_version(extra)
+    name, version = bento_name(model), bento_version(model, extra)
     tag = f"{name}:{version}"
     try:
         bento = bentoml.bentos.get(tag)
@@ -168,7 +185,8 @@ def _store_model(hook: MlflowHook, model: RegistryModel, tag: str) -> str:
     labels = {"mlpipe.model_name": model.name, "mlpipe.model_version": model.version}
     meta = {"fingerprint": model.fingerprint, "model_uri": model.model_uri, "run_id": model.run_id or ""}
     if "sklearn" in model.flavors:
-        estimator = load_model(hook, model)
+        with hook.activate():
+            estimator = load_model(model)
         saved = bentoml.sklearn.save_model(tag, estimator, labels=labels, metadata=meta)
     else:
         with hook.activate():

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig, WatchConfig
 from airflow_mlpipe.core import conventions as cv
+from airflow_mlpipe.core.registry import RegistryModel, resolve_model, version_by_alias
 from airflow_mlpipe.deploy.checks import CanaryFailed, SmokeTestFailed, analyse_watch
-from airflow_mlpipe.deploy.registry import RegistryModel, resolve_model
 from airflow_mlpipe.deploy.rollout import deploy, observe, retire_previous
 from airflow_mlpipe.deploy.targets.base import Backend, BackendStartError, DeploymentTarget
 from airflow_mlpipe.evaluation.promotion import (
@@ -35,7 +35,6 @@ from airflow_mlpipe.evaluation.promotion import (
     registry_lock,
     withdraw_candidate,
 )
-from airflow_mlpipe.evaluation.registry import version_by_alias
 from airflow_mlpipe.exceptions import QualityGateFailed
 
 if TYPE_CHECKING:
@@ -282,7 +281,8 @@ def _serve_again(
                 "deployed_at": kept.started_at,
                 "fingerprint": None,
             }
-    model = resolve_model(hook, model_name, version=version)
+    with hook.activate():
+        model = resolve_model(hook.get_client(), model_name, version=version)
     return deploy(
         target,
         hook,

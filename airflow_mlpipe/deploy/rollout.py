@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig
 from airflow_mlpipe.core import conventions as cv
+from airflow_mlpipe.core import registry
+from airflow_mlpipe.core.registry import RegistryModel
 from airflow_mlpipe.deploy.bento import build_bento
 from airflow_mlpipe.deploy.checks import (
     CanaryFailed,
@@ -28,7 +30,6 @@ from airflow_mlpipe.deploy.checks import (
     smoke_test,
     snapshot,
 )
-from airflow_mlpipe.deploy.registry import RegistryModel, load_model
 from airflow_mlpipe.deploy.targets.base import Backend, DeploymentTarget
 
 if TYPE_CHECKING:
@@ -84,8 +85,10 @@ def deploy(
         try:
             if smoke is not None:
                 frame = holdout_rows(smoke, model.features)
+                with hook.activate():
+                    estimator = registry.load_model(model)
                 result["smoke_test"] = smoke_test(
-                    candidate.url, load_model(hook, model), frame, smoke, expect_version=model.version
+                    candidate.url, estimator, frame, smoke, expect_version=model.version
                 )
                 log(f"smoke test passed on {len(frame)} holdout rows")
             if stable is not None and canary.enabled and target.health(stable).ok:
@@ -246,13 +249,16 @@ def _wait_proxy_sees_up(target: DeploymentTarget, backends: list[Backend], timeo
 
 def record_deployment(hook: MlflowHook, result: dict[str, Any]) -> None:
     """Tag the served model version with when, where and which bento (lineage in the registry)."""
-    client = hook.get_client()
-    for key, value in (
-        (cv.TAG_DEPLOYED_AT, result["deployed_at"]),
-        (cv.TAG_DEPLOY_ENDPOINT, result["endpoint"]),
-        (cv.TAG_DEPLOY_BENTO, result["bento_tag"]),
-    ):
-        client.set_model_version_tag(result["model_name"], result["version"], key, str(value))
+    registry.set_tags(
+        hook.get_client(),
+        result["model_name"],
+        result["version"],
+        {
+            cv.TAG_DEPLOYED_AT: result["deployed_at"],
+            cv.TAG_DEPLOY_ENDPOINT: result["endpoint"],
+            cv.TAG_DEPLOY_BENTO: result["bento_tag"],
+        },
+    )
 
 
 __all__ = [

@@ -9,15 +9,35 @@ from airflow_mlpipe.config.evaluation import GateConfig, SliceCriterion
 from airflow_mlpipe.core.conventions import ALIAS_CHALLENGER, ALIAS_CHAMPION, TaskType
 from airflow_mlpipe.core.datasets import read_table
 from airflow_mlpipe.core.metrics import compute, predict
+from airflow_mlpipe.core.registry import LoadedModel, load_version, version_by_alias
 from airflow_mlpipe.evaluation.criteria import CriterionResult, Evidence, Scored, judge
-from airflow_mlpipe.evaluation.registry import (
-    LoadedModel,
-    check_holdout,
-    load_version,
-    task_type_and_label,
-    version_by_alias,
-)
-from airflow_mlpipe.exceptions import DataError
+from airflow_mlpipe.evaluation.holdout import check_holdout, task_type_and_label
+from airflow_mlpipe.exceptions import ConfigError, DataError
+
+
+def upstream_challenger(model_name: str, results: dict[str, Any]) -> tuple[str, str] | None:
+    """The version of ``model_name`` that the gate's upstream tasks registered, and which task did.
+
+    :param results: upstream task id -> its XCom ``return_value``. A training result names the
+        ``model_name`` and the ``version`` it registered (a search's ``register_best`` too); other
+        results, and unregistered search candidates, are passed over.
+    :returns: ``(version, task_id)``, or ``None`` when no upstream task registered a version.
+    :raises ConfigError: upstream tasks registered different versions: the gate cannot choose.
+    """
+    found: dict[str, str] = {}
+    for task_id, result in results.items():
+        items = result if isinstance(result, list) else [result]
+        for item in items:
+            if isinstance(item, dict) and item.get("model_name") == model_name and item.get("version"):
+                found.setdefault(str(item["version"]), task_id)
+    if len(found) > 1:
+        listed = ", ".join(f"v{v} from {t}" for v, t in sorted(found.items()))
+        raise ConfigError(
+            f"The gate's upstream tasks registered several versions of {model_name!r} ({listed}); "
+            "name the one to evaluate with challenger_version (e.g. "
+            "\"{{ ti.xcom_pull(task_ids='<task>')['version'] }}\")."
+        )
+    return next(iter(found.items()), None)
 
 
 @dataclasses.dataclass
@@ -111,7 +131,7 @@ def evaluate(
             f"Registered model {model_name!r} has no version with alias {challenger_alias!r}; "
             "train and register a challenger first (or pass challenger_version)."
         )
-    challenger = load_version(client, model_name, str(version), trusted=trusted)
+    challenger = load_version(client, model_name, version=str(version), trusted=trusted)
     task_type, label = task_type_and_label(challenger, config.task_type, config.label)
     task_type = TaskType.parse(task_type).value
     config.check_task_type(task_type)
@@ -137,7 +157,7 @@ def evaluate(
         elif champ_version == challenger.version:
             note = f"the challenger v{champ_version} already is the champion"
         else:
-            champion = load_version(client, model_name, champ_version, trusted=trusted)
+            champion = load_version(client, model_name, version=champ_version, trusted=trusted)
             check_holdout(frame, champion, "champion")
 
     ev = Evidence(

@@ -36,7 +36,7 @@ from airflow_mlpipe.core.conventions import (
     TAG_PROMOTED_AT,
     TAG_PROMOTED_FROM,
 )
-from airflow_mlpipe.evaluation.registry import version_by_alias
+from airflow_mlpipe.core.registry import get_version, set_tags, version_by_alias
 from airflow_mlpipe.exceptions import MlpipeError
 
 
@@ -218,9 +218,12 @@ def promote(
                 f"Aliases of {model_name} changed during promotion (champion={champion_now}, "
                 f"previous={previous_now}; expected {version}/{current}): something wrote them without the lock."
             )
-        client.set_model_version_tag(model_name, version, TAG_PROMOTED_AT, now)
-        if current is not None:
-            client.set_model_version_tag(model_name, version, TAG_PROMOTED_FROM, current)
+        set_tags(
+            client,
+            model_name,
+            version,
+            {TAG_PROMOTED_AT: now} | ({TAG_PROMOTED_FROM: current} if current else {}),
+        )
         withdraw_candidate(client, model_name, version)
         return PromotionResult(model_name, version, current, "promoted", now)
 
@@ -269,12 +272,11 @@ def mark_rollout(
         tags[cv.TAG_ROLLOUT_CHECK] = check.value
         tags[cv.TAG_ROLLOUT_REASON] = "; ".join(reasons or [])[:4000]
         tags[cv.TAG_ROLLOUT_FIGURES] = json.dumps(figures or {}, default=str, sort_keys=True)[:4000]
-    for key, value in tags.items():
-        client.set_model_version_tag(model_name, str(version), key, value)
+    set_tags(client, model_name, version, tags)
 
 
 def _check_blessed(client: Any, model_name: str, version: str, require_blessed: bool) -> None:
-    mv = client.get_model_version(model_name, version)
+    mv = get_version(client, model_name, version=version)
     if require_blessed and (mv.tags or {}).get(TAG_BLESSED) != "true":
         raise PromotionError(
             f"{model_name} v{version} is not blessed by the evaluation gate "

@@ -153,7 +153,13 @@ def training_graph(config: PipelineConfig) -> Graph:
             "validate",
             "check_batch",
             VALIDATE,
-            params={"dataset_uri": v.dataset, "suite": v.expectations, "suite_name": v.suite, **v.options},
+            params={
+                "dataset_uri": v.dataset,
+                "suite": v.expectations,
+                "suite_name": v.suite,
+                "timestamp_column": v.timestamp_column or None,
+                **v.options,
+            },
             # the event-pattern training DAG is scheduled on this asset: emitting it would loop
             outlets=[] if pattern == "event" else [asset_key(VALIDATED_DATA, name)],
         )
@@ -164,7 +170,11 @@ def training_graph(config: PipelineConfig) -> Graph:
     )
     last = apply
     if f.materialize:
-        window = {"start": f.materialize_start or None, "end": f.materialize_end or None}
+        window = {
+            "start": f.materialize_start or None,
+            "end": f.materialize_end or None,
+            "overlap": f.materialize_overlap_seconds,
+        }
         last = g.add(Node("features", "materialize", MATERIALIZE, params={**store, **window}), after=apply)
     set_params = {
         **store,
@@ -391,6 +401,7 @@ def monitoring_graph(config: PipelineConfig) -> Graph:
                     "dataset_uri": Ref(claim.task_id, "current_uri", template=True),
                     "suite": v.expectations,
                     "suite_name": v.suite,
+                    "timestamp_column": v.timestamp_column or None,
                     **v.options,
                 },
                 outlets=[asset_key(VALIDATED_DATA, name)] if pattern == "event" else [],

@@ -33,7 +33,7 @@ def load_config(config: ConfigLike) -> PipelineConfig:
     if isinstance(config, PipelineConfig):
         return copy.deepcopy(config)
     if isinstance(config, Mapping):
-        return PipelineConfig.from_dict(copy.deepcopy(dict(config)))
+        return PipelineConfig.from_mapping(copy.deepcopy(dict(config)))
     if isinstance(config, (str, os.PathLike)):
         return PipelineConfig.from_yaml(config)
     raise ConfigError(f"Expected a PipelineConfig, a mapping or a YAML path, got {type(config).__name__}.")

@@ -54,14 +54,11 @@ def _train_search(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> A
 
 
 def _approval(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
-    from airflow.providers.standard.operators.hitl import ApprovalOperator
+    from airflow_mlpipe.operators.approval import promotion_approval
 
-    from airflow_mlpipe.operators.evaluation import approval_body
-
-    return ApprovalOperator(
+    return promotion_approval(
         task_id=node.name,
-        subject="Promote the blessed challenger to champion?",
-        body=approval_body(params["gate_task_id"]),
+        gate_task_id=params["gate_task_id"],
         response_timeout=dt.timedelta(hours=float(params["timeout_hours"])),
     )
 

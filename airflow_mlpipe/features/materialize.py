@@ -16,10 +16,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlpipe.config.features import MaterializeConfig
+from airflow_mlpipe.config.features import MaterializeConfig, parse_timestamp
 from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.core.lineage import stage_asset
 from airflow_mlpipe.exceptions import DataError
@@ -85,6 +85,20 @@ def catch_up_start(store: FeatureStore, views: list[str] | None, end: dt.datetim
     return start if start.tzinfo else start.replace(tzinfo=dt.UTC)
 
 
+def batch_window(extras: Iterable[Mapping[str, Any]]) -> tuple[dt.datetime, dt.datetime] | None:
+    """The time the triggering batches cover, as a half-open window ``[first, last + 1 µs)``.
+
+    Read from the ``time_range`` their validation recorded on its asset events
+    (``DataValidationOperator(timestamp_column=...)``); ``None`` when no event carries one.
+    """
+    ranges = [e["time_range"] for e in extras if isinstance(e.get("time_range"), Mapping)]
+    if not ranges:
+        return None
+    first = min(parse_timestamp(r["start"], "time_range.start") for r in ranges)
+    last = max(parse_timestamp(r["end"], "time_range.end") for r in ranges)
+    return first, last + dt.timedelta(microseconds=1)
+
+
 def materialize_window(store: FeatureStore, cfg: MaterializeConfig) -> list[dict[str, Any]]:
     """Materialize ``cfg``'s window into the online store; one summary dict per feature view.
 
@@ -108,6 +122,7 @@ def materialize_window(store: FeatureStore, cfg: MaterializeConfig) -> list[dict
             "data_interval_start": cfg.start.isoformat(),
             "data_interval_end": cfg.end.isoformat(),
             "overlap_seconds": cfg.overlap_seconds,
+            "window_source": cfg.source,
             "rows_written": int(counts.get(name, 0)),
             "materialized_at": dt.datetime.now(dt.UTC).isoformat(),
         }

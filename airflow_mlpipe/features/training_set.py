@@ -68,6 +68,24 @@ def normalise_timestamps(series: pd.Series, *, column: str, naive: str) -> pd.Se
     return series.dt.tz_convert("UTC").dt.as_unit("ns")
 
 
+def time_range(frame: pd.DataFrame, column: str) -> dict[str, str] | None:
+    """The event-time range of a batch, ``{"column", "start", "end"}`` (UTC, ISO-8601, both ends
+    inclusive), recorded on its asset events so that a run it triggers knows which time it covers.
+
+    ``None`` for a table without rows; naive timestamps are taken as UTC.
+
+    :raises DataError: the column is missing or holds something other than timestamps.
+    """
+    if column not in frame.columns:
+        raise DataError(
+            f"Timestamp column {column!r} is not in the batch; its columns are {list(frame.columns)}."
+        )
+    if frame.empty:
+        return None
+    ts = normalise_timestamps(frame[column], column=column, naive="utc")
+    return {"column": column, "start": ts.min().isoformat(), "end": ts.max().isoformat()}
+
+
 def prepare_entities(frame: pd.DataFrame, cfg: TrainingSetConfig, info: ServiceInfo) -> pd.DataFrame:
     """Check the entity table and return a copy with UTC nanosecond timestamps and a fresh index."""
     keys = cfg.entity_columns or info.entity_keys

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlpipe.core import conventions as cv
+from airflow_mlpipe.core import registry
 from airflow_mlpipe.core.datasets import file_digest
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.core.storage import artifact_root, resolve, safe_segment
@@ -202,7 +203,7 @@ def _served_window(client: Any, model_name: str, version: str, tags: Mapping[str
     start = tags.get(cv.TAG_PROMOTED_AT) or tags.get(cv.TAG_DEPLOYED_AT)
     end = None
     replaced_by = None
-    for mv in client.search_model_versions(f"name = '{model_name}'"):
+    for mv in registry.versions(client, model_name):
         other = dict(mv.tags or {})
         if other.get(cv.TAG_PROMOTED_FROM) == str(version):
             when = other.get(cv.TAG_PROMOTED_AT)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlpipe.core import conventions as cv
@@ -52,11 +51,10 @@ def record_digest(tags: Mapping[str, str]) -> str:
 
 
 def package_version() -> str:
-    """The installed airflow-mlpipe version (``"unknown"`` when run from a source tree)."""
-    try:
-        return metadata.version("airflow-mlpipe")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    """The installed airflow-mlpipe version (``airflow_mlpipe.__version__``)."""
+    from airflow_mlpipe import __version__
+
+    return __version__
 
 
 def training_spec(estimator: EstimatorConfig, training: TrainingConfig, task_type: str) -> dict[str, Any]:
@@ -68,6 +66,8 @@ def training_spec(estimator: EstimatorConfig, training: TrainingConfig, task_typ
         "test_size": training.test_size,
         "cv_folds": training.cv_folds,
         "seed": training.seed,
+        "encode_categorical": training.encode_categorical,
+        "refit_on_all": training.refit_on_all,
         "mlpipe_version": package_version(),
     }
 

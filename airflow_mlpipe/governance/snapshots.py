@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlpipe.core import conventions as cv
+from airflow_mlpipe.core import registry
 from airflow_mlpipe.core.datasets import file_digest
 from airflow_mlpipe.core.storage import artifact_root, local_path, resolve, safe_segment
 from airflow_mlpipe.exceptions import ConfigError, DataError, MlpipeError
@@ -145,21 +146,15 @@ def verify(uri: str, digest: str) -> str | None:
     return file_digest(uri, algorithm=algorithm)
 
 
-def _versions(client: Any, model_name: str) -> list[Any]:
-    found = client.search_model_versions(f"name = '{model_name}'")
-    return sorted(found, key=lambda v: int(v.version), reverse=True)
-
-
 def _alias_versions(client: Any, model_name: str, aliases: tuple[str, ...]) -> dict[str, str]:
     """version -> alias for the versions behind ``aliases``."""
-    model = client.get_registered_model(model_name)
-    return {str(v): a for a, v in (model.aliases or {}).items() if a in aliases}
+    return {v: a for a, v in registry.aliases(client, model_name).items() if a in aliases}
 
 
 def references(client: Any, model_name: str) -> dict[str, list[str]]:
     """Snapshot digest -> versions (newest first) whose lineage points at it."""
     out: dict[str, list[str]] = {}
-    for mv in _versions(client, model_name):
+    for mv in registry.versions(client, model_name):
         tags = dict(mv.tags or {})
         for _, digest_tag in SNAPSHOT_TAGS:
             if tags.get(digest_tag):
@@ -206,7 +201,7 @@ def prune(
     client: Any, model_name: str, retention: RetentionConfig, *, dry_run: bool = False
 ) -> dict[str, Any]:
     """Delete the snapshots no retained version needs; return what was kept and deleted."""
-    versions = _versions(client, model_name)
+    versions = registry.versions(client, model_name)
     keep_versions = {str(v.version) for v in versions[: retention.keep_last]}
     keep_versions |= set(_alias_versions(client, model_name, retention.keep_aliases))
     refs = references(client, model_name)

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_mlpipe.core.deps import require
+from airflow_mlpipe.core.quiet import library_output
 from airflow_mlpipe.core.storage import artifact_root, local_path
 from airflow_mlpipe.exceptions import ConfigError, MlpipeError
 from airflow_mlpipe.hooks.base import OptionalConnectionHook
@@ -180,6 +181,10 @@ class MlflowHook(OptionalConnectionHook):
             "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(int(round(wait))),
             "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": str(min(1.0, wait)),
             "MLFLOW_HTTP_REQUEST_TIMEOUT": str(s["timeout"]),
+            # progress bars are drawn on stderr, which a task log shows at ERROR
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": os.environ.get(
+                "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
+            ),
         }
 
     def unreachable(self, exc: BaseException) -> MlflowUnreachableError:
@@ -192,6 +197,9 @@ class MlflowHook(OptionalConnectionHook):
     @contextlib.contextmanager
     def activate(self) -> Iterator[Any]:
         """Point the ``mlflow`` module at this connection for the duration of the block; yield it.
+
+        Inside the block MLflow logs through the task's logging, without progress bars, and model
+        (de)serialization adds no library noise (:func:`airflow_mlpipe.core.quiet.library_output`).
 
         Transient failures that outlast the bounded retries leave the block as
         :class:`MlflowUnreachableError`; other errors pass through unchanged.
@@ -208,7 +216,8 @@ class MlflowHook(OptionalConnectionHook):
                     os.environ.pop(k, None)
             mlflow.set_tracking_uri(s["tracking_uri"])
             mlflow.set_registry_uri(s["registry_uri"])
-            yield mlflow
+            with library_output():
+                yield mlflow
         except MlpipeError:
             raise
         except Exception as exc:

@@ -6,7 +6,8 @@ import math
 from typing import Any
 
 from airflow_mlpipe.core.conventions import ALIAS_CHAMPION, TAG_GATE_METRIC_PREFIX
-from airflow_mlpipe.exceptions import DataError
+from airflow_mlpipe.core.registry import get_version
+from airflow_mlpipe.exceptions import ConfigError, DataError
 
 
 def _numbers(items: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -35,9 +36,9 @@ def registry_baseline(hook: Any, model_name: str, alias: str = ALIAS_CHAMPION) -
     with hook.activate():
         client = hook.get_client()
         try:
-            version = client.get_model_version_by_alias(model_name, alias)
-        except Exception as exc:
-            raise DataError(f"No version of model {model_name!r} has alias {alias!r}: {exc}") from exc
+            version = get_version(client, model_name, alias=alias)
+        except ConfigError as exc:
+            raise DataError(f"No quality baseline: {exc}") from exc
         metrics: dict[str, float] = {}
         if version.run_id:
             metrics.update(_numbers(dict(client.get_run(version.run_id).data.metrics)))

@@ -16,6 +16,8 @@ import datetime as dt
 from typing import Any
 
 from airflow_mlpipe.core.conventions import ALIAS_CHAMPION, TAG_LABEL, TAG_TRAINING_DATA_URI
+from airflow_mlpipe.core.registry import get_version
+from airflow_mlpipe.exceptions import ConfigError
 
 
 def serving_reference(hook: Any, model_name: str, alias: str = ALIAS_CHAMPION) -> dict[str, Any] | None:
@@ -26,8 +28,8 @@ def serving_reference(hook: Any, model_name: str, alias: str = ALIAS_CHAMPION) -
     with hook.activate():
         client = hook.get_client()
         try:
-            version = client.get_model_version_by_alias(model_name, alias)
-        except Exception:  # no alias yet (nothing serves): the configured reference stays
+            version = get_version(client, model_name, alias=alias)
+        except ConfigError:  # no alias yet (nothing serves): the configured reference stays
             return None
     tags = dict(version.tags or {})
     uri = tags.get(TAG_TRAINING_DATA_URI)

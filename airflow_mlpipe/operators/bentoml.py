@@ -15,12 +15,10 @@ from airflow.sdk import BaseOperator
 
 from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig, WatchConfig
 from airflow_mlpipe.core import conventions as cv
-from airflow_mlpipe.core.lineage import emit_asset_metadata
-from airflow_mlpipe.core.links import XComLink, push_link
 from airflow_mlpipe.core.results import jsonable
-from airflow_mlpipe.core.storage import task_dir
 from airflow_mlpipe.exceptions import ConfigError, QualityGateFailed
 from airflow_mlpipe.hooks.mlflow import MlflowHook
+from airflow_mlpipe.operators._context import XComLink, emit_asset_metadata, push_link, task_dir
 from airflow_mlpipe.operators._results import push_then_raise
 
 if TYPE_CHECKING:
@@ -67,13 +65,14 @@ class _RegistryModelMixin:
             self.alias = None
 
     def _resolve(self) -> tuple[MlflowHook, Any]:
-        from airflow_mlpipe.deploy.registry import resolve_model
+        from airflow_mlpipe.core.registry import resolve_model
 
         hook = MlflowHook(self.mlflow_conn_id)
         version = None if self.version in (None, "") else self.version
-        return hook, resolve_model(
-            hook, self.model_name, alias=None if version else self.alias, version=version
-        )
+        with hook.activate():
+            return hook, resolve_model(
+                hook.get_client(), self.model_name, alias=None if version else self.alias, version=version
+            )
 
 
 class _TargetMixin:
@@ -90,7 +89,7 @@ class _TargetMixin:
         from airflow_mlpipe.config.deploy import TargetSpec
         from airflow_mlpipe.deploy.targets import resolve_target
 
-        spec = TargetSpec.from_value(_parse_json("target", self.target))
+        spec = TargetSpec.from_mapping(_parse_json("target", self.target))
         local = {"state_dir": self.state_dir, "port": self.port, "bentoml_home": self.bentoml_home}
         given = {k: v for k, v in local.items() if v not in (None, "", 0)}
         if given and spec.kind != "local":
@@ -173,8 +172,8 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
         self.deployment_name = deployment_name or model_name
         self.holdout_uri = holdout_uri
         self.smoke_rows = smoke_rows
-        self.canary = CanaryConfig() if canary == "default" else CanaryConfig.parse(canary)
-        self.watch = WatchConfig() if watch == "default" else WatchConfig.parse(watch)
+        self.canary = CanaryConfig() if canary == "default" else CanaryConfig.from_mapping(canary)
+        self.watch = WatchConfig() if watch == "default" else WatchConfig.from_mapping(watch)
         self.promote = promote
         self.port = port
         self.state_dir = state_dir
@@ -379,15 +378,17 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlpipe.core.registry import load_model
         from airflow_mlpipe.deploy.batch import score_dataset
-        from airflow_mlpipe.deploy.registry import load_model
 
         self._check_ref()
         if not self.input_uri:
             raise ConfigError("input_uri is required: the dataset to score.")
         hook, model = self._resolve()
+        with hook.activate():
+            estimator = load_model(model)
         scored = score_dataset(
-            load_model(hook, model),
+            estimator,
             input_uri=self.input_uri,
             features=model.features,
             output_path=task_dir(context) / self.output_name,

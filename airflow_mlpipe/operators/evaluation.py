@@ -1,9 +1,10 @@
-"""Evaluation gate and promotion operators (MLflow registry), with optional human approval.
+"""Evaluation gate and promotion operators (MLflow registry).
 
 ``EvaluationGateOperator`` blesses or blocks the ``challenger``: a blocked model pushes its summary
 to XCom and then skips (so downstream deployment is *skipped*, not failed, and the champion never
 moves). ``PromoteModelOperator`` moves ``champion`` to the blessed version under a registry lock.
-:func:`add_human_approval` puts Airflow's own ``ApprovalOperator`` between the two.
+:func:`airflow_mlpipe.operators.approval.add_human_approval` puts Airflow's own
+``ApprovalOperator`` between the two.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -29,11 +29,12 @@ from airflow_mlpipe.core.conventions import (
     TAG_GATE_MODEL_NAME,
     TAG_GATE_PREFIX,
 )
-from airflow_mlpipe.core.lineage import airflow_ids, emit_asset_metadata
-from airflow_mlpipe.core.links import XComLink, push_link, report_url
+from airflow_mlpipe.core.links import report_url
+from airflow_mlpipe.core.registry import delete_tags, get_version, set_tags
 from airflow_mlpipe.core.results import jsonable
-from airflow_mlpipe.core.storage import local_path, task_dir
+from airflow_mlpipe.core.storage import local_path
 from airflow_mlpipe.hooks.mlflow import MlflowHook
+from airflow_mlpipe.operators._context import XComLink, airflow_ids, emit_asset_metadata, push_link, task_dir
 from airflow_mlpipe.operators._results import push_then_raise
 from airflow_mlpipe.operators.governance import AuditReportLink, push_audit_link
 
@@ -66,12 +67,14 @@ class EvaluationGateOperator(BaseOperator):
     :param config: :class:`~airflow_mlpipe.config.evaluation.GateConfig`, its dict, a list of
         criteria, YAML text or a YAML file path.
     :param challenger_version: evaluate this version (e.g. templated from the training XCom);
-        default: the version behind ``challenger_alias``.
+        default: the version a directly upstream training task (or a search's ``register_best``)
+        registered, read from its XCom; without such a task, the version behind
+        ``challenger_alias``. Upstream tasks that registered different versions are a ConfigError.
     :param model_task_type: overrides the config and the model's ``mlpipe.task_type`` tag.
     :param label_column: overrides the config and the model's ``mlpipe.label`` tag.
     :param experiment_name: MLflow experiment of the evaluation runs (default ``<model>-evaluation``).
     :param trust_model_artifacts: allow MLflow to deserialize the registry's models (they come from
-        this pipeline's training stage); see ``airflow_mlpipe.core.models``.
+        this pipeline's training stage); see ``airflow_mlpipe.core.registry``.
     :param skip_when_blocked: raise ``AirflowSkipException`` when not blessed (default); with
         ``False`` the task succeeds and returns ``blessed: false``.
     """
@@ -125,7 +128,7 @@ class EvaluationGateOperator(BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def gate_config(self) -> GateConfig:
-        config = GateConfig.coerce(self.config)
+        config = GateConfig.from_mapping(self.config)
         if self.model_task_type:
             config = dataclasses.replace(config, task_type=self.model_task_type)
         if self.label_column:
@@ -156,7 +159,7 @@ class EvaluationGateOperator(BaseOperator):
                     model_name=self.model_name,
                     holdout_uri=self.holdout_uri,
                     config=config,
-                    challenger_version=str(self.challenger_version) if self.challenger_version else None,
+                    challenger_version=self._challenger_version(context),
                     challenger_alias=self.challenger_alias,
                     champion_alias=self.champion_alias,
                     trusted=self.trust_model_artifacts,
@@ -186,6 +189,28 @@ class EvaluationGateOperator(BaseOperator):
                 f"{len(summary['reasons'])} criterion check(s) failed: {'; '.join(summary['reasons'])}"
             ),
         )
+
+    def _challenger_version(self, context: Context) -> str | None:
+        """The given version, else the one an upstream training task registered, else ``None`` (alias)."""
+        from airflow_mlpipe.evaluation.gate import upstream_challenger
+
+        if self.challenger_version:
+            return str(self.challenger_version)
+        ti = context["ti"]
+        results = {}
+        for task_id in sorted(self.upstream_task_ids):
+            result = ti.xcom_pull(task_ids=task_id)
+            # a mapped task's results come as a lazy sequence
+            is_many = isinstance(result, Sequence) and not isinstance(result, (str, bytes))
+            results[task_id] = list(result) if is_many else result
+        found = upstream_challenger(self.model_name, results)
+        if found is None:
+            self.log.info(
+                "No upstream task registered a version: evaluating alias %r.", self.challenger_alias
+            )
+            return None
+        self.log.info("Evaluating v%s, registered by upstream task %s.", *found)
+        return found[0]
 
     def _record(
         self, client: Any, run_id: str, outcome: GateOutcome, summary: dict[str, Any], report_path: Any
@@ -235,40 +260,41 @@ class EvaluationGateOperator(BaseOperator):
         name, version = outcome.model_name, outcome.challenger_version
         blessed = "true" if outcome.blessed else "false"
         if not outcome.blessed:  # never leave a stale "true" behind if a later write fails
-            client.set_model_version_tag(name, version, TAG_BLESSED, blessed)
+            set_tags(client, name, version, {TAG_BLESSED: blessed})
         stale = [
             k
-            for k in (client.get_model_version(name, version).tags or {})
+            for k in (get_version(client, name, version=version).tags or {})
             if k.startswith(TAG_CRITERION_PREFIX)
             and k[len(TAG_CRITERION_PREFIX) :] not in {r.name for r in outcome.results}
         ]
-        for key in stale:
-            client.delete_model_version_tag(name, version, key)
-        for r in outcome.results:
-            record = {
-                "kind": r.kind,
-                "metric": r.metric,
-                "observed": r.observed,
-                "threshold": r.threshold,
-                "op": r.op,
-                "passed": r.passed,
-            }
-            client.set_model_version_tag(
-                name, version, TAG_CRITERION_PREFIX + r.name, json.dumps(jsonable(record))
-            )
-        for metric, value in outcome.evidence.challenger.metrics.values.items():
-            client.set_model_version_tag(name, version, TAG_GATE_METRIC_PREFIX + metric, repr(float(value)))
-        for key, text in {
+        delete_tags(client, name, version, stale)
+        fields = ("kind", "metric", "observed", "threshold", "op", "passed")
+        set_tags(
+            client,
+            name,
+            version,
+            {
+                TAG_CRITERION_PREFIX + r.name: json.dumps(jsonable({f: getattr(r, f) for f in fields}))
+                for r in outcome.results
+            },
+        )
+        metrics_judged = outcome.evidence.challenger.metrics.values
+        record_of_gate = {
             "run_id": run_id,
             "report_uri": str(report_path),
             "champion_version": str(outcome.champion_version or ""),
             "holdout_uri": outcome.holdout_uri,
-        }.items():
-            client.set_model_version_tag(name, version, f"{TAG_GATE_PREFIX}{key}", text)
-        for key, text in gate_tags(name, outcome.holdout_uri, str(report_path)).items():
-            client.set_model_version_tag(name, version, key, text)
+        }
+        set_tags(
+            client,
+            name,
+            version,
+            {TAG_GATE_METRIC_PREFIX + metric: repr(float(value)) for metric, value in metrics_judged.items()}
+            | {TAG_GATE_PREFIX + key: text for key, text in record_of_gate.items()}
+            | gate_tags(name, outcome.holdout_uri, str(report_path)),
+        )
         if outcome.blessed:
-            client.set_model_version_tag(name, version, TAG_BLESSED, blessed)
+            set_tags(client, name, version, {TAG_BLESSED: blessed})
 
 
 def _asset_extra(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -344,8 +370,8 @@ class PromoteModelOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from airflow_mlpipe.core.registry import version_by_alias
         from airflow_mlpipe.evaluation.promotion import nominate, promote
-        from airflow_mlpipe.evaluation.registry import version_by_alias
         from airflow_mlpipe.exceptions import DataError
 
         version = str(self.version) if self.version else None
@@ -388,52 +414,3 @@ class PromoteModelOperator(BaseOperator):
         )
         emit_asset_metadata(context, self.outlets, result)
         return result
-
-
-def approval_body(gate_task_id: str) -> str:
-    """Markdown (Jinja-templated at run time) summarising the gate's XCom for the approver."""
-    s = f"ti.xcom_pull(task_ids='{gate_task_id}')"
-    return (
-        "{% set g = " + s + " %}"
-        "**{{ g.model_name }} v{{ g.challenger_version }}** passed the evaluation gate "
-        "(champion: {{ g.champion_version or 'none' }}, task: {{ g.task_type }}).\n\n"
-        "| criterion | observed | threshold | result |\n|---|---|---|---|\n"
-        "{% for c in g.criteria %}| {{ c.name }} | {{ c.observed }} | {{ c.op }} {{ c.threshold }} | "
-        "{{ 'pass' if c.passed else 'FAIL' }} |\n{% endfor %}\n"
-        "Metrics (challenger): {{ g.metrics.challenger }}\n\n"
-        "Report: {{ ti.xcom_pull(task_ids='" + gate_task_id + "', key='" + EvaluationReportLink.key + "') }}"
-    )
-
-
-def add_human_approval(
-    gate: EvaluationGateOperator,
-    promote: BaseOperator,
-    *,
-    task_id: str = "approve_promotion",
-    subject: str | None = None,
-    response_timeout: timedelta | None = None,
-    assigned_users: Any = None,
-    **kwargs: Any,
-) -> BaseOperator:
-    """Insert Airflow's ``ApprovalOperator`` between ``gate`` and ``promote``; return it.
-
-    The approver sees the gate summary (criteria table, metrics) and the report link. "Reject"
-    skips the promotion (and, as any not-blessed path, leaves the champion alone). An existing
-    direct ``gate >> promote`` edge is replaced.
-    """
-    from airflow.providers.standard.operators.hitl import ApprovalOperator
-
-    if promote.task_id in gate.downstream_task_ids:
-        gate.downstream_task_ids.discard(promote.task_id)
-        promote.upstream_task_ids.discard(gate.task_id)
-    approval = ApprovalOperator(
-        task_id=task_id,
-        subject=subject or f"Promote {gate.model_name} to {ALIAS_CHAMPION}?",
-        body=approval_body(gate.task_id),
-        response_timeout=response_timeout,
-        assigned_users=assigned_users,
-        dag=gate.dag,
-        **kwargs,
-    )
-    gate >> approval >> promote
-    return approval

@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 
 from airflow_mlpipe.config.monitoring import DriftConfig, QualityConfig
-from airflow_mlpipe.core.lineage import emit_asset_metadata
-from airflow_mlpipe.core.links import XComLink, push_link, report_url
+from airflow_mlpipe.core.links import report_url
 from airflow_mlpipe.core.results import jsonable
-from airflow_mlpipe.core.storage import task_dir
 from airflow_mlpipe.exceptions import ConfigError
+from airflow_mlpipe.operators._context import XComLink, emit_asset_metadata, push_link, task_dir
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -152,8 +151,8 @@ class EvidentlyDriftOperator(BaseOperator):
         from airflow_mlpipe.monitoring.drift import run_drift_report
         from airflow_mlpipe.monitoring.quality import check_quality
 
-        drift_cfg = DriftConfig.from_value(self.drift)
-        quality_cfg = QualityConfig.from_value(self.quality)
+        drift_cfg = DriftConfig.from_mapping(self.drift)
+        quality_cfg = QualityConfig.from_mapping(self.quality)
         out_dir = task_dir(context)
         report_path = out_dir / "drift_report.html"
         push_link(context, DriftReportLink, report_url(report_path))
@@ -253,12 +252,10 @@ class EvidentlyDriftOperator(BaseOperator):
     def _batch_start(self, current: Any) -> str | None:
         if not self.timestamp_column or self.timestamp_column not in current.columns:
             return None
-        from airflow_mlpipe.features.training_set import normalise_timestamps
+        from airflow_mlpipe.features.training_set import time_range
 
-        column = normalise_timestamps(
-            current[self.timestamp_column], column=self.timestamp_column, naive="utc"
-        )
-        return str(column.min().isoformat())
+        found = time_range(current, self.timestamp_column)
+        return found["start"] if found else None
 
     def _reasons(self, summary: Mapping[str, Any]) -> list[str]:
         found = {

@@ -18,7 +18,6 @@ from airflow_mlpipe.config.features import (
     MaterializeConfig,
     TrainingSetConfig,
     TrainingWindowConfig,
-    config_from,
     parse_timestamp,
 )
 from airflow_mlpipe.exceptions import ConfigError, DataError
@@ -29,6 +28,15 @@ if TYPE_CHECKING:
     from airflow_mlpipe.hooks.feast import FeastHook
 
 _STORE_FIELDS = ("feast_conn_id", "repo_path", "config")
+
+
+def _triggering_extras(context: Context) -> list[Mapping[str, Any]]:
+    """The ``extra`` of every asset event that triggered the run."""
+    return [
+        getattr(e, "extra", None) or {}
+        for events in (context.get("triggering_asset_events") or {}).values()
+        for e in events
+    ]
 
 
 class _FeastOperator(BaseOperator):
@@ -78,10 +86,9 @@ class FeastApplyOperator(_FeastOperator):
         self.prune = prune
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlpipe.core.dagfiles import dag_search_paths
-        from airflow_mlpipe.core.lineage import emit_asset_metadata
         from airflow_mlpipe.features.definitions import apply_definitions, load_definitions
         from airflow_mlpipe.features.registry import feature_service
+        from airflow_mlpipe.operators._context import dag_search_paths, emit_asset_metadata
 
         hook = self.get_hook()
         source = self.definitions or hook.repo_config()["repo_path"]
@@ -107,8 +114,12 @@ class FeastApplyOperator(_FeastOperator):
 class FeastMaterializeOperator(_FeastOperator):
     """Materialize the run's data interval into the online store, incrementally and idempotently.
 
-    The window is ``[data_interval_start - overlap, data_interval_end)``. XCom:
-    ``{"project", "window_start", "window_end", "rows_written", "feature_views": [summary, ...]}``.
+    The window is ``[data_interval_start - overlap, data_interval_end)``. A run without a data
+    interval (asset-triggered or manual) takes the time range of the batches that triggered it,
+    from the ``time_range`` on their asset events (``DataValidationOperator(timestamp_column=...)``),
+    reaching back to where the views' last materialization ended if that is earlier; without one it
+    catches up from there to the run's time. XCom: ``{"project", "window_start", "window_end",
+    "window_source", "rows_written", "feature_views": [summary, ...]}``.
     Each outlet asset made by :func:`~airflow_mlpipe.features.materialize.feature_view_asset` gets
     its own view's summary (window, row count); other outlets get the whole result.
 
@@ -146,16 +157,26 @@ class FeastMaterializeOperator(_FeastOperator):
         """The run's window; ``None`` when a catch-up run finds nothing new to materialize."""
         start: Any = self.start or context.get("data_interval_start")
         end: Any = self.end or context.get("data_interval_end")
+        source = "arguments" if self.start else "data_interval"
         if self.start is None and (start is None or end is None or start == end):
             # No data interval (a manual or asset-triggered run; Airflow 3 gives those an empty
-            # one): catch up from where each view's last materialization ended to the run's time.
-            from airflow_mlpipe.features.materialize import catch_up_start
+            # one): the time of the batches that triggered the run, else catch up to the run's time.
+            from airflow_mlpipe.features.materialize import batch_window, catch_up_start
 
-            end = end or context.get("logical_date") or context.get("run_after") or dt.datetime.now(dt.UTC)
-            end = parse_timestamp(end, "end")
             if store is None:
                 store = self.get_hook().get_store()
-            start = catch_up_start(store, self.feature_views, end)
+            batch = batch_window(_triggering_extras(context))
+            if batch is not None:
+                # A run or batch missed earlier is caught up too: the window reaches back to where
+                # the views' last materialization ended when that is before the batch.
+                end, source = batch[1], "triggering_batch"
+                start = min(batch[0], catch_up_start(store, self.feature_views, end))
+            else:
+                end = (
+                    end or context.get("logical_date") or context.get("run_after") or dt.datetime.now(dt.UTC)
+                )
+                end, source = parse_timestamp(end, "end"), "catch_up"
+                start = catch_up_start(store, self.feature_views, end)
             if start >= end:
                 return None
         if start is None or end is None:
@@ -166,11 +187,13 @@ class FeastMaterializeOperator(_FeastOperator):
             overlap_seconds=self.overlap,
             feature_views=self.feature_views,
             fail_on_empty=self.fail_on_empty,
+            source=source,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlpipe.core.lineage import asset_outlets, emit_asset_metadata
+        from airflow_mlpipe.core.lineage import asset_outlets
         from airflow_mlpipe.features.materialize import feature_view_asset, materialize_window
+        from airflow_mlpipe.operators._context import emit_asset_metadata
 
         store = self.get_hook().get_store()
         cfg = self.window(context, store)
@@ -180,6 +203,7 @@ class FeastMaterializeOperator(_FeastOperator):
                 "project": store.project,
                 "window_start": None,
                 "window_end": None,
+                "window_source": "catch_up",
                 "rows_written": 0,
                 "feature_views": [],
             }
@@ -188,6 +212,7 @@ class FeastMaterializeOperator(_FeastOperator):
             "project": store.project,
             "window_start": cfg.window_start.isoformat(),
             "window_end": cfg.end.isoformat(),
+            "window_source": cfg.source,
             "rows_written": sum(s["rows_written"] for s in summaries),
             "feature_views": summaries,
         }
@@ -281,10 +306,9 @@ class FeastTrainingSetOperator(_FeastOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlpipe.core.datasets import frame_digest, write_parquet
-        from airflow_mlpipe.core.lineage import emit_asset_metadata
-        from airflow_mlpipe.core.storage import task_dir
         from airflow_mlpipe.features.online import SPEC_KIND
         from airflow_mlpipe.features.training_set import retrieve, summary
+        from airflow_mlpipe.operators._context import emit_asset_metadata, task_dir
 
         cfg = TrainingSetConfig(
             feature_service=self.feature_service,
@@ -355,12 +379,12 @@ class FeastTrainingSetOperator(_FeastOperator):
             drop = exclude_rows(entities, timed(self.exclude_source), cfg.label)
             chosen["excluded_rows"] = int(drop.sum())
             entities = entities[~drop].reset_index(drop=True)
-        window = config_from(TrainingWindowConfig, self.training_window, "training_window")
+        window = TrainingWindowConfig.from_mapping(self.training_window, "training_window")
         keep, chosen["window"] = window_mask(entities, ts, window, self._drift_since(context))
         entities = entities[keep].reset_index(drop=True)
         chosen["held"] = None
         if self.holdout is not None:
-            hold_cfg = config_from(HoldoutConfig, self.holdout, "holdout")
+            hold_cfg = HoldoutConfig.from_mapping(self.holdout, "holdout")
             held = holdout_mask(entities, ts, hold_cfg, window.batch_column)
             chosen["held"] = held
             chosen["holdout"] = {"method": hold_cfg.method, **span(entities[held], ts)}
@@ -374,12 +398,7 @@ class FeastTrainingSetOperator(_FeastOperator):
             conf = getattr(context.get("dag_run"), "conf", None) or {}
             found = [conf["drift_since"]] if conf.get("drift_since") else []
         if not found:
-            for events in (context.get("triggering_asset_events") or {}).values():
-                found += [
-                    e.extra["drift_since"]
-                    for e in events
-                    if (getattr(e, "extra", None) or {}).get("drift_since")
-                ]
+            found = [e["drift_since"] for e in _triggering_extras(context) if e.get("drift_since")]
         return max(parse_timestamp(v, "drift_since") for v in found) if found else None
 
 

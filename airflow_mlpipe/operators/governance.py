@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_mlpipe.core.links import XComLink, audit_url, push_link
+from airflow_mlpipe.core.links import audit_url
 from airflow_mlpipe.exceptions import QualityGateFailed
 from airflow_mlpipe.hooks.mlflow import MlflowHook
+from airflow_mlpipe.operators._context import XComLink, push_link
 from airflow_mlpipe.operators._results import push_then_raise
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ class ReproduceModelOperator(BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlpipe.governance.reproduce import ReproduceConfig, record, render_text, reproduce
+        from airflow_mlpipe.training.reproduce import ReproduceConfig, record, render_text, reproduce
 
         config = ReproduceConfig(
             tolerance=self.tolerance,

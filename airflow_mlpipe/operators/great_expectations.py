@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_mlpipe.config.validation import ShiftConfig, SuiteSpec, ValidationOptions
-from airflow_mlpipe.core.links import XComLink, push_link, report_url
+from airflow_mlpipe.core.links import report_url
 from airflow_mlpipe.exceptions import ConfigError, DataError, QualityGateFailed
+from airflow_mlpipe.operators._context import XComLink, push_link
 from airflow_mlpipe.operators._results import push_then_raise
 
 if TYPE_CHECKING:
@@ -34,7 +35,8 @@ class DataValidationOperator(BaseOperator):
     The XCom ``return_value`` is the summary ``{"success", "dataset_uri", "suite", "row_count",
     "statistics", "failed", "data_docs_uri", "shift"}``; it is pushed *before* the task fails. On
     success every outlet asset event gets ``{"suite", "row_count", "success_percent",
-    "dataset_uri", "digest"}``; a failed or skipped task emits no asset event.
+    "dataset_uri", "digest"}``, plus ``"time_range"`` with ``timestamp_column``; a failed or
+    skipped task emits no asset event.
 
     :param dataset_uri: parquet/CSV dataset (``file://``, local path or object storage URI).
     :param sql: a query to validate instead of a file, run through ``conn_id``.
@@ -54,6 +56,9 @@ class DataValidationOperator(BaseOperator):
     :param allow_all_null_columns: accept columns that are entirely null.
     :param offline_docs: make Data Docs load nothing from CDNs.
     :param dataset_format: ``"parquet"`` or ``"csv"`` when the suffix does not tell.
+    :param timestamp_column: event-time column of the batch: its range ``{"column", "start",
+        "end"}`` is recorded as ``time_range`` in the result and on the asset events, so a run the
+        batch triggers materializes just that time (see ``FeastMaterializeOperator``).
     """
 
     template_fields: Sequence[str] = (
@@ -70,6 +75,7 @@ class DataValidationOperator(BaseOperator):
         "on_failure",
         "result_format",
         "dataset_format",
+        "timestamp_column",
     )
     template_fields_renderers = {"sql": "sql", "suite": "json", "shift_columns": "json"}
     operator_extra_links = (DataDocsLink(),)
@@ -93,6 +99,7 @@ class DataValidationOperator(BaseOperator):
         allow_all_null_columns: bool = False,
         offline_docs: bool = True,
         dataset_format: str | None = None,
+        timestamp_column: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -118,11 +125,12 @@ class DataValidationOperator(BaseOperator):
         self.allow_all_null_columns = allow_all_null_columns
         self.offline_docs = offline_docs
         self.dataset_format = dataset_format
+        self.timestamp_column = timestamp_column
 
     # -- resolution of arguments (execute time) ------------------------------------------------
 
     def _suite(self, context: Context) -> SuiteSpec:
-        from airflow_mlpipe.core.dagfiles import dag_search_paths
+        from airflow_mlpipe.operators._context import dag_search_paths
         from airflow_mlpipe.validation.suite import load_suite
 
         return load_suite(self.suite, name=self.suite_name, search_paths=dag_search_paths(context, self))
@@ -142,8 +150,7 @@ class DataValidationOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlpipe.core.datasets import file_digest, frame_digest
-        from airflow_mlpipe.core.lineage import emit_asset_metadata
-        from airflow_mlpipe.core.storage import task_dir
+        from airflow_mlpipe.operators._context import emit_asset_metadata, task_dir
         from airflow_mlpipe.validation import dataset as ds
         from airflow_mlpipe.validation.runner import failure_message
 
@@ -170,6 +177,10 @@ class DataValidationOperator(BaseOperator):
             summary = ds.validate_frame(
                 df, suite, dataset_uri=label, shift=shift, options=options, docs_target=docs_target
             )
+            if self.timestamp_column and summary["success"]:
+                from airflow_mlpipe.features.training_set import time_range
+
+                summary["time_range"] = time_range(df, self.timestamp_column)
         except DataError as exc:
             # The XCom always says why nothing was marked valid, even when no suite could run.
             push_then_raise(
@@ -197,6 +208,7 @@ class DataValidationOperator(BaseOperator):
                 "success_percent": summary["statistics"]["success_percent"],
                 "dataset_uri": label,
                 "digest": digest,
+                **({"time_range": summary["time_range"]} if summary.get("time_range") else {}),
             },
         )
         self.log.info(

@@ -27,9 +27,8 @@ from airflow_mlpipe.config.training import (
     callable_path,
 )
 from airflow_mlpipe.core.conventions import ALIAS_CHALLENGER
-from airflow_mlpipe.core.lineage import airflow_ids, emit_asset_metadata
-from airflow_mlpipe.core.links import XComLink, push_link
 from airflow_mlpipe.hooks.mlflow import MlflowHook
+from airflow_mlpipe.operators._context import XComLink, airflow_ids, emit_asset_metadata, push_link
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, TaskGroup
@@ -84,6 +83,10 @@ class MlflowTrainModelOperator(_RunTracking, BaseOperator):
     :param test_size: holdout share (stratified for classification).
     :param cv_folds: cross-validate with this many folds instead of a holdout.
     :param seed: seed of the split and of the estimator's ``random_state``.
+    :param refit_on_all: with the holdout split, register the model refitted on every row (the
+        metrics stay those of the holdout).
+    :param encode_categorical: one-hot encode string/category columns for an estimator that is not
+        a ``Pipeline`` (default ``True``; unknown values at serving time encode as zeros).
     :param experiment_name: MLflow experiment (default: the model name).
     :param alias: alias moved to the new version (default ``challenger``).
     :param reuse_cached: reuse a registered version with the same fingerprint instead of retraining.
@@ -125,6 +128,8 @@ class MlflowTrainModelOperator(_RunTracking, BaseOperator):
         test_size: float = 0.2,
         cv_folds: int | None = None,
         seed: int = 42,
+        refit_on_all: bool = False,
+        encode_categorical: bool = True,
         experiment_name: str | None = None,
         alias: str = ALIAS_CHALLENGER,
         reuse_cached: bool = True,
@@ -148,6 +153,8 @@ class MlflowTrainModelOperator(_RunTracking, BaseOperator):
         self.test_size = test_size
         self.cv_folds = cv_folds
         self.seed = seed
+        self.refit_on_all = refit_on_all
+        self.encode_categorical = encode_categorical
         self.experiment_name = experiment_name
         self.alias = alias
         self.reuse_cached = reuse_cached
@@ -175,6 +182,8 @@ class MlflowTrainModelOperator(_RunTracking, BaseOperator):
                 test_size=self.test_size,
                 cv_folds=self.cv_folds,
                 seed=self.seed,
+                refit_on_all=self.refit_on_all,
+                encode_categorical=self.encode_categorical,
             ),
             registry=_registry(self),
             ids=airflow_ids(context),

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_mlpipe.config.monitoring import ServingHealthConfig
-from airflow_mlpipe.core.lineage import emit_asset_metadata
 from airflow_mlpipe.exceptions import ConfigError, QualityGateFailed
+from airflow_mlpipe.operators._context import emit_asset_metadata
 from airflow_mlpipe.operators._results import push_then_raise
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class ClaimNewBatchOperator(BaseOperator):
     def _combine(self, context: Context, files: list[dict[str, Any]]) -> str:
         from airflow_mlpipe.core.datasets import read_table, write_parquet
         from airflow_mlpipe.core.deps import require
-        from airflow_mlpipe.core.storage import task_dir
+        from airflow_mlpipe.operators._context import task_dir
 
         pd = require("pandas")
         frames = [read_table(f["path"]) for f in files]

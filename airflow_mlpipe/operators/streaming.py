@@ -16,24 +16,16 @@ from airflow.sdk import BaseOperator
 from airflow_mlpipe.config.deploy import CanaryConfig
 from airflow_mlpipe.config.streaming import StreamConfig
 from airflow_mlpipe.core import conventions as cv
-from airflow_mlpipe.core.lineage import emit_asset_metadata
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.core.storage import artifact_root, local_path
 from airflow_mlpipe.exceptions import ConfigError, QualityGateFailed
 from airflow_mlpipe.hooks.mlflow import MlflowHook
+from airflow_mlpipe.operators._context import emit_asset_metadata
 from airflow_mlpipe.operators._results import push_then_raise
 from airflow_mlpipe.operators.bentoml import _RegistryModelMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-
-def _stream_config(value: StreamConfig | dict[str, Any]) -> StreamConfig:
-    if isinstance(value, StreamConfig):
-        return value
-    if not isinstance(value, dict):
-        raise ConfigError(f"stream must be a StreamConfig or its dict, got {type(value).__name__}.")
-    return StreamConfig.from_dict(dict(value))
 
 
 class StreamScorerDeployOperator(_RegistryModelMixin, BaseOperator):
@@ -77,7 +69,7 @@ class StreamScorerDeployOperator(_RegistryModelMixin, BaseOperator):
         self.alias = alias
         self.version = version
         self.stream = stream
-        self.canary = CanaryConfig.parse(canary) if canary is not None else CanaryConfig()
+        self.canary = CanaryConfig.from_mapping(canary) if canary is not None else CanaryConfig()
         self.state_dir = state_dir
         self.online_spec = online_spec
         self.mlflow_conn_id = mlflow_conn_id
@@ -87,7 +79,7 @@ class StreamScorerDeployOperator(_RegistryModelMixin, BaseOperator):
         from airflow_mlpipe.streaming.rollout import StreamDeployment, deploy_stream
 
         self._check_ref()
-        config = _stream_config(self.stream)
+        config = StreamConfig.from_mapping(self.stream, "stream")
         state_dir = self.state_dir
         if not state_dir:
             root = local_path(artifact_root())
@@ -150,7 +142,7 @@ class ScoredStreamBatchOperator(BaseOperator):
         from airflow_mlpipe.streaming.batches import export_scored_batch
 
         result = export_scored_batch(
-            _stream_config(self.stream),
+            StreamConfig.from_mapping(self.stream, "stream"),
             self.directory,
             max_events=self.max_events,
             min_events=self.min_events,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
-from airflow_mlpipe.config.training import EstimatorConfig
+from airflow_mlpipe.config.training import EstimatorConfig, TrainingConfig
 from airflow_mlpipe.core.conventions import TaskType
 from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.exceptions import ConfigError
@@ -26,6 +27,39 @@ def import_object(path: str) -> Any:
             break
         return obj
     raise ConfigError(f"Cannot import {path!r}: check the module path and the name.")
+
+
+def categorical_columns(X: Any) -> list[str]:
+    """The columns of ``X`` holding strings or categories (the ones an estimator cannot take as numbers)."""
+    pd = require("pandas")
+    return [
+        str(c)
+        for c in X.columns
+        if isinstance(X[c].dtype, pd.CategoricalDtype)
+        or pd.api.types.is_object_dtype(X[c])
+        or pd.api.types.is_string_dtype(X[c])
+    ]
+
+
+def encode_categorical(estimator: Any, columns: list[str]) -> Any:
+    """``estimator`` behind a one-hot encoding of ``columns`` (other columns pass through unchanged).
+
+    Categories not seen in training encode as all zeros, so a new value at serving time is scored
+    rather than refused. A ``Pipeline`` is returned as it is: it does its own preprocessing.
+    """
+    require("sklearn")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    if not columns or isinstance(estimator, Pipeline):
+        return estimator
+    encode = ColumnTransformer(
+        [("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), columns)],
+        remainder="passthrough",
+        verbose_feature_names_out=False,
+    )
+    return Pipeline([("encode", encode), ("model", estimator)])
 
 
 def build_estimator(config: EstimatorConfig, seed: int | None = None) -> Any:
@@ -58,6 +92,23 @@ def build_estimator(config: EstimatorConfig, seed: int | None = None) -> Any:
     except ValueError as exc:
         raise ConfigError(f"Invalid parameter for {config.name}: {exc}") from exc
     return estimator
+
+
+def estimator_factory(
+    config: EstimatorConfig, training: TrainingConfig, X: Any
+) -> tuple[Callable[[], Any], list[str]]:
+    """How to make a fresh estimator for the features ``X``, and the columns it one-hot encodes.
+
+    With ``training.encode_categorical`` an estimator that is not a ``Pipeline`` is put behind
+    :func:`encode_categorical` for the string and category columns of ``X``.
+    """
+    from sklearn.pipeline import Pipeline
+
+    probe = build_estimator(config, training.seed)
+    columns = (
+        categorical_columns(X) if training.encode_categorical and not isinstance(probe, Pipeline) else []
+    )
+    return (lambda: encode_categorical(build_estimator(config, training.seed), columns)), columns
 
 
 def estimator_task_type(estimator: Any) -> TaskType | None:

@@ -40,8 +40,9 @@ def _fit(estimator: Any, X: Any, y: Any, name: str) -> Any:
 def fit_and_score(
     make_estimator: Callable[[], Any], X: Any, y: Any, task_type: TaskType, config: TrainingConfig, name: str
 ) -> FitOutcome:
-    """Holdout: fit on the training part, score on the rest. Cross-validation: mean fold metrics, then
-    refit on every row. Splits are stratified for classification and seeded with ``config.seed``.
+    """Holdout: fit on the training part, score on the rest (then, with ``config.refit_on_all``,
+    refit on every row). Cross-validation: mean fold metrics, then refit on every row. Splits are
+    stratified for classification and seeded with ``config.seed``.
     """
     from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
@@ -51,7 +52,11 @@ def fit_and_score(
             X, y, test_size=config.test_size, random_state=config.seed, stratify=y if classification else None
         )
         model = _fit(make_estimator(), X_tr, y_tr, name)
-        return FitOutcome(model, compute_metrics(task_type, model, X_te, y_te), len(X_tr), len(X_te))
+        scores = compute_metrics(task_type, model, X_te, y_te)
+        if config.refit_on_all:
+            # the holdout's metrics describe the procedure; the registered model learns from every row
+            return FitOutcome(_fit(make_estimator(), X, y, name), scores, len(X), len(X_te))
+        return FitOutcome(model, scores, len(X_tr), len(X_te))
     splitter = (StratifiedKFold if classification else KFold)(
         n_splits=config.cv_folds, shuffle=True, random_state=config.seed
     )

@@ -17,6 +17,7 @@ from typing import Any
 
 from airflow_mlpipe.config.training import EstimatorConfig, RegistryConfig, TrainingConfig
 from airflow_mlpipe.core import conventions as cv
+from airflow_mlpipe.core import registry as model_registry
 from airflow_mlpipe.core.conventions import TaskType
 from airflow_mlpipe.training.data import TrainingSet
 
@@ -66,6 +67,8 @@ def fingerprint(
             "test_size": config.test_size,
             "cv_folds": config.cv_folds,
             "seed": config.seed,
+            "encode_categorical": config.encode_categorical,
+            "refit_on_all": config.refit_on_all,
             "code": code,
         }
     )
@@ -177,25 +180,16 @@ def log_training_run(
     return uri
 
 
-def _search_versions(client: Any, name: str, tag: str, value: str) -> list[Any]:
-    try:
-        found = client.search_model_versions(f"name = '{name}' and tags.`{tag}` = '{value}'")
-    except Exception as exc:
-        if "RESOURCE_DOES_NOT_EXIST" in str(exc):
-            return []
-        raise
-    return sorted(found, key=lambda v: int(v.version), reverse=True)
-
-
 def find_version_by_key(client: Any, name: str, key: str) -> Any | None:
     """The version a previous try of this very task registered, if any."""
-    found = _search_versions(client, name, cv.TAG_IDEMPOTENCY_KEY, key)
+    found = model_registry.versions(client, name, tags={cv.TAG_IDEMPOTENCY_KEY: key})
     return found[0] if found else None
 
 
 def find_cached_version(client: Any, name: str, fp: str) -> Any | None:
     """The newest registered version trained from the same fingerprint, if any."""
-    found = [v for v in _search_versions(client, name, cv.TAG_FINGERPRINT, fp) if v.status == "READY"]
+    found = model_registry.versions(client, name, tags={cv.TAG_FINGERPRINT: fp})
+    found = [v for v in found if v.status == "READY"]
     return found[0] if found else None
 
 

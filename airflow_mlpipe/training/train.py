@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from airflow_mlpipe.training.data import TrainingSet, check_training_set, infer_
 from airflow_mlpipe.training.estimators import (
     allows_nan,
     build_estimator,
+    estimator_factory,
     estimator_task_type,
     skops_trusted_types,
 )
@@ -206,9 +208,10 @@ def train_model(
         on_run(run_id, hook.run_url(experiment_id, run_id))
         # The fluent API refuses a run of another experiment than the process's active one.
         mlflow.set_experiment(experiment_id=experiment_id)
+        make_estimator, encoded = estimator_factory(estimator, training, data.X)
         with mlflow.start_run(run_id=run_id):
             outcome = fit_and_score(
-                lambda: build_estimator(estimator, training.seed),
+                make_estimator,
                 data.X,
                 data.y,
                 task_type,
@@ -229,8 +232,12 @@ def train_model(
                 **(
                     {"training.cv_folds": training.cv_folds}
                     if training.cv_folds
-                    else {"training.test_size": training.test_size}
+                    else {
+                        "training.test_size": training.test_size,
+                        "training.refit_on_all": training.refit_on_all,
+                    }
                 ),
+                **({"training.encoded_columns": json.dumps(encoded)} if encoded else {}),
                 **estimator.params,
             }
             model_uri = tracking.log_training_run(

@@ -71,7 +71,7 @@ def create_app() -> FastAPI:
     def audit(
         name: str, version: str, user: GetUserDep, fmt: str = Query("html", alias="format")
     ) -> Response:
-        from airflow_mlpipe.evaluation.registry import version_exists
+        from airflow_mlpipe.core.registry import version_exists
         from airflow_mlpipe.governance.audit import collect
         from airflow_mlpipe.governance.html import render
         from airflow_mlpipe.hooks.mlflow import MlflowHook

@@ -106,6 +106,8 @@ def validate_frame(
         # The pandas dtype makes type failures readable (GE reports per-value types for object).
         if item["column"] in df.columns:
             item["details"]["column_dtype"] = str(df[item["column"]].dtype)
+            _explain_range_on_wrong_type(item, df[item["column"]])
+    _fail_type_changes(summary, [s for s in skipped if s.get("type_changed")])
     if shift is not None:
         summary["shift"] = {
             "reference_uri": shift.reference_uri,
@@ -113,6 +115,42 @@ def validate_frame(
             "skipped": skipped,
         }
     return summary
+
+
+def _explain_range_on_wrong_type(item: dict[str, Any], column: pd.Series) -> None:
+    """A range check on a column that does not hold numbers (or dates) observes nothing: say why."""
+    import pandas as pd
+
+    details = item["details"]
+    if item.get("observed") is not None or not ({"min_value", "max_value"} & set(details)):
+        return
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(column):
+        return
+    details["type_error"] = (
+        f"column {item['column']!r} holds {column.dtype} values, not numbers: the range "
+        f"[{details.get('min_value')}, {details.get('max_value')}] cannot be checked"
+    )
+
+
+def _fail_type_changes(summary: dict[str, Any], changes: list[dict[str, Any]]) -> None:
+    """Count each column whose type changed since the reference as a failed shift check."""
+    if not changes:
+        return
+    for change in changes:
+        summary["failed"].append(
+            {
+                "expectation": "shift check",
+                "column": change["column"],
+                "observed": change["reason"],
+                "details": {"column": change["column"]},
+            }
+        )
+    stats = summary["statistics"]
+    stats["evaluated_expectations"] = (stats.get("evaluated_expectations") or 0) + len(changes)
+    stats["unsuccessful_expectations"] = (stats.get("unsuccessful_expectations") or 0) + len(changes)
+    good = stats.get("successful_expectations") or 0
+    stats["success_percent"] = 100.0 * good / stats["evaluated_expectations"]
+    summary["success"] = False
 
 
 def error_summary(

@@ -215,7 +215,9 @@ def failure_message(summary: Mapping[str, Any], *, limit: int = 10) -> str:
     for item in list(summary.get("failed") or [])[:limit]:
         column = f" column={item['column']!r}" if item.get("column") else ""
         extra = item.get("details", {}).get("exception")
-        text = f"- {item['expectation']}{column}: observed {item.get('observed')!r}"
+        type_error = item.get("details", {}).get("type_error")
+        observed = type_error or f"observed {item.get('observed')!r}"
+        text = f"- {item['expectation']}{column}: {observed}"
         if "column_dtype" in item.get("details", {}):
             text += f" (column dtype {item['details']['column_dtype']})"
         if "threshold" in item.get("details", {}):

@@ -92,5 +92,5 @@ def load_suite(
         items = data
     if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
         raise ConfigError(f"Expectations must be a list of mappings, got {type(items).__name__}.")
-    specs = [ExpectationSpec.from_dict(item) for item in items]
+    specs = [ExpectationSpec.from_mapping(item) for item in items]
     return SuiteSpec(name=name or default_name, expectations=specs)

@@ -86,6 +86,7 @@ class RunProgress:
     :param logs_dir: ``$AIRFLOW_HOME/logs``, to name a failed task's log file.
     :param stall_timeout: fail when no task changes state for this long (seconds).
     :param heartbeat: seconds between "still running" lines when nothing changes (plain output).
+    :param on_awaiting_input: answers a task that waits for a person (the demo approves as its user).
     :param out: where to write (default stdout); a terminal gets a live table.
     """
 
@@ -96,6 +97,8 @@ class RunProgress:
     poll: float = 1.0
     out: TextIO = field(default_factory=lambda: sys.stdout)
     clock: Callable[[], float] = time.monotonic
+    #: called once for each task that parks in ``awaiting_input`` (a human-in-the-loop request)
+    on_awaiting_input: Callable[[str, str, dict[str, Any]], None] | None = None
 
     def wait(self, dag_id: str, run_id: str) -> tuple[str, list[dict[str, Any]]]:
         """Block until the run ends; return its state and its task instances."""
@@ -130,6 +133,8 @@ class RunProgress:
                 task.ended = None
             task.state, task.try_number = state, int(ti.get("try_number") or 0)
             changes.append(label)
+            if state == "awaiting_input" and self.on_awaiting_input is not None:
+                self.on_awaiting_input(dag_id, run_id, ti)
         state = str(self.api.run(dag_id, run_id).get("state"))
         return state, instances, changes
 

@@ -80,6 +80,7 @@ class DemoResult:
     traffic: dict[str, Any] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=dict)
     audit: dict[str, Any] = field(default_factory=dict)
+    approvals: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -122,6 +123,7 @@ class Demo:
         self.work = Path(config.workdir).resolve()
         self.data_dir = self.work / "data" / "churn"
         self.log = config.log
+        self.approvals: list[dict[str, Any]] = []
 
     # -- setup -------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -186,7 +188,10 @@ class Demo:
     def run_and_wait(self, api: AirflowApi, dag_id: str, run_id: str) -> dict[str, Any]:
         started = time.monotonic()
         progress = RunProgress(
-            api, logs_dir=self.work / "airflow" / "logs", stall_timeout=scaled(self.cfg.run_timeout)
+            api,
+            logs_dir=self.work / "airflow" / "logs",
+            stall_timeout=scaled(self.cfg.run_timeout),
+            on_awaiting_input=lambda d, r, ti: self.approve(api, d, r, ti),
         )
         state, instances = progress.wait(dag_id, run_id)
         took = time.monotonic() - started
@@ -205,6 +210,27 @@ class Demo:
             "seconds": round(took, 1),
             "results": results,
         }
+
+    def approve(self, api: AirflowApi, dag_id: str, run_id: str, ti: dict[str, Any]) -> None:
+        """Answer a human-in-the-loop request as a person would in the UI (*Required actions*):
+        through Airflow's REST API, as the demo's user, so the answer and who gave it are recorded."""
+        from urllib.parse import quote
+
+        path = (
+            f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{ti['task_id']}/"
+            f"{ti.get('map_index', -1)}/hitlDetails"
+        )
+        detail = api.get(path)
+        options = list(detail.get("options") or [])
+        choice = next((o for o in ("Approve", "Retrain") if o in options), options[0] if options else None)
+        if choice is None:
+            raise RuntimeError(f"{dag_id} {ti['task_id']} asks for input without options: {detail}")
+        answer = api.patch(path, {"chosen_options": [choice]})
+        who = (answer.get("responded_by") or {}).get("name") or "the demo user"
+        self.log(f"  {ti['task_id']}: {detail.get('subject')!r} answered {choice!r} by {who} (REST API)")
+        self.approvals.append(
+            {"dag_id": dag_id, "run_id": run_id, "task_id": ti["task_id"], "chosen": choice, "by": who}
+        )
 
     def sample_rows(self, n: int = 3) -> list[dict[str, Any]]:
         from mlpipe_dev import churn_data as churn
@@ -279,6 +305,7 @@ class Demo:
             result.lineage = self.lineage(mlflow_server.url)
             if result.champion_after.get("version"):
                 result.audit = self.audit(stack, str(result.champion_after["version"]))
+            result.approvals = list(self.approvals)
             result.seconds = time.monotonic() - t0
             self.log(summary(result))
             if self.cfg.after_loop is not None:
@@ -355,6 +382,7 @@ def summary(r: DemoResult) -> str:
         )
         return f"{d.get('model_name')} v{d.get('version')} ({metrics})"
 
+    answered = ", ".join("{task_id} → {chosen} by {by}".format(**a) for a in r.approvals)
     lines = ["", "=" * 72, "airflow-mlpipe demo: the loop ran end to end", "=" * 72]
     for run in r.runs:
         lines.append(f"  {run['dag_id']:<18} {run['run_id']:<48} {run['state']} in {run['seconds']} s")
@@ -367,6 +395,7 @@ def summary(r: DemoResult) -> str:
         f"  prediction before/after: {r.prediction_before} / {r.prediction_after}",
         f"  live traffic during the rollout: {r.traffic.get('total')} requests, {r.traffic.get('failed')} failed, "
         f"by version {r.traffic.get('versions')}",
+        f"  approvals answered    : {answered or 'none asked'}",
         f"  lineage of the serving model: {json.dumps(r.lineage, default=str)[:600]}",
         f"  audit report of the serving model: {r.audit.get('html_uri') or r.audit.get('error')}",
         "",

@@ -67,6 +67,13 @@ def _check_loop(result: DemoResult) -> None:
     page = Path(audit["html_uri"].removeprefix("file://")).read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page) and "<script" not in page
 
+    # The reference config asks a person before each promotion; the demo answered through the REST
+    # API as its user, and the audit names who approved the serving version.
+    assert [(a["dag_id"], a["chosen"]) for a in result.approvals] == [(TRAINING_DAG, "Approve")] * 2
+    approvals = audit["approvals"]
+    assert [a["chosen"] for a in approvals] == [["Approve"]], approvals
+    assert approvals[0]["responded_by"], approvals
+
 
 def test_loop_on_local_executor_with_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     result = Demo(DemoConfig(workdir=tmp_path / "demo", run_timeout=900)).run()

@@ -8,8 +8,7 @@ import pytest
 def test_dag_test_with_asset_and_link(run_dag):
     from airflow.sdk import DAG, Asset, BaseOperator
 
-    from airflow_mlpipe.core.lineage import emit_asset_metadata
-    from airflow_mlpipe.core.links import XComLink, push_link
+    from airflow_mlpipe.operators._context import XComLink, emit_asset_metadata, push_link
 
     class L(XComLink):
         link_name = "Thing"

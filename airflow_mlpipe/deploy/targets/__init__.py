@@ -25,7 +25,7 @@ def resolve_target(spec: TargetSpec | Any, *, deployment_name: str) -> Any:
     :param deployment_name: the deployment's name (stable across rollouts).
     :raises ConfigError: unknown kind, a factory that cannot be imported, or options it refuses.
     """
-    spec = TargetSpec.from_value(spec)
+    spec = TargetSpec.from_mapping(spec)
     path = TARGETS.get(spec.kind, spec.kind)
     module_name, _, attr = path.partition(":")
     if not attr:

@@ -18,7 +18,7 @@ def deployment_run(run_dag):
     from airflow.sdk import DAG, Asset
     from airflow.sdk.bases.operator import BaseOperator
 
-    from airflow_mlpipe.core.lineage import emit_asset_metadata
+    from airflow_mlpipe.operators._context import emit_asset_metadata
 
     name = f"churn_{uuid.uuid4().hex[:8]}"
 

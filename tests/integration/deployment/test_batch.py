@@ -22,7 +22,7 @@ def test_batch_inference_matches_predict(run_dag, iris_registered, tmp_path, fmt
     import pyarrow.parquet as pq
     from airflow.sdk import Asset
 
-    from airflow_mlpipe.deploy.registry import load_model, resolve_model
+    from airflow_mlpipe.core.registry import load_model, resolve_model
     from airflow_mlpipe.hooks.mlflow import MlflowHook
     from airflow_mlpipe.operators.bentoml import BatchInferenceOperator
 
@@ -48,7 +48,10 @@ def test_batch_inference_matches_predict(run_dag, iris_registered, tmp_path, fmt
     assert table.schema.metadata[b"mlpipe.model_version"] == iris_registered.versions[1].encode()
     got = table.to_pandas()
     hook = MlflowHook()
-    model = load_model(hook, resolve_model(hook, iris_registered.name, version=iris_registered.versions[1]))
+    with hook.activate():
+        model = load_model(
+            resolve_model(hook.get_client(), iris_registered.name, version=iris_registered.versions[1])
+        )
     assert got["row_id"].tolist() == frame["row_id"].tolist()
     assert got["prediction"].tolist() == model.predict(iris_registered.X.iloc[got["row_id"] % 150]).tolist()
     assert set(got["model_version"].astype(str)) == {iris_registered.versions[1]}

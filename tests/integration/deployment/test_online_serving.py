@@ -46,8 +46,8 @@ def online_deployment(tmp_path_factory: pytest.TempPathFactory, test_home) -> It
 
     from airflow_mlpipe.config.deploy import CanaryConfig
     from airflow_mlpipe.config.features import MaterializeConfig, TrainingSetConfig
+    from airflow_mlpipe.core.registry import load_model, resolve_model
     from airflow_mlpipe.deploy.bento import use_bentoml_home
-    from airflow_mlpipe.deploy.registry import load_model, resolve_model
     from airflow_mlpipe.deploy.rollout import deploy
     from airflow_mlpipe.deploy.targets.local import LocalTarget
     from airflow_mlpipe.features.definitions import apply_definitions, load_definitions
@@ -84,7 +84,9 @@ def online_deployment(tmp_path_factory: pytest.TempPathFactory, test_home) -> It
 
     home = use_bentoml_home(None)
     target = LocalTarget(test_home / "deployments" / name, name="online", bentoml_home=home)
-    model = resolve_model(mlflow, name, version=version)
+    with mlflow.activate():
+        model = resolve_model(mlflow.get_client(), name, version=version)
+        estimator = load_model(model)
     deploy(
         target,
         mlflow,
@@ -99,7 +101,7 @@ def online_deployment(tmp_path_factory: pytest.TempPathFactory, test_home) -> It
             endpoint=target.endpoint,
             training_set=frame,
             features=list(info.features),
-            model=load_model(mlflow, model),
+            model=estimator,
             unknown_id=max(int(i) for i in repo.profile["customer_id"]) + 1000,
         )
     finally:

@@ -107,14 +107,16 @@ def test_failed_smoke_test_leaves_the_registry_as_before(site):
     import joblib
     from sklearn.dummy import DummyClassifier
 
+    from airflow_mlpipe.core.registry import resolve_model
     from airflow_mlpipe.deploy.bento import build_bento
     from airflow_mlpipe.deploy.checks import SmokeTestFailed
-    from airflow_mlpipe.deploy.registry import resolve_model
 
     v2, v3 = site.versions[1:]
     before = aliases_now(site)
     assert before["champion"] == v2
-    built = build_bento(site.hook, resolve_model(site.hook, site.name, version=v3))
+    with site.hook.activate():
+        model = resolve_model(site.hook.get_client(), site.name, version=v3)
+    built = build_bento(site.hook, model)
     model_file = os.path.join(bentoml.models.get(built.model_tag).path, "saved_model.pkl")
     original = open(model_file, "rb").read()
     try:  # fault: the bento answers differently from the registry version

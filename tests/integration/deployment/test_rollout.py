@@ -45,13 +45,14 @@ def _dag(dag_id: str, op: Any) -> Any:
 
 
 def test_service_schema_and_errors(live_deployment, iris_registered):
-    from airflow_mlpipe.deploy.registry import load_model, resolve_model
+    from airflow_mlpipe.core.registry import load_model, resolve_model
     from airflow_mlpipe.hooks.mlflow import MlflowHook
 
     url = live_deployment.endpoint
     hook = MlflowHook()
-    model = resolve_model(hook, iris_registered.name, version=iris_registered.versions[0])
-    expected = load_model(hook, model).predict(iris_registered.X.head(4)).tolist()
+    with hook.activate():
+        model = resolve_model(hook.get_client(), iris_registered.name, version=iris_registered.versions[0])
+        expected = load_model(model).predict(iris_registered.X.head(4)).tolist()
     status, body = _post(url, {"rows": iris_registered.rows})
     assert status == 200
     assert body["predictions"] == expected
@@ -145,9 +146,9 @@ def test_bad_bentos_never_get_traffic(live_deployment, iris_registered):
     from sklearn.dummy import DummyClassifier
 
     from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig
+    from airflow_mlpipe.core.registry import resolve_model
     from airflow_mlpipe.deploy.bento import build_bento
     from airflow_mlpipe.deploy.checks import SmokeTestFailed
-    from airflow_mlpipe.deploy.registry import resolve_model
     from airflow_mlpipe.deploy.rollout import deploy
     from airflow_mlpipe.deploy.targets.local import BackendStartError
     from airflow_mlpipe.hooks.mlflow import MlflowHook
@@ -155,7 +156,8 @@ def test_bad_bentos_never_get_traffic(live_deployment, iris_registered):
 
     stable = live_deployment.load_state().stable
     hook = MlflowHook()
-    model = resolve_model(hook, iris_registered.name, version=iris_registered.versions[2])
+    with hook.activate():
+        model = resolve_model(hook.get_client(), iris_registered.name, version=iris_registered.versions[2])
     built = build_bento(hook, model)
     model_file = os.path.join(bentoml.models.get(built.model_tag).path, "saved_model.pkl")
     original = open(model_file, "rb").read()
@@ -213,15 +215,16 @@ def test_killed_backend_is_detected_and_restarted(run_dag, live_deployment, iris
 
 def test_failing_canary_is_rolled_back(live_deployment, iris_registered):
     from airflow_mlpipe.config.deploy import CanaryConfig
+    from airflow_mlpipe.core.registry import resolve_model
     from airflow_mlpipe.deploy.checks import CanaryFailed
-    from airflow_mlpipe.deploy.registry import resolve_model
     from airflow_mlpipe.deploy.rollout import deploy
     from airflow_mlpipe.hooks.mlflow import MlflowHook
     from mlpipe_dev.loadgen import LoadLoop
 
     hook = MlflowHook()
     stable = live_deployment.load_state().stable
-    model = resolve_model(hook, iris_registered.name, version=iris_registered.versions[2])
+    with hook.activate():
+        model = resolve_model(hook.get_client(), iris_registered.name, version=iris_registered.versions[2])
     killer, killed = kill_when(lambda: live_deployment.load_state().canary)
     with LoadLoop(live_deployment.endpoint, iris_registered.rows, concurrency=2) as load:
         with pytest.raises(CanaryFailed, match="went down") as err:

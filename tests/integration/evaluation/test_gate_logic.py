@@ -20,7 +20,7 @@ def _run(mlflow_conn, reg, config, holdout_uri=None, **kw):
             hook.get_client(),
             model_name=reg.name,
             holdout_uri=holdout_uri or reg.zoo.holdout_uri,
-            config=GateConfig.coerce(config),
+            config=GateConfig.from_mapping(config),
             **kw,
         )
 

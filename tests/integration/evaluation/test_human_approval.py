@@ -6,11 +6,8 @@ import pendulum
 import pytest
 
 from airflow_mlpipe.core.conventions import TAG_BLESSED
-from airflow_mlpipe.operators.evaluation import (
-    EvaluationGateOperator,
-    PromoteModelOperator,
-    add_human_approval,
-)
+from airflow_mlpipe.operators.approval import add_human_approval
+from airflow_mlpipe.operators.evaluation import EvaluationGateOperator, PromoteModelOperator
 from tests.fixtures.hitl import answering
 
 pytestmark = pytest.mark.integration

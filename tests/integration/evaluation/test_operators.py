@@ -149,3 +149,40 @@ def test_blocked_challenger_skips_downstream_and_keeps_champion(
     assert (
         open(summary["report_uri"].removeprefix("file://"), encoding="utf-8").read().count("NOT BLESSED") == 1
     )
+
+
+def test_gate_evaluates_the_version_its_upstream_training_task_registered(
+    run_dag, mlflow_conn, registered, training_files
+):
+    """No challenger_version template: the gate reads the version from the training task's XCom,
+    not from the challenger alias (which here still names an older, weaker version)."""
+    from airflow.sdk import DAG
+
+    from airflow_mlpipe.operators.mlflow import MlflowTrainModelOperator
+
+    reg = registered("binary", challenger="weak", champion=None)
+    with DAG("eval_upstream", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) as dag:
+        train = MlflowTrainModelOperator(
+            task_id="train",
+            training_set=str(training_files["binary"]),
+            model_name=reg.name,
+            estimator="sklearn.linear_model.LogisticRegression",
+            estimator_params={"max_iter": 3000},
+            label_column="target",
+            alias="trained",  # the challenger alias stays on the weak version
+            reuse_cached=False,
+            mlflow_conn_id=mlflow_conn,
+        )
+        gate = EvaluationGateOperator(
+            task_id="gate",
+            model_name=reg.name,
+            holdout_uri=reg.zoo.holdout_uri,
+            config={"criteria": ["accuracy >= 0.5"]},
+            mlflow_conn_id=mlflow_conn,
+        )
+        train >> gate
+    res = run_dag(dag)
+    assert res.task_states == {"train": "success", "gate": "success"}
+    trained = res.xcom("train")["version"]
+    assert trained not in reg.versions.values()
+    assert res.xcom("gate")["challenger_version"] == trained

@@ -10,8 +10,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from airflow_mlpipe.core.conventions import TAG_BLESSED
+from airflow_mlpipe.core.registry import version_by_alias
 from airflow_mlpipe.evaluation.promotion import PromotionError, lock_name, promote, registry_lock
-from airflow_mlpipe.evaluation.registry import version_by_alias
 
 pytestmark = pytest.mark.integration
 

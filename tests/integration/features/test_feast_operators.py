@@ -158,3 +158,68 @@ def test_failures_emit_no_asset_event(run_dag, feast_repo):
     result = run_dag(dag)
     assert result.task_states == {"apply": "success", "training_set": "failed"}
     assert result.asset_events() == []
+
+
+def test_an_asset_triggered_run_materializes_the_batch_that_triggered_it(run_dag, feast_repo, tmp_path):
+    """Each validated daily batch triggers a materialization of its own time: the second run writes
+    the second day (and the hour of overlap before it), not the history again."""
+    from airflow.sdk import DAG
+
+    from airflow_mlpipe.core.lineage import stage_asset
+    from airflow_mlpipe.operators.feast import FeastApplyOperator, FeastMaterializeOperator
+    from airflow_mlpipe.operators.great_expectations import DataValidationOperator
+    from tests.fixtures.airflow import run_asset_triggered
+
+    suffix = uuid.uuid4().hex[:8]
+    batch_asset = stage_asset("validation", f"batches_{suffix}.validated")
+    store = {"config": feast_repo.config, "feast_conn_id": "mlpipe_feast_absent"}
+    with DAG(f"batches_{suffix}", schedule=None, start_date=START) as producer:
+        DataValidationOperator(
+            task_id="validate",
+            dataset_uri="{{ dag_run.conf['batch'] }}",
+            suite=[{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "customer_id"}}],
+            timestamp_column="event_timestamp",
+            outlets=[batch_asset],
+        )
+    with DAG(f"features_{suffix}", schedule=[batch_asset], start_date=START) as consumer:
+        apply = FeastApplyOperator(task_id="apply", definitions=str(feast_repo.definitions), **store)
+        materialize = FeastMaterializeOperator(
+            task_id="materialize", feature_views=["profile"], overlap=dt.timedelta(hours=1), **store
+        )
+        apply >> materialize
+
+    profile = feast_repo.profile
+    day = dt.timedelta(days=1)
+    runs = []
+    for i in range(2):
+        batch = profile[
+            (profile.event_timestamp >= START + i * day) & (profile.event_timestamp < START + (i + 1) * day)
+        ]
+        path = tmp_path / f"batch_{i}.parquet"
+        batch.to_parquet(path, index=False)
+        validated = run_dag(producer, run_conf={"batch": str(path)})
+        assert validated.state == "success", validated.task_states
+        [(_, extra)] = validated.asset_events()
+        assert extra["time_range"] == {
+            "column": "event_timestamp",
+            "start": batch.event_timestamp.min().isoformat(),
+            "end": batch.event_timestamp.max().isoformat(),
+        }
+        run = run_asset_triggered(consumer, validated)
+        assert run.state == "success", run.task_states
+        assert run.dag_run.run_type == "asset_triggered" and run.dag_run.data_interval_start is None
+        runs.append((batch, run.xcom("materialize")))
+
+    (first_batch, first), (second_batch, second) = runs
+    # first run: the batch, reaching back over the view's TTL (never materialized before)
+    assert first["rows_written"] == first_batch.customer_id.nunique()
+    end = second_batch.event_timestamp.max() + dt.timedelta(microseconds=1)
+    assert second["window_end"] == end.isoformat()
+    # second run: from where the first ended (its batch's last row), less the overlap
+    lo = first_batch.event_timestamp.max() + dt.timedelta(microseconds=1) - dt.timedelta(hours=1)
+    assert second["window_start"] == lo.isoformat()
+    written = profile[(profile.event_timestamp >= lo) & (profile.event_timestamp < end)]
+    assert second["rows_written"] == written.customer_id.nunique()
+    history = profile[profile.event_timestamp < end]
+    assert second["rows_written"] < history.customer_id.nunique()
+    assert first["window_source"] == second["window_source"] == "triggering_batch"

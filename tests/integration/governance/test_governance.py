@@ -161,7 +161,7 @@ def test_audit_tells_the_story_of_a_second_version_and_detects_tampering(
     from airflow.sdk import DAG, Asset
     from airflow.sdk.bases.operator import BaseOperator
 
-    from airflow_mlpipe.core.lineage import emit_asset_metadata
+    from airflow_mlpipe.operators._context import emit_asset_metadata
     from airflow_mlpipe.operators.evaluation import EvaluationGateOperator, PromoteModelOperator
     from airflow_mlpipe.operators.governance import AuditReportOperator
 

@@ -4,6 +4,7 @@ starts retraining; a burst makes one run; a triggerer restart loses no batch and
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 import pytest
 
@@ -90,3 +91,19 @@ def test_batches_drive_monitoring_and_retraining_through_restart(tmp_path, breas
         assert af.api.wait_run("mon_wait_deferred", run_id, timeout=scaled(120), poll=0.5) == "success"
         found = af.api.xcom("mon_wait_deferred", run_id, "wait")["files"]
         assert [f["path"].rsplit("/", 1)[-1] for f in found] == ["arrived.parquet"]
+
+        # Nobody answers a drift review: after its response timeout the scheduler applies the
+        # documented default ("Ignore"), so an unattended alert never retrains by itself.
+        run_id = af.api.trigger("mon_review_timeout")
+        assert af.api.wait_run("mon_review_timeout", run_id, timeout=scaled(180), poll=1) == "success"
+        states = {ti["task_id"]: ti["state"] for ti in af.api.task_instances("mon_review_timeout", run_id)}
+        assert states == {
+            "drift": "success",
+            "review_drift": "success",
+            "ignore": "success",
+            "retrain": "skipped",
+        }
+        detail = af.api.get(
+            f"/dags/mon_review_timeout/dagRuns/{quote(run_id, safe='')}/taskInstances/review_drift/-1/hitlDetails"
+        )
+        assert detail["chosen_options"] == ["Ignore"] and not detail.get("responded_by_user"), detail

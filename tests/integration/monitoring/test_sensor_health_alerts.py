@@ -152,8 +152,8 @@ def test_drift_review_branch_serializes():
     from airflow.serialization.serialized_objects import DagSerialization
 
     from airflow_mlpipe.exceptions import ConfigError
+    from airflow_mlpipe.operators.approval import drift_review
     from airflow_mlpipe.operators.evidently import EvidentlyDriftOperator
-    from airflow_mlpipe.operators.review import drift_review
 
     with DAG("mon_review", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) as dag:
         drift = EvidentlyDriftOperator(task_id="drift", reference_uri="r.parquet", current_uri="c.parquet")
@@ -179,8 +179,8 @@ def test_drift_review_follows_the_answer(run_dag, tmp_path, breast_cancer_frame,
     from airflow.providers.standard.operators.python import PythonOperator
     from airflow.sdk import DAG, Asset
 
+    from airflow_mlpipe.operators.approval import drift_review
     from airflow_mlpipe.operators.evidently import EvidentlyDriftOperator
-    from airflow_mlpipe.operators.review import drift_review
     from tests.fixtures.hitl import answering
     from tests.fixtures.monitoring import reference_and_drifted
 

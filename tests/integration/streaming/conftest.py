@@ -20,15 +20,16 @@ class StreamBento:
 @pytest.fixture(scope="session")
 def stream_bentos(iris_registered: Any) -> list[StreamBento]:
     """Bentos of iris versions 1 and 2 (the ones ``bentoml serve`` would serve)."""
+    from airflow_mlpipe.core.registry import resolve_model
     from airflow_mlpipe.deploy.bento import build_bento, use_bentoml_home
-    from airflow_mlpipe.deploy.registry import resolve_model
     from airflow_mlpipe.hooks.mlflow import MlflowHook
 
     use_bentoml_home(None)
     hook = MlflowHook()
     out = []
     for version in iris_registered.versions[:2]:
-        model = resolve_model(hook, iris_registered.name, version=version)
+        with hook.activate():
+            model = resolve_model(hook.get_client(), iris_registered.name, version=version)
         out.append(StreamBento(build_bento(hook, model).tag, model.name, model.version))
     return out
 

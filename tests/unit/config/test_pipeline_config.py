@@ -10,7 +10,7 @@ from tests.unit.factories.conftest import BASE
 
 
 def test_yaml_round_trip(tmp_path):
-    cfg = PipelineConfig.from_dict(copy.deepcopy(BASE))
+    cfg = PipelineConfig.from_mapping(copy.deepcopy(BASE))
     path = tmp_path / "p.yaml"
     path.write_text(cfg.to_yaml())
     again = PipelineConfig.from_yaml(path)
@@ -43,14 +43,14 @@ def test_validation_errors_say_what_to_change(path, value, message):
         target = target[key]
     target[path[-1]] = value
     with pytest.raises(ConfigError, match=message):
-        PipelineConfig.from_dict(data)
+        PipelineConfig.from_mapping(data)
 
 
 def test_unknown_keys_are_rejected_with_the_allowed_ones():
     data = copy.deepcopy(BASE)
     data["training"]["learning_rate"] = 0.1
     with pytest.raises(ConfigError, match=r"training: unknown key\(s\) \['learning_rate'\]; allowed keys"):
-        PipelineConfig.from_dict(data)
+        PipelineConfig.from_mapping(data)
 
 
 def test_bad_yaml_file(tmp_path):

@@ -13,8 +13,8 @@ from airflow_mlpipe.config.monitoring import QualityConfig
 from airflow_mlpipe.config.training import SearchConfig
 from airflow_mlpipe.core import metrics
 from airflow_mlpipe.core.conventions import TaskType
+from airflow_mlpipe.core.registry import LoadedModel, untyped_inputs
 from airflow_mlpipe.evaluation.gate import _score
-from airflow_mlpipe.evaluation.registry import LoadedModel
 from airflow_mlpipe.exceptions import ConfigError
 from airflow_mlpipe.monitoring.quality import check_quality
 from airflow_mlpipe.training.fit import compute_metrics
@@ -35,7 +35,7 @@ def _data(task: TaskType, classes: int = 2) -> tuple[pd.DataFrame, pd.Series, ob
 
 def _three_stages(task: TaskType, X: pd.DataFrame, y: pd.Series, model: object) -> tuple[dict, dict, dict]:
     training = compute_metrics(task, model, X, y)
-    loaded = LoadedModel(name="m", version="1", model=model, features=["a", "b"], input_types={}, tags={})
+    loaded = LoadedModel(name="m", version="1", model=model, inputs=untyped_inputs(["a", "b"]))
     gate = _score(loaded, X, y, task.value, None).metrics.values
     live_names = metrics.names(task, report=True) + [
         n for n in metrics.names(task) if not metrics.CATALOG[n].in_report

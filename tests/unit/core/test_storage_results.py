@@ -14,6 +14,7 @@ from airflow_mlpipe.core import storage
 from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.exceptions import MissingDependencyError
+from airflow_mlpipe.operators._context import task_dir
 
 
 def test_artifact_root_from_env_and_task_layout(tmp_path, monkeypatch):
@@ -21,7 +22,7 @@ def test_artifact_root_from_env_and_task_layout(tmp_path, monkeypatch):
     ti = SimpleNamespace(
         dag_id="my dag", run_id="manual__2024-01-01T00:00:00+00:00", task_id="train", map_index=3
     )
-    path = storage.task_dir({"ti": ti})
+    path = task_dir({"ti": ti})
     assert Path(path.path) == tmp_path / "root" / "my_dag" / "manual__2024-01-01T00_00_00_00_00" / "train.3"
     assert Path(path.path).is_dir()
 

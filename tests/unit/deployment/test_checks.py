@@ -95,10 +95,10 @@ def test_canary_config_rejects_bad_values(kwargs):
 
 
 def test_config_parsing():
-    assert CanaryConfig.parse(None).enabled is False
-    assert CanaryConfig.parse({"share": 0.3}).share == 0.3
+    assert CanaryConfig.from_mapping(None).enabled is False
+    assert CanaryConfig.from_mapping({"share": 0.3}).share == 0.3
     with pytest.raises(ConfigError, match="Invalid canary"):
-        CanaryConfig.parse({"shares": 0.3})
+        CanaryConfig.from_mapping({"shares": 0.3})
     with pytest.raises(ConfigError):
         SmokeTestConfig("", rows=5)
 
@@ -141,9 +141,9 @@ def test_watch_decision(after, cfg, healthy, reason):
 def test_watch_config_rejects_bad_values(kwargs):
     with pytest.raises(ConfigError, match="WatchConfig"):
         WatchConfig(**kwargs)
-    assert WatchConfig.parse(None).enabled is False
+    assert WatchConfig.from_mapping(None).enabled is False
     with pytest.raises(ConfigError, match="Invalid watch"):
-        WatchConfig.parse({"window": 3})
+        WatchConfig.from_mapping({"window": 3})
 
 
 def test_load_loop_refuses_non_loopback():

@@ -13,7 +13,7 @@ from airflow_mlpipe.operators.bentoml import BentoDeployOperator
     ("kwargs", "enabled", "share"),
     [
         ({}, True, 0.1),  # left out: the default canary
-        ({"canary": None}, False, 0.1),  # None disables it, as CanaryConfig.parse(None) does
+        ({"canary": None}, False, 0.1),  # None disables it, as CanaryConfig.from_mapping(None) does
         ({"canary": {"enabled": False}}, False, 0.1),
         ({"canary": {"share": 0.3}}, True, 0.3),
         ({"canary": CanaryConfig(share=0.2)}, True, 0.2),

@@ -67,7 +67,7 @@ def test_bad_target_specs_say_what_to_change(spec, message):
 
 def test_pipeline_deployment_config_carries_the_target():
     assert DeploymentSection().target == {"kind": "local"}
-    assert TargetSpec.from_value(
+    assert TargetSpec.from_mapping(
         DeploymentSection(target={"kind": "local", "port": 9000}).target
     ) == TargetSpec("local", {"port": 9000})
     with pytest.raises(ConfigError, match="deployment.target must be a mapping"):

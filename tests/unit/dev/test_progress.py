@@ -94,3 +94,23 @@ def test_a_slow_run_that_keeps_moving_is_not_cut_off() -> None:
 def test_log_file_path_follows_airflows_default_template(tmp_path: Path) -> None:
     path = task_log_file(tmp_path, "d", "r", _ti("features.apply", "failed", try_number=3))
     assert path == tmp_path / "dag_id=d" / "run_id=r" / "task_id=features.apply" / "attempt=3.log"
+
+
+def test_a_task_waiting_for_a_person_is_handed_to_the_answerer_once() -> None:
+    api = ScriptedRun(
+        [
+            ("running", [_ti("gate", "success"), _ti("approve", "awaiting_input")]),
+            ("running", [_ti("gate", "success"), _ti("approve", "awaiting_input")]),
+            ("success", [_ti("gate", "success"), _ti("approve", "success")]),
+        ]
+    )
+    asked: list[tuple[str, str, str]] = []
+    progress = RunProgress(
+        api,
+        out=io.StringIO(),
+        poll=0,
+        clock=FakeClock(1.0),
+        on_awaiting_input=lambda d, r, ti: asked.append((d, r, ti["task_id"])),
+    )
+    assert progress.wait("d", "r")[0] == "success"
+    assert asked == [("d", "r", "approve")]

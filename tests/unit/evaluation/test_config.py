@@ -8,7 +8,7 @@ from airflow_mlpipe.config.evaluation import (
     KpiCriterion,
     SliceCriterion,
     ThresholdCriterion,
-    criterion_from_dict,
+    criterion_from_mapping,
 )
 from airflow_mlpipe.exceptions import ConfigError
 
@@ -44,7 +44,7 @@ def test_yaml_round_trip_builds_typed_criteria(tmp_path):
         assert (f1.min_delta, f1.relative) == (0.01, True)
         assert (sl.min_rows, sl.max_gap, sl.name) == (50, 0.1, "slice.recall.region")
         assert (kpi.function, kpi.min, kpi.name) == ("my_pkg.kpis:profit", 1000.0, "kpi.profit")
-        assert GateConfig.coerce(config.to_dict()) == config
+        assert GateConfig.from_mapping(config.to_dict()) == config
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_yaml_round_trip_builds_typed_criteria(tmp_path):
 )
 def test_bad_criteria_say_what_to_change(spec, words):
     with pytest.raises(ConfigError) as info:
-        criterion_from_dict(spec)
+        criterion_from_mapping(spec)
     for w in words:
         assert w in str(info.value)
 
@@ -88,6 +88,6 @@ def test_config_level_errors():
         GateConfig(criteria=["accuracy >= 0.5", "accuracy >= 0.6"])
     GateConfig(criteria=["accuracy >= 0.5", {"metric": "accuracy", "min": 0.6, "name": "accuracy.strict"}])
     with pytest.raises(ConfigError, match="unknown key"):
-        GateConfig.from_dict({"criteria": ["r2 >= 0"], "treshold": 1})
+        GateConfig.from_mapping({"criteria": ["r2 >= 0"], "treshold": 1})
     with pytest.raises(ConfigError, match="not valid YAML"):
         GateConfig.from_yaml("criteria: [\n")

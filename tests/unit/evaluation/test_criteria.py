@@ -37,7 +37,7 @@ def test_change_is_direction_aware_for_lower_is_better_metrics():
     ev = _evidence("regression", y, new=y + 0.5, old=y + 1.0)  # rmse 0.5 vs 1.0
     assert improvement("regression", "rmse", 0.5, 1.0) == pytest.approx(0.5)
     assert improvement("regression", "r2", 0.5, 1.0) == pytest.approx(-0.5)
-    crit = GateConfig.from_dict(
+    crit = GateConfig.from_mapping(
         [
             {"kind": "change", "metric": "rmse", "min_improvement": 0.4, "relative": True},  # needs <= 0.6
             {
@@ -66,7 +66,7 @@ def test_no_worse_than_champion_minus_delta():
     new = y.copy()
     new[:2] = 1 - new[:2]  # accuracy 0.98 vs 1.0
     for delta, ok in ((0.01, False), (0.02, True)):
-        crit = GateConfig.from_dict(
+        crit = GateConfig.from_mapping(
             [{"kind": "change", "metric": "accuracy", "max_regression": delta}]
         ).criteria
         (res,) = judge(crit, _evidence("classification", y, new, old))
@@ -76,7 +76,7 @@ def test_no_worse_than_champion_minus_delta():
 
 def test_no_champion_passes_and_says_why():
     y = np.array([0, 1, 1, 0])
-    crit = GateConfig.from_dict([{"kind": "change", "metric": "f1", "min_improvement": 0.5}]).criteria
+    crit = GateConfig.from_mapping([{"kind": "change", "metric": "f1", "min_improvement": 0.5}]).criteria
     (res,) = judge(crit, _evidence("classification", y, y, None))
     assert res.passed and "no champion yet" in res.reason and res.threshold is None
 
@@ -90,7 +90,7 @@ def test_slices_min_gap_and_small_slices():
     pred[flip] = 1 - pred[flip]
     frame = pd.DataFrame({"g": groups})
     ev = _evidence("classification", y, pred, None, frame)
-    crit = GateConfig.from_dict(
+    crit = GateConfig.from_mapping(
         [{"kind": "slice", "column": "g", "metric": "accuracy", "min": 0.75, "max_gap": 0.2, "min_rows": 10}]
     ).criteria
     bound, gap = judge(crit, ev)
@@ -99,12 +99,12 @@ def test_slices_min_gap_and_small_slices():
     assert not bound.passed and bound.observed == pytest.approx(0.7) and "g=b" in bound.reason
     assert not gap.passed and gap.observed == pytest.approx(0.3)
     assert "< 10 rows" in gap.reason
-    crit = GateConfig.from_dict(
+    crit = GateConfig.from_mapping(
         [{"kind": "slice", "column": "g", "metric": "accuracy", "min": 0.5, "min_rows": 100}]
     ).criteria
     (none,) = judge(crit, ev)
     assert not none.passed and "no slice" in none.reason
-    crit = GateConfig.from_dict(
+    crit = GateConfig.from_mapping(
         [{"kind": "slice", "column": "g", "metric": "accuracy", "min": 0.5, "max_slices": 2}]
     ).criteria
     with pytest.raises(ConfigError, match="3 distinct values"):
@@ -120,12 +120,12 @@ def test_kpi_callable_by_import_path():
     y = np.array([1, 1, 0, 0, 1])
     new = np.array([1, 1, 1, 0, 0])
     old = np.array([1, 0, 0, 0, 0])
-    crit = GateConfig.from_dict([{"kind": "kpi", "function": f"{__name__}:profit", "min": 15}]).criteria
+    crit = GateConfig.from_mapping([{"kind": "kpi", "function": f"{__name__}:profit", "min": 15}]).criteria
     (res,) = judge(crit, _evidence("classification", y, new, old))
     assert res.observed == profit(y, new, None) == 19
     assert res.details["champion"] == profit(y, old, None) == 10
     assert res.passed
-    crit = GateConfig.from_dict([{"kind": "kpi", "function": "nowhere.at_all:fn", "min": 1}]).criteria
+    crit = GateConfig.from_mapping([{"kind": "kpi", "function": "nowhere.at_all:fn", "min": 1}]).criteria
     with pytest.raises(ConfigError, match="cannot be imported"):
         judge(crit, _evidence("classification", y, new, old))
 
@@ -135,7 +135,9 @@ def test_probability_metrics_unavailable_without_predict_proba():
     m = compute("classification", y, Predictions(y, proba_unavailable="LinearSVC has no predict_proba"))
     assert set(m.values) == {"accuracy", "precision", "recall", "f1"}
     assert "LinearSVC has no predict_proba" in m.unavailable["roc_auc"]
-    (res,) = judge(GateConfig.from_dict(["log_loss <= 1"]).criteria, _evidence("classification", y, y, None))
+    (res,) = judge(
+        GateConfig.from_mapping(["log_loss <= 1"]).criteria, _evidence("classification", y, y, None)
+    )
     assert not res.passed and "not available" in res.reason
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from airflow_mlpipe.config.pipeline import PipelineConfig
@@ -10,7 +13,7 @@ from airflow_mlpipe.factories import graph as g
 
 
 def _build(cfg, pattern, **changes):
-    return PipelineConfig.from_dict({**cfg, "pattern": pattern, **changes})
+    return PipelineConfig.from_mapping({**cfg, "pattern": pattern, **changes})
 
 
 def test_dag_pattern_searches_candidates_in_parallel(base_config):
@@ -204,3 +207,34 @@ def test_without_deployment_promotion_moves_champion(base_config):
     assert promote.params["as_candidate"] is False
     assert promote.outlets == [("evaluation", "toy.champion")]
     assert "deploy.serve" not in gr.nodes
+
+
+def test_reference_config_materializes_the_triggering_batch_not_the_history():
+    """The churn DAGs give no fixed materialization window: a batch's validation records its time
+    range, which the training run it triggers materializes (with an hour of overlap)."""
+    root = Path(__file__).resolve().parents[3]
+    cfg = PipelineConfig.from_yaml(root / "dags" / "config" / "churn.yaml")
+    materialize = g.training_graph(cfg).nodes["features.materialize"].params
+    assert materialize["start"] is None and materialize["end"] is None
+    assert materialize["overlap"] == 3600
+    quality = g.monitoring_graph(cfg).nodes["monitor.quality"]
+    assert quality.params["timestamp_column"] == "event_timestamp"
+    assert quality.outlets == [g.asset_key(g.VALIDATED_DATA, "churn")]
+
+
+def test_docs_schedule_on_assets_the_factories_emit():
+    """The assets the docs name for a pipeline are the ones the factories emit."""
+    docs = Path(__file__).resolve().parents[3] / "docs"
+    emitted = {
+        f"mlpipe://{stage}/{template.format(name='<name>')}"
+        for value in vars(g).values()
+        if isinstance(value, tuple) and len(value) == 2 and "{name}" in str(value[1])
+        for stage, template in [value]
+    }
+    named = set(re.findall(r"mlpipe://\w+/<name>[\w.]*", (docs / "concepts" / "loop.md").read_text()))
+    assert named and named <= emitted
+    scheduled = re.findall(
+        r'schedule=\[stage_asset\("(\w+)", "churn(\.[\w.]+)"\)\]',
+        (docs / "stages" / "deployment.md").read_text(),
+    )
+    assert scheduled and {f"mlpipe://{stage}/<name>{rest}" for stage, rest in scheduled} <= emitted

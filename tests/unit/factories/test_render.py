@@ -46,6 +46,27 @@ def test_training_dag_for_each_pattern(base_config, pattern):
 
 
 @pytest.mark.integration
+def test_the_factory_approval_step_is_the_gate_approval(base_config):
+    """The factory builds its approval step as add_human_approval does: the gate's summary, the
+    configured timeout, between gate and promotion."""
+    import datetime as dt
+
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    from airflow_mlpipe.operators.approval import approval_body
+
+    cfg = copy.deepcopy(base_config)
+    cfg["gate"].update(require_approval=True, approval_timeout_hours=2)
+    dag = pipelines.training_dag(cfg)
+    approval = dag.get_task("evaluate.approval")
+    assert isinstance(approval, ApprovalOperator)
+    assert approval.body == approval_body("evaluate.gate")
+    assert approval.response_timeout == dt.timedelta(hours=2)
+    assert dag.get_task("evaluate.promote").upstream_task_ids == {"evaluate.approval"}
+    assert _serialize(dag).get_task("evaluate.approval").downstream_task_ids == {"evaluate.promote"}
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("pattern", ["dag", "event"])
 def test_monitoring_dag_for_each_pattern(base_config, pattern):
     dag = pipelines.monitoring_dag({**base_config, "pattern": pattern})
@@ -67,7 +88,7 @@ def test_monitoring_dag_for_each_pattern(base_config, pattern):
 
 @pytest.mark.integration
 def test_factories_deep_copy_their_config(base_config):
-    cfg = PipelineConfig.from_dict(base_config)
+    cfg = PipelineConfig.from_mapping(base_config)
     before = copy.deepcopy(cfg)
     dag = pipelines.monitoring_dag(cfg)
     cfg.monitoring.drift["drift_share"] = 0.9  # a later change of the caller's object ...

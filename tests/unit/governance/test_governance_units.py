@@ -10,7 +10,7 @@ import pytest
 from airflow_mlpipe.exceptions import ConfigError, DataError
 from airflow_mlpipe.governance import snapshots
 from airflow_mlpipe.governance.html import render
-from airflow_mlpipe.governance.reproduce import (
+from airflow_mlpipe.training.reproduce import (
     ReproduceConfig,
     environment_differences,
     parameter_differences,

@@ -83,9 +83,9 @@ def test_drift_config_errors(kwargs, match):
 
 
 def test_config_from_values():
-    assert DriftConfig.from_value({"method": "K-S p_value"}).method == "K-S p_value"
+    assert DriftConfig.from_mapping({"method": "K-S p_value"}).method == "K-S p_value"
     with pytest.raises(ConfigError, match="Unknown DriftConfig field"):
-        DriftConfig.from_value({"methd": "ks"})
+        DriftConfig.from_mapping({"methd": "ks"})
     q = QualityConfig(label_column="y", prediction_column="p", task_type="regression")
     assert q.metrics == ("rmse", "mae", "r2")
     with pytest.raises(ConfigError, match="do not apply"):

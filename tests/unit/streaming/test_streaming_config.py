@@ -18,7 +18,7 @@ def test_defaults_and_group_names():
     cfg = _cfg()
     assert cfg.dead_letter_stream == "in.dead"
     assert cfg.group("s_v1") == "mlpipe.s_v1"
-    assert StreamConfig.from_dict(cfg.as_dict()) == cfg
+    assert StreamConfig.from_mapping(cfg.as_dict()) == cfg
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,7 @@ def test_bad_config_says_what_to_change(kw, message):
 
 def test_unknown_field_is_named():
     with pytest.raises(ConfigError, match="batchsize"):
-        StreamConfig.from_dict({**_cfg().as_dict(), "batchsize": 3})
+        StreamConfig.from_mapping({**_cfg().as_dict(), "batchsize": 3})
 
 
 def test_metrics_render_as_prometheus_text():

@@ -23,10 +23,10 @@ from tests.fixtures.validation import make_frame
     [
         (lambda: ExpectationSpec(type="not_an_expectation"), "snake-case"),
         (
-            lambda: ExpectationSpec.from_dict({"type": "expect_x", "column": "a"}),
+            lambda: ExpectationSpec.from_mapping({"type": "expect_x", "column": "a"}),
             "put arguments under 'kwargs'",
         ),
-        (lambda: ExpectationSpec.from_dict({"kwargs": {}}), "has no 'type'"),
+        (lambda: ExpectationSpec.from_mapping({"kwargs": {}}), "has no 'type'"),
         (lambda: ShiftCheck(column="a", threshold=-1), "must be >= 0"),
         (lambda: ShiftCheck(column="a", threshold="high"), "must be a number"),
         (lambda: ShiftCheck(column="a", bins=1), "integer >= 2"),
@@ -112,13 +112,15 @@ def test_shift_partitions_are_valid_ge_partition_objects():
     json.dumps([s.as_dict() for s in specs])  # stored in the suite and rendered: must be JSON
 
 
-def test_shift_rejects_type_changes_and_null_references():
+def test_shift_skips_type_changes_for_the_caller_and_rejects_null_references():
     from airflow_mlpipe.validation.shift import shift_expectations
 
     ref = make_frame(rows=50)
     cur = ref.assign(größe=ref["größe"].astype(str))
-    with pytest.raises(DataError, match="must be numeric"):
-        shift_expectations(ref, cur, ShiftConfig.build("ref", ["größe"]))
+    specs, skipped = shift_expectations(ref, cur, ShiftConfig.build("ref", ["größe"]))
+    assert specs == []
+    assert skipped[0]["column"] == "größe" and skipped[0]["type_changed"] is True
+    assert "changed type: float64 in the reference, object in the dataset" in skipped[0]["reason"]
     with pytest.raises(DataError, match="missing from the dataset"):
         shift_expectations(ref, ref.drop(columns=["label"]), ShiftConfig.build("ref", ["label"]))
     with pytest.raises(DataError, match="entirely null"):

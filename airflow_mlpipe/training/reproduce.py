@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_mlpipe.core import conventions as cv
+from airflow_mlpipe.core import registry
 from airflow_mlpipe.core.datasets import file_digest
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.core.storage import artifact_root, safe_segment
@@ -164,14 +165,13 @@ def reproduce(client: Any, model_name: str, version: str, config: ReproduceConfi
     :raises ConfigError: the version has no recorded specification.
     """
     from airflow_mlpipe.config.training import EstimatorConfig, TrainingConfig
-    from airflow_mlpipe.core.models import load_sklearn_model
     from airflow_mlpipe.training.data import load_training_set
-    from airflow_mlpipe.training.estimators import build_estimator
+    from airflow_mlpipe.training.estimators import build_estimator, estimator_factory
     from airflow_mlpipe.training.fit import fit_and_score
     from airflow_mlpipe.training.tracking import environment
 
     where = f"{model_name} v{version}"
-    mv = client.get_model_version(model_name, str(version))
+    mv = registry.get_version(client, model_name, version=version)
     tags = dict(mv.tags or {})
     run = client.get_run(mv.run_id)
     run_tags = dict(run.data.tags)
@@ -242,14 +242,16 @@ def reproduce(client: Any, model_name: str, version: str, config: ReproduceConfi
         test_size=float(spec.get("test_size", 0.2)),
         cv_folds=spec.get("cv_folds"),
         seed=int(spec.get("seed", 42)),
+        # versions recorded before the option existed were trained on their columns as they were
+        encode_categorical=bool(spec.get("encode_categorical", False)),
+        refit_on_all=bool(spec.get("refit_on_all", False)),
     )
     estimator = EstimatorConfig(str(spec["estimator"]), dict(spec.get("params") or {}))
     data = load_training_set(snapshot_uri, training)
     probe = build_estimator(estimator, training.seed)
     exact = _deterministic(probe)
-    outcome = fit_and_score(
-        lambda: build_estimator(estimator, training.seed), data.X, data.y, task_type, training, estimator.name
-    )
+    make_estimator, _ = estimator_factory(estimator, training, data.X)
+    outcome = fit_and_score(make_estimator, data.X, data.y, task_type, training, estimator.name)
     recorded_metrics = {k: v for k, v in run.data.metrics.items() if k in outcome.metrics}
     for name in sorted(set(recorded_metrics) | set(outcome.metrics)):
         a, b = recorded_metrics.get(name), outcome.metrics.get(name)
@@ -258,7 +260,7 @@ def reproduce(client: Any, model_name: str, version: str, config: ReproduceConfi
             differences.append({"kind": "metrics", "name": name, "recorded": a, "reproduced": b})
 
     X_hold, holdout_source = _holdout(tags, data, training, task_type)
-    registered = load_sklearn_model(f"models:/{model_name}/{version}")
+    registered = registry.load_model(f"models:/{model_name}/{version}")
     before, after = (
         _predictions(registered, X_hold, task_type.value),
         _predictions(outcome.model, X_hold, task_type.value),
@@ -305,13 +307,17 @@ def record(client: Any, report: Mapping[str, Any]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, sort_keys=True))
     uri = str(path)
-    for key, value in (
-        (cv.TAG_REPRODUCE_STATUS, "match" if report["match"] else "mismatch"),
-        (cv.TAG_REPRODUCE_AT, str(report["at"])),
-        (cv.TAG_REPRODUCE_REPORT_URI, uri),
-        (cv.TAG_REPRODUCE_REPORT_DIGEST, file_digest(uri)),
-    ):
-        client.set_model_version_tag(name, version, key, value)
+    registry.set_tags(
+        client,
+        name,
+        version,
+        {
+            cv.TAG_REPRODUCE_STATUS: "match" if report["match"] else "mismatch",
+            cv.TAG_REPRODUCE_AT: str(report["at"]),
+            cv.TAG_REPRODUCE_REPORT_URI: uri,
+            cv.TAG_REPRODUCE_REPORT_DIGEST: file_digest(uri),
+        },
+    )
     return uri
 
 
