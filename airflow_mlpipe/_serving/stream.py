@@ -18,10 +18,12 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from airflow_mlpipe._serving.row_screen import RowScreen
 from airflow_mlpipe.config.streaming import StreamConfig
 from airflow_mlpipe.deploy.bento import CONFIG_FILE, SERVICE_MODULE
 from airflow_mlpipe.streaming.metrics import serve_metrics
@@ -57,27 +59,94 @@ class BentoStreamModel:
         model = service.model
         self._proba = probabilities and hasattr(model, "predict_proba") and hasattr(model, "classes_")
         self._class_index = {c: i for i, c in enumerate(model.classes_)} if self._proba else {}
-
-    def validate(self, data: Any) -> None:
-        if self.service.reader is not None:
-            self.module.validate_rows([data], self.service.key_schema, what="entities", max_rows=1)
+        if service.reader is not None:
+            self._schema, self._what = service.key_schema, "entities"
         else:
-            self.module.validate_rows([data], self.service.inputs, what="data", max_rows=1)
+            self._schema, self._what = service.inputs, "data"
+        self._screen = RowScreen(self._schema)
+        # Feature names of a scikit-learn estimator fitted on a DataFrame (see _values).
+        names = getattr(model, "feature_names_in_", None)
+        sklearn = service.config.get("framework") == "sklearn"
+        self._named: list[str] | None = [str(n) for n in names] if sklearn and names is not None else None
+        self._array: bool | None = None  # call the model on arrays: undecided until the first batch
+
+    def validate(self, batch: list[Any]) -> list[ValueError | None]:
+        """Each input checked as the HTTP service checks a one-row request: rows the screen passes
+        are valid; the others get the bento's own ``validate_rows`` (its error, or ``None``)."""
+        out: list[ValueError | None] = []
+        for data, passed in zip(batch, self._screen(batch), strict=True):
+            error = None
+            if not passed:
+                try:
+                    self.module.validate_rows([data], self._schema, what=self._what, max_rows=1)
+                except ValueError as exc:
+                    error = exc
+            out.append(error)
+        return out
 
     def predict(self, batch: list[Any]) -> list[tuple[Any, float | None]]:
         if self.service.reader is not None:
             frame = self.service._features_for(batch)
         else:
             frame = self.module.to_frame(batch, self.service.inputs)
-        predictions = self.service.model.predict(frame)
-        if not self._proba:
-            return [(p, None) for p in predictions.tolist()]
-        probs = self.service.model.predict_proba(frame)
+        predictions, probs = self._answers(frame)
+        labels = predictions.tolist()
+        if probs is None:
+            return [(p, None) for p in labels]
+        import numpy as np
+
         index = self._class_index
-        return [
-            (p, float(probs[i, index[raw]]))
-            for i, (raw, p) in enumerate(zip(predictions, predictions.tolist(), strict=True))
-        ]
+        picked = probs[np.arange(len(labels)), [index[p] for p in labels]].tolist()
+        return list(zip(labels, picked, strict=True))
+
+    def _answers(self, frame: Any) -> tuple[Any, Any]:
+        """``predict`` (and ``predict_proba``) of the model for ``frame``, called on its values when
+        that gives the same answers (see :meth:`_values`)."""
+        values = self._values(frame) if self._array is not False else None
+        if values is None:
+            return self._call(frame)
+        try:
+            answers = self._call(values)
+        except Exception:
+            self._array = False  # the frame's own answer (or error) decides
+            return self._call(frame)
+        if self._array is None:  # first batch: the values must give exactly the frame's answers
+            expected = self._call(frame)
+            self._array = all(_same(a, b) for a, b in zip(answers, expected, strict=True))
+            log.info("model called with %s", "the frame's values" if self._array else "the frame")
+            return expected
+        return answers
+
+    def _values(self, frame: Any) -> Any:
+        """The frame as the 2-D array scikit-learn would make of it, or ``None``.
+
+        scikit-learn checks a DataFrame's column names against the ones it was fitted with, then
+        converts it to an array: for a micro-batch that costs more than the prediction. When the
+        estimator was fitted on exactly the frame's columns, in order, and the frame is one numeric
+        block, its array is what the estimator computes on; the first batch is scored both ways and
+        the array is used only if the answers are identical (a pipeline that selects columns by
+        name fails or differs there and keeps the frame).
+        """
+        if not self._named or list(frame.columns) != self._named or len(set(frame.dtypes.tolist())) != 1:
+            return None
+        values = frame.to_numpy()
+        return values if values.dtype.kind in "biuf" else None
+
+    def _call(self, data: Any) -> tuple[Any, Any]:
+        model = self.service.model
+        with warnings.catch_warnings():
+            # scikit-learn warns that an array has no column names; _values checked they match
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            predictions = model.predict(data)
+            return predictions, model.predict_proba(data) if self._proba else None
+
+
+def _same(a: Any, b: Any) -> bool:
+    import numpy as np
+
+    return (a is None and b is None) or (
+        a is not None and b is not None and np.array_equal(np.asarray(a), np.asarray(b))
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

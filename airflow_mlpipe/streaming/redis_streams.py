@@ -13,6 +13,7 @@ All keys of one stream must live on one Redis node (on a cluster, give them one 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from airflow_mlpipe.config.streaming import StreamConfig
@@ -31,8 +32,9 @@ end
 """
 
 # KEYS: input, output, dead letters, done hash, routes.
-# ARGV: group, owner, maxlen ('' = none), then per event: position, event id, bucket, kind (0 result,
-# 1 dead letter, 2 skipped as not owned), number of fields, field, value, …
+# ARGV: group, owner, maxlen ('' = none), number of common fields, common field, value, …, then per
+# event: position, event id, bucket, kind (0 result, 1 dead letter, 2 skipped as not owned), number of
+# fields, field, value, … A record is event_id, input_position, the event's fields, the common fields.
 _COMMIT = (
     _COMPARE
     + """
@@ -49,29 +51,32 @@ local function owns(pos, b)
   end
   return false
 end
+local ncommon = 2 * tonumber(ARGV[4])
 local written, dead, dups, others = 0, 0, 0, 0
 local owned, ack = {}, {}
-local i = 4
+local i = 5 + ncommon
 while i <= #ARGV do
-  local pos, eid, b, isdead, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], tonumber(ARGV[i + 4])
-  local fields = {}
-  for j = 1, 2 * n do fields[j] = ARGV[i + 4 + j] end
-  i = i + 5 + 2 * n
+  local pos, eid, b, kind, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], 2 * tonumber(ARGV[i + 4])
+  local first = i + 5
+  i = first + n
   if not owns(pos, b) then
     others = others + 1
     table.insert(ack, pos)
-  elseif isdead == '2' then
+  elseif kind == '2' then
     -- skipped on a stale view of the routes: leave it pending, it is read (claimed) again
   elseif redis.call('HSETNX', KEYS[4], eid, ARGV[2]) == 0 then
     dups = dups + 1
     table.insert(ack, pos)
   else
     local target = KEYS[2]
-    if isdead == '1' then target = KEYS[3]; dead = dead + 1 else written = written + 1 end
+    if kind == '1' then target = KEYS[3]; dead = dead + 1 else written = written + 1 end
+    local record = {'event_id', eid, 'input_position', pos}
+    for j = 0, n - 1 do record[5 + j] = ARGV[first + j] end
+    for j = 1, ncommon do record[4 + n + j] = ARGV[4 + j] end
     if ARGV[3] ~= '' then
-      redis.call('XADD', target, 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+      redis.call('XADD', target, 'MAXLEN', '~', ARGV[3], '*', unpack(record))
     else
-      redis.call('XADD', target, '*', unpack(fields))
+      redis.call('XADD', target, '*', unpack(record))
     end
     table.insert(owned, pos)
     table.insert(ack, pos)
@@ -129,7 +134,8 @@ class RedisStreamTransport:
         self._route = client.register_script(_ROUTE)
         self._backlog_read: set[tuple[str, str]] = set()
         self._claim_cursor: dict[str, str] = {}
-        self._routes: tuple[list[dict[str, Any]], str] | None = None
+        #: routing epochs and the newest position they are known to cover
+        self._routes: tuple[list[dict[str, Any]], tuple[int, int]] | None = None
 
     # -- consuming ---------------------------------------------------------------------------------
     def ensure_group(self, group: str, start: str) -> None:
@@ -144,23 +150,39 @@ class RedisStreamTransport:
         stream = self.config.input_stream
         if (group, consumer) not in self._backlog_read:
             # After a restart under the same name, its own unacknowledged events come first.
-            reply = self.client.xreadgroup(group, consumer, {stream: "0"}, count=count)
-            events = self._events(group, reply)
+            events = self._read_events(
+                group, lambda pipe: pipe.xreadgroup(group, consumer, {stream: "0"}, count=count)
+            )
             if events:
                 return events
             self._backlog_read.add((group, consumer))
-        reply = self.client.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
-        return self._events(group, reply)
+        return self._read_events(
+            group, lambda pipe: pipe.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
+        )
 
     def claim_stale(self, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Event]:
-        start = self._claim_cursor.get(group, "0-0")
-        reply = self.client.xautoclaim(
-            self.config.input_stream, group, consumer, min_idle_time=min_idle_ms, start_id=start, count=count
-        )
-        self._claim_cursor[group] = reply[0]
-        return [_event(pos, fields) for pos, fields in reply[1] if fields is not None]
+        stream = self.config.input_stream
 
-    def _events(self, group: str, reply: Any) -> list[Event]:
+        def claim(pipe: Any) -> None:
+            start = self._claim_cursor.get(group, "0-0")
+            pipe.xautoclaim(stream, group, consumer, min_idle_time=min_idle_ms, start_id=start, count=count)
+
+        return self._read_events(group, claim, claimed=True)
+
+    def _read_events(
+        self, group: str, command: Callable[[Any], Any], *, claimed: bool = False
+    ) -> list[Event]:
+        """The events of one read ``command`` (XREADGROUP or XAUTOCLAIM), with the routing epochs
+        read right after it in the same round trip: every epoch that applies to an event it returned
+        is among them (an epoch appended later applies only to events after it), so :meth:`owned`
+        needs no request of its own for these events."""
+        pipe = self.client.pipeline(transaction=False)
+        command(pipe)
+        pipe.lrange(self.routes_key, 0, -1)
+        reply, raw = pipe.execute()
+        if claimed:  # XAUTOCLAIM: the next cursor, the entries, the ids trimmed meanwhile
+            self._claim_cursor[group] = reply[0]
+            reply = [(self.config.input_stream, reply[1])]
         events, gone = [], []
         for _stream, entries in reply or []:
             for pos, fields in entries:
@@ -170,25 +192,35 @@ class RedisStreamTransport:
                     events.append(_event(pos, fields))
         if gone:
             self.client.xack(self.config.input_stream, group, *gone)
+        self._remember_routes(raw, events)
         return events
 
+    def _remember_routes(self, raw: list[str], events: list[Event]) -> None:
+        """Keep epochs read after ``events`` arrived: they hold every epoch of events up to the newest."""
+        bound = max((position_key(e.position) for e in events), default=(0, 0))
+        if self._routes is not None:
+            bound = max(bound, self._routes[1])
+        self._routes = ([json.loads(r) for r in raw], bound)
+
     # -- committing --------------------------------------------------------------------------------
-    def commit(self, group: str, owner: str, results: list[Result]) -> Committed:
+    def commit(
+        self, group: str, owner: str, results: list[Result], common: dict[str, str] | None = None
+    ) -> Committed:
         from airflow_mlpipe.streaming.transport import bucket
 
         if not results:
             return Committed()
+        common = common or {}
         argv: list[Any] = [group, owner, "" if self.config.max_len is None else self.config.max_len]
+        argv.append(len(common))
+        for kv in common.items():
+            argv += kv
         for r in results:
-            flat = [x for kv in r.fields.items() for x in kv]
-            argv += [
-                r.event.position,
-                r.event.event_id,
-                bucket(r.event.key),
-                int(r.dead),
-                len(r.fields),
-                *flat,
-            ]
+            event = r.event
+            argv += (event.position, event.event_id, bucket(event.key), 2 if r.skipped else int(r.dead))
+            argv.append(len(r.fields))
+            for kv in r.fields.items():
+                argv += kv
         keys = [
             self.config.input_stream,
             self.config.output_stream,
@@ -206,19 +238,21 @@ class RedisStreamTransport:
         from airflow_mlpipe.streaming.transport import bucket
 
         newest = max((position_key(e.position) for e in events), default=(0, 0))
-        if self._routes is None or newest > position_key(self._routes[1]):
+        if self._routes is None or newest > self._routes[1]:
             # Epochs and the stream's last id read together: every event up to that id has its
             # epoch among these (a later epoch only covers events after it was appended).
             pipe = self.client.pipeline(transaction=True)
             pipe.lrange(self.routes_key, 0, -1)
             pipe.xinfo_stream(self.config.input_stream)
             raw, info = pipe.execute()
-            self._routes = ([json.loads(r) for r in raw], str(info["last-generated-id"]))
+            self._routes = ([json.loads(r) for r in raw], position_key(str(info["last-generated-id"])))
         epochs, last = self._routes
+        if not epochs:
+            return [True] * len(events)
         out = []
         for e in events:
             pos = position_key(e.position)
-            if not epochs or pos > position_key(last):
+            if pos > last:
                 out.append(True)
                 continue
             # The same rule as the commit script's owns().

@@ -1,4 +1,4 @@
-"""The stream scorer: read a micro-batch, validate each event, score the valid ones together, commit.
+"""The stream scorer: read a micro-batch, validate its events, score the valid ones together, commit.
 
 Delivery is **at least once** with **idempotent output**: an event is acknowledged only in the same
 atomic commit that writes its result, so a scorer killed mid-batch leaves it pending and another
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,8 +32,9 @@ class StreamModel(Protocol):
 
     identity: dict[str, str]
 
-    def validate(self, data: Any) -> None:
-        """Raise ``ValueError`` (with ``problems``, a list of strings, when known) for bad input."""
+    def validate(self, batch: list[Any]) -> list[ValueError | None]:
+        """Per input of ``batch``: ``None`` when valid, else the ``ValueError`` saying why (with
+        ``problems``, a list of strings, when known) — what validating it alone would raise."""
         ...
 
     def predict(self, batch: list[Any]) -> list[tuple[Any, float | None]]:
@@ -49,6 +51,13 @@ class BatchOutcome:
     dead_lettered: int = 0
     duplicates: int = 0
     not_owned: int = 0
+
+
+def _json(value: Any) -> str:
+    """``json.dumps(value)``; an int or a finite float is its ``repr``, which is what ``json`` writes."""
+    if type(value) is int or (type(value) is float and math.isfinite(value)):
+        return repr(value)
+    return json.dumps(value)
 
 
 def _problems(exc: BaseException) -> list[str]:
@@ -122,55 +131,61 @@ class StreamScorer:
         self.metrics.set_gauge("pending", state["pending"])
 
     def process(self, events: list[Event]) -> BatchOutcome:
+        """Validate, score and commit one micro-batch: the events are parsed one by one (a bad one
+        is dead-lettered alone), validated together, scored by one model call and committed in one
+        atomic transport step; fields common to every result are sent once per batch."""
         started = time.monotonic()
-        identity = self.model.identity
-        base = {**identity, "scorer": self.name}
         results: list[Result] = []
         status: dict[str, str] = {}
-        valid: list[tuple[Event, Any]] = []
+        parsed: list[tuple[Event, Any]] = []
         for event, mine in zip(events, self.transport.owned(self.name, events), strict=True):
             if not mine:
                 results.append(Result(event, {}, skipped=True))
                 continue
             try:
-                data = self._parse(event)
-                self.model.validate(data)
+                parsed.append((event, self._parse(event)))
             except ValueError as exc:
-                results.append(self._dead(event, base, exc, "malformed"))
+                results.append(self._dead(event, exc, "malformed"))
                 status[event.position] = "malformed"
-                continue
-            valid.append((event, data))
+        valid: list[tuple[Event, Any]] = []
+        errors = self.model.validate([data for _, data in parsed]) if parsed else []
+        for (event, data), error in zip(parsed, errors, strict=True):
+            if error is None:
+                valid.append((event, data))
+            else:
+                results.append(self._dead(event, error, "malformed"))
+                status[event.position] = "malformed"
         for (event, _), scored in zip(valid, self._score([d for _, d in valid]), strict=True):
             if isinstance(scored, BaseException):
                 # A ValueError is the event's fault (e.g. no online features for its key).
                 kind = "malformed" if isinstance(scored, ValueError) else "model_error"
-                results.append(self._dead(event, base, scored, kind))
+                results.append(self._dead(event, scored, kind))
                 status[event.position] = kind
                 continue
             prediction, probability = scored
             fields = {
-                "event_id": event.event_id,
-                "input_position": event.position,
-                "prediction": json.dumps(prediction),
-                "probability": "" if probability is None else json.dumps(probability),
-                **base,
-                "scored_at": f"{time.time():.6f}",
+                "prediction": _json(prediction),
+                "probability": "" if probability is None else _json(probability),
                 "data": event.fields["data"],
             }
             results.append(Result(event, fields))
             status[event.position] = "scored"
-        committed = self.transport.commit(self.group, self.name, results)
+        common = {**self.model.identity, "scorer": self.name, "scored_at": f"{time.time():.6f}"}
+        committed = self.transport.commit(self.group, self.name, results, common)
         elapsed = time.monotonic() - started
-        owned = set(committed.owned_positions)
         by_status: dict[str, int] = {}
-        for position in owned:
+        for position in committed.owned_positions:
             by_status[status[position]] = by_status.get(status[position], 0) + 1
         for key, n in by_status.items():
             self.metrics.record(key, n, elapsed)
         now_ms = time.time() * 1000
         arrived = {e.position: e.arrived_ms for e in events}
         self.metrics.observe_latency(
-            [max(0.0, now_ms - a) / 1000 for p in owned if (a := arrived.get(p)) is not None]
+            [
+                max(0.0, now_ms - a) / 1000
+                for p in committed.owned_positions
+                if (a := arrived.get(p)) is not None
+            ]
         )
         self.metrics.count("scored", committed.written)
         self.metrics.count("dead_letter", committed.dead_lettered)
@@ -209,14 +224,12 @@ class StreamScorer:
         except ValueError as exc:
             raise ValueError(f"'data' is not valid JSON: {exc}") from None
 
-    def _dead(self, event: Event, base: dict[str, str], exc: BaseException, kind: str) -> Result:
+    @staticmethod
+    def _dead(event: Event, exc: BaseException, kind: str) -> Result:
         fields = {
-            "event_id": event.event_id,
-            "input_position": event.position,
             "status": kind,
             "error": f"{type(exc).__name__}: {exc}"[:2000],
             "problems": json.dumps(_problems(exc)[:20]),
-            **base,
             "data": str(event.fields.get("data", ""))[:MAX_DEAD_PAYLOAD],
         }
         return Result(event, fields, dead=True)

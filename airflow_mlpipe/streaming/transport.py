@@ -51,6 +51,8 @@ class Event:
 class Result:
     """What became of one event: a scored record or a dead letter.
 
+    :param fields: the record's own fields; the transport writes ``event_id`` and
+        ``input_position`` of ``event`` before them and the batch's common fields after them.
     :param dead: ``True`` sends ``fields`` to the dead-letter stream instead of the output stream.
     :param skipped: not scored because another scorer owns it (:meth:`StreamTransport.owned`): it is
         acknowledged when the commit confirms that, else left pending to be read again.
@@ -94,8 +96,14 @@ class StreamTransport(Protocol):
         does), so a scorer skips scoring events that the commit would discard."""
         ...
 
-    def commit(self, group: str, owner: str, results: list[Result]) -> Committed:
-        """Write results not written before and owned by ``owner``; acknowledge every input."""
+    def commit(
+        self, group: str, owner: str, results: list[Result], common: dict[str, str] | None = None
+    ) -> Committed:
+        """Write results not written before and owned by ``owner``; acknowledge every input.
+
+        :param common: fields written in every record of this commit (model identity, scorer, time),
+            sent once per batch rather than once per event.
+        """
         ...
 
     def set_route(self, owners: dict[str, tuple[int, int]]) -> str:

@@ -1,0 +1,97 @@
+"""The stream model calls a scikit-learn estimator on the frame's array only when the answers are
+the frame's: a plain estimator does; a pipeline that reads columns by name does not."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+NAMES = ["a", "b", "c"]
+
+
+def _stream_model(estimator: Any) -> Any:
+    import pandas as pd
+
+    from airflow_mlpipe._serving.stream import BentoStreamModel
+
+    inputs = [{"name": n, "type": "double"} for n in NAMES]
+    module = SimpleNamespace(
+        to_frame=lambda rows, cols: pd.DataFrame(rows, columns=[c["name"] for c in cols])
+    )
+    service = SimpleNamespace(
+        model=estimator,
+        identity={"model_name": "m", "model_version": "1", "fingerprint": None},
+        reader=None,
+        inputs=inputs,
+        config={"framework": "sklearn"},
+    )
+    return BentoStreamModel(module, service)
+
+
+def _data() -> tuple[Any, Any]:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(7)
+    X = pd.DataFrame(rng.normal(size=(200, 3)), columns=NAMES)
+    y = (X["a"] + 2 * X["b"] - X["c"] > 0).astype(int)
+    return X, y
+
+
+def _expected(estimator: Any, rows: list[dict[str, float]]) -> list[tuple[Any, float]]:
+    """The model's answers for the frame the service builds of ``rows``."""
+    import pandas as pd
+
+    X = pd.DataFrame(rows, columns=NAMES)
+    labels = estimator.predict(X).tolist()
+    proba = estimator.predict_proba(X)
+    return [(p, float(proba[i, list(estimator.classes_).index(p)])) for i, p in enumerate(labels)]
+
+
+def _reorder_named(X: Any) -> Any:
+    # Reads columns by name from a frame; an array passes through in its own order.
+    return X[["c", "b", "a"]] if hasattr(X, "columns") else X
+
+
+@pytest.mark.parametrize(
+    ("kind", "uses_array"),
+    [("plain", True), ("by-name", False), ("named-selector", False)],
+)
+def test_array_only_when_answers_are_identical(kind, uses_array):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    X, y = _data()
+    if kind == "plain":
+        estimator = LogisticRegression()
+    elif kind == "by-name":  # silently different on an array: only the comparison catches it
+        estimator = make_pipeline(FunctionTransformer(_reorder_named), LogisticRegression())
+    else:  # raises on an array
+        estimator = make_pipeline(
+            ColumnTransformer([("s", StandardScaler(), ["c", "a", "b"])]), LogisticRegression()
+        )
+    estimator.fit(X, y)
+    model = _stream_model(estimator)
+    rows = X.to_dict(orient="records")
+    for start in range(0, 200, 50):
+        batch = rows[start : start + 50]
+        assert model.predict(batch) == _expected(estimator, batch)
+    assert model._array is uses_array
+
+
+def test_without_the_comparison_a_name_reading_pipeline_answers_wrongly():
+    """The guard's reason: skip the first-batch comparison and the array path gives other answers."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = _data()
+    estimator = make_pipeline(FunctionTransformer(_reorder_named), LogisticRegression()).fit(X, y)
+    model = _stream_model(estimator)
+    model._array = True  # as if the comparison had passed
+    rows = X.to_dict(orient="records")
+    assert model.predict(rows) != _expected(estimator, rows)
