@@ -107,3 +107,9 @@ def test_batches_drive_monitoring_and_retraining_through_restart(tmp_path, breas
             f"/dags/mon_review_timeout/dagRuns/{quote(run_id, safe='')}/taskInstances/review_drift/-1/hitlDetails"
         )
         assert detail["chosen_options"] == ["Ignore"] and not detail.get("responded_by_user"), detail
+
+        # A promotion approval has no default answer: unanswered, it fails and promotion never runs.
+        run_id = af.api.trigger("mon_approval_timeout")
+        assert af.api.wait_run("mon_approval_timeout", run_id, timeout=scaled(180), poll=1) == "failed"
+        states = {ti["task_id"]: ti["state"] for ti in af.api.task_instances("mon_approval_timeout", run_id)}
+        assert states == {"gate": "success", "approve_promotion": "failed", "promote": "upstream_failed"}
