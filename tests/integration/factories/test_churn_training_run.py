@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.fixtures.hitl import answering
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -43,7 +45,10 @@ def test_churn_training_dag_runs_end_to_end(run_dag, tmp_path, monkeypatch, caps
     dag.fileloc = str(ROOT / "dags" / "churn_training.py")
 
     try:
-        result = run_dag(dag)
+        # The reference config asks a person to approve the promotion: answered through the API.
+        with answering(dag.dag_id, "evaluate.approval", "Approve", timeout=1500) as answer:
+            result = run_dag(dag)
+        assert not answer.errors, answer.errors
         assert result.state == "success", result.task_states
         assert result.task_states["train.search.candidate[1]"] == "success"
         training_set = result.xcom("features.training_set")
