@@ -60,8 +60,10 @@ TASK = textwrap.dedent(
 def test_model_save_load_and_validation_leave_no_library_noise_in_the_task_log(tmp_path):
     conn = {"conn_type": "mlpipe_mlflow", "host": f"sqlite:///{tmp_path}/mlflow.db"}
     conn["extra"] = {"artifact_location": str(tmp_path / "artifacts")}
+    # a fresh task process: no MLflow run or experiment state left in this process's environment
+    # by the tests before (e.g. MLFLOW_EXPERIMENT_ID of another store)
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
         "AIRFLOW_CONN_MLPIPE_MLFLOW_QUIET": json.dumps(conn),
         "MLPIPE_ARTIFACT_ROOT": f"file://{tmp_path}/root",
     }
