@@ -215,7 +215,13 @@ class LocalAirflow:
     def process_env(self) -> dict[str, str]:
         """The environment every Airflow process of this stack gets."""
         db = self.sql_alchemy_conn or f"sqlite:///{self.home}/airflow.db"
-        env = dict(os.environ)
+        # The stack's tasks choose their own MLflow experiment and run: none is inherited from the
+        # process that starts the stack (MLflow reads these before anything the task configures).
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
+        }
         env.update(
             {
                 "AIRFLOW_HOME": str(self.home),
