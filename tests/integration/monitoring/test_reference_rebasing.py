@@ -31,10 +31,6 @@ def _drift_dag(dag_id, ref_uri, cur_uri, **op_kwargs):
     return dag, drift_asset
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="passed alone, failed once in the full suite; its models are now its own (no shared fixture)",
-)
 def test_serving_versions_training_data_becomes_the_reference(
     run_dag, mlflow_conn, breast_cancer_frame, tmp_path
 ):
