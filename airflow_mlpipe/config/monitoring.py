@@ -150,6 +150,8 @@ class QualityConfig:
         rise for RMSE); relative to the baseline value when ``relative`` else in metric units.
     :param relative: compare relative (``(base - live) / |base|``) instead of absolute changes.
     :param min_labelled_rows: fewer labelled rows than this → quality is not judged (``None`` result).
+    :param score_column: column holding the served positive-class probability (binary
+        classification); allows metrics computed from scores (``roc_auc``).
     """
 
     label_column: str
@@ -159,6 +161,7 @@ class QualityConfig:
     max_degradation: float = 0.05
     relative: bool = True
     min_labelled_rows: int = 30
+    score_column: str | None = None
 
     def __post_init__(self) -> None:
         from airflow_mlpipe.core.conventions import TaskType
@@ -174,16 +177,49 @@ class QualityConfig:
                 ("accuracy", "f1_macro") if task is TaskType.CLASSIFICATION else ("rmse", "mae", "r2")
             )
         self.metrics = _names("metrics", self.metrics) or ()
-        from_labels = {m.name: m for m in metric_catalog.CATALOG.values() if not m.needs_scores}
+        if self.score_column is not None and (
+            not isinstance(self.score_column, str)
+            or self.score_column in (self.label_column, self.prediction_column)
+        ):
+            raise ConfigError(
+                f"score_column={self.score_column!r} must be a column name other than the label and prediction."
+            )
+        if self.score_column is not None and task is not TaskType.CLASSIFICATION:
+            raise ConfigError("score_column holds a class probability: it needs task_type classification.")
+        # A positive-class score gives roc_auc; log_loss needs every class's probability.
+        scored = {"roc_auc"} if self.score_column else set()
+        from_labels = {
+            m.name: m for m in metric_catalog.CATALOG.values() if not m.needs_scores or m.name in scored
+        }
         unknown = [m for m in self.metrics if m not in from_labels]
         if unknown:
-            raise ConfigError(f"Unknown quality metric(s) {unknown}; use some of {sorted(from_labels)}.")
+            hint = "" if self.score_column else " (roc_auc needs score_column)"
+            raise ConfigError(
+                f"Unknown quality metric(s) {unknown}; use some of {sorted(from_labels)}{hint}."
+            )
         wrong = [m for m in self.metrics if from_labels[m].task_type is not task]
         if wrong:
             raise ConfigError(f"Metric(s) {wrong} do not apply to {task.value}; choose metrics of that task.")
         _check_threshold("max_degradation", self.max_degradation)
         if not isinstance(self.min_labelled_rows, int) or self.min_labelled_rows < 1:
             raise ConfigError(f"min_labelled_rows must be an integer >= 1, got {self.min_labelled_rows!r}.")
+
+    @classmethod
+    def for_prediction_log(cls, value: Mapping[str, Any] | None, where: str = "quality") -> QualityConfig:
+        """The quality check of logged predictions: ``value`` without column names (the joined
+        log's ``label``, ``prediction`` and, for score metrics such as ``roc_auc``, ``score``)."""
+        fields = dict(value or {})
+        named = sorted({"label_column", "prediction_column", "score_column"} & set(fields))
+        if named:
+            raise ConfigError(f"{where} judges the prediction log, whose columns are fixed; remove {named}.")
+        needs_scores = any(
+            m in metric_catalog.CATALOG and metric_catalog.CATALOG[m].needs_scores
+            for m in fields.get("metrics") or ()
+        )
+        fields.update(label_column="label", prediction_column="prediction")
+        if needs_scores:
+            fields["score_column"] = "score"
+        return from_mapping(cls, fields, where)
 
     @classmethod
     def from_mapping(
@@ -219,3 +255,49 @@ class ServingHealthConfig:
         if not isinstance(self.min_requests, int) or self.min_requests < 0:
             raise ConfigError(f"min_requests must be an integer >= 0, got {self.min_requests!r}.")
         self.endpoints = _names("endpoints", self.endpoints)
+
+
+@dataclasses.dataclass
+class PredictionLogConfig(MappingConfig):
+    """Where served predictions are logged, and how labels that arrive later are joined to them.
+
+    :param uri: directory of the prediction log (parquet parts under ``<uri>/<date>/``, one per
+        write); local path or ``file://`` URI.
+    :param labels_uri: the label table (or a directory of label files): ``keys``, ``label_column``
+        and ``label_timestamp_column``.
+    :param keys: entity key columns that identify what was predicted (e.g. ``[customer_id]``).
+    :param label_column: column of the label table holding the ground truth.
+    :param label_timestamp_column: when a label became known. A label judges the latest prediction
+        of its key made at or before it, within ``label_delay_seconds``.
+    :param timestamp_column: the logged prediction's event time (the request's, else when it was made).
+    :param label_delay_seconds: how long after a prediction its label may arrive. A prediction
+        younger than this without a label is *pending* (not counted); an older one is *missing*
+        its label; a label that comes later than this belongs to a later prediction.
+    :param lookback_seconds: only predictions of the last this many seconds are judged (``None``: all).
+    """
+
+    uri: str
+    labels_uri: str
+    keys: Sequence[str]
+    label_column: str
+    label_timestamp_column: str
+    timestamp_column: str = "event_timestamp"
+    label_delay_seconds: float = 86400.0
+    lookback_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("uri", "labels_uri", "label_column", "label_timestamp_column", "timestamp_column"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"prediction_log.{name} must be a non-empty string, got {value!r}.")
+        self.keys = _names("prediction_log.keys", self.keys) or ()
+        if not self.keys:
+            raise ConfigError("prediction_log.keys is empty: name the entity key columns of a prediction.")
+        _check_threshold("prediction_log.label_delay_seconds", self.label_delay_seconds)
+        if self.lookback_seconds is not None:
+            _check_threshold("prediction_log.lookback_seconds", self.lookback_seconds)
+            if self.lookback_seconds <= self.label_delay_seconds:
+                raise ConfigError(
+                    "prediction_log.lookback_seconds must exceed label_delay_seconds, or no prediction "
+                    "old enough to have its label would be judged."
+                )

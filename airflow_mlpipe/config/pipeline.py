@@ -328,6 +328,15 @@ class MonitoringSection(_Config):
         trained on instead of ``reference`` (needs the ``training`` section).
     :param retrain_cooldown_batches: after a retraining request, hold further requests for this
         many batches while the same version still serves (0: every drifted batch asks).
+    :param prediction_log: judge the serving model's live quality from its logged predictions and
+        the labels that arrived since (performance-triggered retraining), the fields of
+        :class:`airflow_mlpipe.config.monitoring.PredictionLogConfig` (``uri``, ``labels_uri``,
+        ``keys``, ``label_column``, ``label_timestamp_column``, ``label_delay_seconds`` …). Batch
+        scoring writes to the log.
+    :param quality: with ``prediction_log``: when live quality counts as degraded, the fields of
+        :class:`airflow_mlpipe.config.monitoring.QualityConfig` without column names (``metrics``,
+        ``max_degradation``, ``relative``, ``min_labelled_rows``). A degradation asks for retraining
+        as drift does (same asset event, same cooldown) with the reason ``quality``.
     :param options: extra keyword arguments for the drift operator.
     """
 
@@ -343,6 +352,8 @@ class MonitoringSection(_Config):
     process_backlog: bool = False
     rebase_reference: bool = True
     retrain_cooldown_batches: int = 3
+    prediction_log: dict[str, Any] | None = None
+    quality: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -358,6 +369,17 @@ class MonitoringSection(_Config):
         from airflow_mlpipe.config.monitoring import DriftConfig
 
         DriftConfig.from_mapping(self.drift, "monitoring.drift")  # the monitoring stage's own rules
+        if self.prediction_log is not None:
+            from airflow_mlpipe.config.monitoring import PredictionLogConfig, QualityConfig
+
+            _require_mapping(self.prediction_log, "monitoring.prediction_log")
+            PredictionLogConfig.from_mapping(self.prediction_log, "monitoring.prediction_log")
+            QualityConfig.for_prediction_log(self.quality, "monitoring.quality")
+        elif self.quality is not None:
+            raise ConfigError(
+                "monitoring.quality judges logged predictions: add monitoring.prediction_log "
+                "(or pass a quality check of labelled batches through monitoring.options)."
+            )
         if self.poll_interval_seconds <= 0:
             raise ConfigError("monitoring.poll_interval_seconds must be positive.")
         _require_mapping(self.options, "monitoring.options")

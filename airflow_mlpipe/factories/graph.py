@@ -8,7 +8,7 @@ and writes, and how the DAG is scheduled. :mod:`airflow_mlpipe.factories.render`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from airflow_mlpipe.config.pipeline import PipelineConfig
@@ -328,6 +328,7 @@ def training_graph(config: PipelineConfig) -> Graph:
                         "model_name": t.model_name,
                         "input_uri": d.batch_score_input,
                         "mlflow_conn_id": conn,
+                        **_prediction_log_writer(config),
                         **d.batch_options,
                     },
                     outlets=[asset_key(PREDICTIONS, name)],
@@ -438,6 +439,15 @@ def monitoring_graph(config: PipelineConfig) -> Graph:
     return g
 
 
+def _prediction_log_writer(config: PipelineConfig) -> dict[str, Any]:
+    """Batch scoring writes the prediction log that monitoring judges (when one is configured)."""
+    log = config.monitoring.prediction_log if config.monitoring else None
+    if not log:
+        return {}
+    keep = ("uri", "keys", "timestamp_column")
+    return {"prediction_log": {k: log[k] for k in keep if k in log}}
+
+
 def _serving_aware(config: PipelineConfig) -> dict[str, Any]:
     """Drift-check parameters that need the model: the serving version's data as reference,
     the retraining cooldown, and the batch start a retraining window begins at."""
@@ -448,4 +458,9 @@ def _serving_aware(config: PipelineConfig) -> dict[str, Any]:
         params["timestamp_column"] = config.features.timestamp_column
     if config.training is not None:
         params.update(model_name=config.training.model_name, rebase_reference=m.rebase_reference)
+    if m.prediction_log is not None:
+        from airflow_mlpipe.config.monitoring import QualityConfig
+
+        quality = QualityConfig.for_prediction_log(m.quality, "monitoring.quality")
+        params.update(prediction_log=dict(m.prediction_log), quality=asdict(quality))
     return params

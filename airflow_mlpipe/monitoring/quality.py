@@ -7,7 +7,7 @@ counts, for an error (RMSE, MAE) a *rise* counts. Only rows whose label has arri
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlpipe.config.monitoring import QualityConfig
@@ -22,10 +22,25 @@ if TYPE_CHECKING:
 _BASELINE_PREFIXES = ("", "test_", "eval_", "val_", "validation_", "holdout_")
 
 
-def live_metrics(y_true: Any, y_pred: Any, cfg: QualityConfig) -> dict[str, float]:
-    """The configured metrics of the served predictions, computed as training and the gate do."""
+def live_metrics(y_true: Any, y_pred: Any, cfg: QualityConfig, scores: Any = None) -> dict[str, float]:
+    """The configured metrics of the served predictions, computed as training and the gate do.
+
+    :param scores: the served positive-class probabilities (binary classification), needed by
+        score metrics (``roc_auc``). The positive class is the greater of the two classes, as in
+        scikit-learn's ``predict_proba[:, 1]`` and the served ``scores``.
+    """
     np = require("numpy")
     preds = metrics.Predictions(y_pred=np.asarray(y_pred))
+    if scores is not None:
+        classes = sorted(set(np.asarray(y_true).tolist()) | set(preds.y_pred.tolist()))
+        if len(classes) > 2:
+            raise DataError(
+                f"A positive-class score needs two classes; labels and predictions have {classes}."
+            )
+        positive = np.asarray(scores, dtype=float)
+        preds = metrics.Predictions(
+            y_pred=preds.y_pred, proba=np.column_stack([1 - positive, positive]), classes=classes
+        )
     return metrics.compute(cfg.task_type, y_true, preds, only=cfg.metrics or ()).values
 
 
@@ -58,7 +73,14 @@ def check_quality(current: pd.DataFrame, cfg: QualityConfig, baseline: Mapping[s
             raise DataError(
                 f"Quality check needs column {col!r}; the current table has {list(current.columns)}."
             )
-    labelled = current[current[cfg.label_column].notna() & current[cfg.prediction_column].notna()]
+    if cfg.score_column is not None and cfg.score_column not in current.columns:
+        raise DataError(
+            f"Quality check needs score column {cfg.score_column!r}; the current table has {list(current.columns)}."
+        )
+    present = current[cfg.label_column].notna() & current[cfg.prediction_column].notna()
+    if cfg.score_column is not None:
+        present &= current[cfg.score_column].notna()
+    labelled = current[present]
     n = len(labelled)
     result: dict[str, Any] = {
         "judged": False,
@@ -80,7 +102,8 @@ def check_quality(current: pd.DataFrame, cfg: QualityConfig, baseline: Mapping[s
     y_true, y_pred = labelled[cfg.label_column], labelled[cfg.prediction_column]
     if cfg.task_type == "regression":
         y_true, y_pred = y_true.astype(float), y_pred.astype(float)
-    live = live_metrics(y_true, y_pred, cfg)
+    scores = labelled[cfg.score_column] if cfg.score_column is not None else None
+    live = live_metrics(y_true, y_pred, cfg, scores)
     for name, value in live.items():
         base = available[name]
         higher = metrics.CATALOG[name].direction == metrics.HIGHER
@@ -94,3 +117,20 @@ def check_quality(current: pd.DataFrame, cfg: QualityConfig, baseline: Mapping[s
     result["judged"] = True
     result["degraded"] = any(e["degraded"] for e in result["metrics"].values())
     return result
+
+
+def served_predictions(answers: Sequence[Mapping[str, Any]]) -> metrics.Predictions:
+    """The :class:`~airflow_mlpipe.core.metrics.Predictions` of one or more ``/predict`` answers of
+    the served API (concatenated in order), so a metric of served answers is computed exactly as
+    training and the gate compute it; probabilities only when every answer has them."""
+    np = require("numpy")
+    if not answers:
+        raise DataError("No served answers to score.")
+    y_pred = np.asarray([p for a in answers for p in a["predictions"]])
+    classes = answers[0].get("classes")
+    if classes is None or any(a.get("classes") != classes or "probabilities" not in a for a in answers):
+        return metrics.Predictions(
+            y_pred=y_pred, proba_unavailable="the served answers carry no probabilities"
+        )
+    proba = np.asarray([row for a in answers for row in a["probabilities"]], dtype=float)
+    return metrics.Predictions(y_pred=y_pred, proba=proba, classes=list(classes))

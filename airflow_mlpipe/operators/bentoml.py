@@ -8,7 +8,7 @@ version and attach metadata to their outlet asset events on success.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
@@ -340,6 +340,9 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
     :param keep_columns: input columns copied to the output (ids, timestamps).
     :param batch_size: rows per chunk.
     :param output_name: file name under the task's artifact directory.
+    :param prediction_log: also append the predictions to the prediction log monitoring judges
+        (:mod:`airflow_mlpipe.monitoring.prediction_log`): ``{"uri", "keys", "timestamp_column"}``.
+        The keys (and the timestamp column, when the input has it) must be among ``keep_columns``.
     """
 
     template_fields: Sequence[str] = (
@@ -350,6 +353,7 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
         "keep_columns",
         "output_name",
         "mlflow_conn_id",
+        "prediction_log",
     )
 
     def __init__(
@@ -363,11 +367,22 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
         batch_size: int = 100_000,
         output_name: str = "predictions.parquet",
         mlflow_conn_id: str = MlflowHook.default_conn_name,
+        prediction_log: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
+        if prediction_log is not None:
+            missing = [k for k in ("uri", "keys") if not prediction_log.get(k)]
+            if missing:
+                raise ConfigError(f"prediction_log needs {missing}; got {dict(prediction_log)!r}.")
+            absent = [k for k in prediction_log["keys"] if k not in (keep_columns or [])]
+            if absent:
+                raise ConfigError(
+                    f"prediction_log keys {absent} must be kept in the output: add them to keep_columns."
+                )
+        self.prediction_log = prediction_log
         self.model_name = model_name
         self.input_uri = input_uri
         self.alias = alias
@@ -407,5 +422,32 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
             "fingerprint": model.fingerprint,
             "input_uri": self.input_uri,
         }
+        if self.prediction_log is not None:
+            result["prediction_log"] = self._log(scored["predictions_uri"], str(model.version))
         emit_asset_metadata(context, self.outlets, result)
         return jsonable(result)
+
+    def _log(self, predictions_uri: str, version: str) -> dict[str, Any]:
+        """Append the scored rows to the prediction log, one log part per row group (bounded memory)."""
+        from airflow_mlpipe.core.deps import require
+        from airflow_mlpipe.monitoring.prediction_log import write_log
+
+        assert self.prediction_log is not None
+        pq = require("pyarrow.parquet")
+        keys = list(self.prediction_log["keys"])
+        ts = self.prediction_log.get("timestamp_column") or "event_timestamp"
+        source = pq.ParquetFile(predictions_uri.removeprefix("file://"))
+        columns = [c for c in source.schema_arrow.names if c in {*keys, ts, "prediction", "scores"}]
+        rows = 0
+        for batch in source.iter_batches(columns=columns):
+            frame = batch.to_pandas()
+            write_log(
+                frame,
+                str(self.prediction_log["uri"]),
+                keys=keys,
+                model_version=version,
+                timestamp_column=ts,
+                score_column="scores" if "scores" in frame.columns else None,
+            )
+            rows += len(frame)
+        return {"uri": str(self.prediction_log["uri"]), "rows": rows}

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 
-from airflow_mlpipe.config.monitoring import DriftConfig, QualityConfig
+from airflow_mlpipe.config.monitoring import DriftConfig, PredictionLogConfig, QualityConfig
 from airflow_mlpipe.core.links import report_url
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.exceptions import ConfigError
@@ -53,7 +53,11 @@ class EvidentlyDriftOperator(BaseOperator):
         :class:`~airflow_mlpipe.exceptions.DataError`, never "no drift".
     :param drift: :class:`~airflow_mlpipe.config.monitoring.DriftConfig` or a dict of its fields.
     :param quality: :class:`~airflow_mlpipe.config.monitoring.QualityConfig` or dict; quality is
-        judged when its label column is present in the current batch.
+        judged when its label column is present in the current batch, or from ``prediction_log``.
+    :param prediction_log: :class:`~airflow_mlpipe.config.monitoring.PredictionLogConfig` or dict:
+        judge the serving version's logged predictions against the labels known now
+        (:mod:`airflow_mlpipe.monitoring.prediction_log`) instead of labels in the batch; needs
+        ``quality``. A degradation asks for retraining with the reason ``quality``.
     :param baseline_metrics: the champion's evaluation metrics (e.g. the gate XCom's
         ``metrics.champion``); when omitted and ``model_name`` is set they are read from the registry.
     :param model_name: registered model whose ``model_alias`` version is the baseline.
@@ -80,9 +84,15 @@ class EvidentlyDriftOperator(BaseOperator):
         "mlflow_conn_id",
         "drift",
         "quality",
+        "prediction_log",
         "timestamp_column",
     )
-    template_fields_renderers = {"drift": "json", "quality": "json", "baseline_metrics": "json"}
+    template_fields_renderers = {
+        "drift": "json",
+        "quality": "json",
+        "prediction_log": "json",
+        "baseline_metrics": "json",
+    }
     operator_extra_links = (DriftReportLink(),)
     ui_color = "#ffe8d6"
 
@@ -93,6 +103,7 @@ class EvidentlyDriftOperator(BaseOperator):
         current_uri: str,
         drift: DriftConfig | Mapping[str, Any] | None = None,
         quality: QualityConfig | Mapping[str, Any] | None = None,
+        prediction_log: PredictionLogConfig | Mapping[str, Any] | None = None,
         baseline_metrics: Mapping[str, Any] | None = None,
         model_name: str | None = None,
         model_alias: str = "champion",
@@ -115,6 +126,8 @@ class EvidentlyDriftOperator(BaseOperator):
         unknown = [r for r in retrain_on if r not in RETRAIN_REASONS]
         if unknown or isinstance(retrain_on, str):
             raise ConfigError(f"retrain_on must be a list of {list(RETRAIN_REASONS)}, got {retrain_on!r}.")
+        if prediction_log is not None and quality is None:
+            raise ConfigError("prediction_log needs quality: the metrics and threshold to judge the log by.")
         if drift_asset is not None:
             if not isinstance(drift_asset, Asset):
                 raise ConfigError("drift_asset must be an airflow.sdk.Asset (e.g. core.lineage.stage_asset).")
@@ -125,6 +138,7 @@ class EvidentlyDriftOperator(BaseOperator):
         # Configs are stored as given (they may hold templates) and validated at execute time.
         self.drift = drift
         self.quality = quality
+        self.prediction_log = prediction_log
         self.baseline_metrics = baseline_metrics
         self.model_name = model_name
         self.model_alias = model_alias
@@ -135,15 +149,16 @@ class EvidentlyDriftOperator(BaseOperator):
         self.timestamp_column = timestamp_column
         self.cooldown_batches = cooldown_batches
 
-    def _baseline(self) -> tuple[dict[str, Any], str]:
+    def _baseline(self) -> tuple[dict[str, Any], str, str | None]:
+        """The baseline metrics, where they came from, and the version they belong to (if known)."""
         if self.baseline_metrics:
-            return dict(self.baseline_metrics), "given"
+            return dict(self.baseline_metrics), "given", None
         if self.model_name:
             from airflow_mlpipe.hooks.mlflow import MlflowHook
             from airflow_mlpipe.monitoring.baseline import registry_baseline
 
             found = registry_baseline(MlflowHook(self.mlflow_conn_id), self.model_name, self.model_alias)
-            return found["metrics"], f"{found['source']} (version {found['version']})"
+            return found["metrics"], f"{found['source']} (version {found['version']})", found["version"]
         raise ConfigError("Quality needs baseline_metrics or model_name to read the champion's metrics from.")
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -165,8 +180,18 @@ class EvidentlyDriftOperator(BaseOperator):
         snapshot, summary = run_drift_report(reference, current, drift_cfg)
 
         quality: dict[str, Any] | None = None
-        if quality_cfg is not None and quality_cfg.label_column in current.columns:
-            baseline, source = self._baseline()
+        log_cfg = PredictionLogConfig.from_mapping(self.prediction_log) if self.prediction_log else None
+        if quality_cfg is not None and log_cfg is not None:
+            import datetime as dt
+
+            from airflow_mlpipe.monitoring.prediction_log import logged_quality
+
+            baseline, source, version = self._baseline()
+            now = dt.datetime.now(dt.UTC)
+            quality = logged_quality(log_cfg, quality_cfg, baseline, as_of=now, model_version=version)
+            quality["baseline_source"] = source
+        elif quality_cfg is not None and quality_cfg.label_column in current.columns:
+            baseline, source, _ = self._baseline()
             quality = check_quality(current, quality_cfg, baseline)
             quality["baseline_source"] = source
         summary["quality"] = quality
@@ -204,6 +229,7 @@ class EvidentlyDriftOperator(BaseOperator):
             "reference": reference_info,
             "retrain_recommended": ask,
             "drift_since": summary["batch_start"] if ask else None,
+            "quality": _compact_quality(summary.get("quality")),
             # Tamper evidence: the audit recomputes it (airflow_mlpipe.governance.audit).
             "report_digest": file_digest(str(report_path)),
         }
@@ -264,3 +290,20 @@ class EvidentlyDriftOperator(BaseOperator):
             "quality": bool((summary.get("quality") or {}).get("degraded")),
         }
         return [r for r in self.retrain_on if found[r]]
+
+
+def _compact_quality(quality: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What the asset event (and so the lineage of a retraining) records of the quality check."""
+    if not quality:
+        return None
+    return {
+        "judged": quality.get("judged"),
+        "degraded": quality.get("degraded"),
+        "labelled_rows": quality.get("labelled_rows"),
+        "source": quality.get("source", "batch"),
+        "model_version": quality.get("model_version"),
+        "metrics": {
+            name: {k: m.get(k) for k in ("live", "baseline", "degradation")}
+            for name, m in (quality.get("metrics") or {}).items()
+        },
+    }

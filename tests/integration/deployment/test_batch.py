@@ -84,3 +84,41 @@ def test_batch_inference_missing_column_fails_without_output(run_dag, iris_regis
     assert res.task_states["score"] == "failed"
     assert res.xcom("score") is None
     assert res.asset_events() == []
+
+
+def test_batch_inference_appends_its_predictions_to_the_prediction_log(run_dag, iris_registered, tmp_path):
+    """What monitoring later joins with labels: keys, event time, prediction, version (~5 s)."""
+    import pandas as pd
+
+    from airflow_mlpipe.exceptions import ConfigError
+    from airflow_mlpipe.monitoring.prediction_log import read_log
+    from airflow_mlpipe.operators.bentoml import BatchInferenceOperator
+
+    frame = iris_registered.X.copy()
+    frame["row_id"] = range(len(frame))
+    frame["event_timestamp"] = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(
+        frame["row_id"], unit="min"
+    )
+    frame.to_parquet(tmp_path / "to_score.parquet", index=False)
+    log = {"uri": str(tmp_path / "log"), "keys": ["row_id"], "timestamp_column": "event_timestamp"}
+    with pytest.raises(ConfigError, match="add them to keep_columns"):
+        BatchInferenceOperator(task_id="x", model_name="m", input_uri="x", prediction_log=log)
+    op = BatchInferenceOperator(
+        task_id="score",
+        model_name=iris_registered.name,
+        version=iris_registered.versions[1],
+        input_uri=str(tmp_path / "to_score.parquet"),
+        keep_columns=["row_id", "event_timestamp"],
+        batch_size=60,
+        prediction_log=log,
+    )
+    res = run_dag(_dag("batch_logged", op))
+    assert res.state == "success", res.task_states
+    out = res.xcom("score")
+    assert out["prediction_log"] == {"uri": log["uri"], "rows": len(frame)}
+    logged = read_log(log["uri"]).sort_values("row_id").reset_index(drop=True)
+    scored = pd.read_parquet(out["predictions_uri"].removeprefix("file://"))
+    assert logged["row_id"].tolist() == frame["row_id"].tolist()
+    assert logged["prediction"].tolist() == scored.sort_values("row_id")["prediction"].tolist()
+    assert (logged["event_timestamp"] == frame["event_timestamp"]).all()
+    assert set(logged["model_version"]) == {iris_registered.versions[1]}

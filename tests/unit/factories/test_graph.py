@@ -238,3 +238,44 @@ def test_docs_schedule_on_assets_the_factories_emit():
         (docs / "stages" / "deployment.md").read_text(),
     )
     assert scheduled and {f"mlpipe://{stage}/<name>{rest}" for stage, rest in scheduled} <= emitted
+
+
+def test_prediction_log_wires_batch_scoring_to_the_drift_checks_quality(base_config):
+    log = {
+        "uri": "/tmp/toy/predictions",
+        "labels_uri": "/tmp/toy/labels",
+        "keys": ["id"],
+        "label_column": "y",
+        "label_timestamp_column": "label_ts",
+        "label_delay_seconds": 3600,
+    }
+    base_config["monitoring"] |= {
+        "prediction_log": log,
+        "quality": {"metrics": ["roc_auc"], "max_degradation": 0.1},
+    }
+    base_config["deployment"]["batch_options"] = {"keep_columns": ["id"]}
+    cfg = _build(base_config, "event")
+    drift = g.monitoring_graph(cfg).nodes["monitor.drift"].params
+    assert drift["prediction_log"] == log
+    assert drift["quality"]["metrics"] == ("roc_auc",) and drift["quality"]["max_degradation"] == 0.1
+    # the joined log's columns, and the served score for roc_auc
+    assert (drift["quality"]["label_column"], drift["quality"]["score_column"]) == ("label", "score")
+    assert drift["cooldown_batches"] == 3  # the same cooldown as drift
+    batch = g.training_graph(cfg).nodes["deploy.batch_score"].params
+    assert batch["prediction_log"] == {"uri": "/tmp/toy/predictions", "keys": ["id"]}
+
+
+def test_quality_without_a_prediction_log_or_with_column_names_is_refused(base_config):
+    base_config["monitoring"]["quality"] = {"metrics": ["accuracy"]}
+    with pytest.raises(ConfigError, match="add monitoring.prediction_log"):
+        _build(base_config, "event")
+    base_config["monitoring"]["prediction_log"] = {
+        "uri": "/p",
+        "labels_uri": "/l",
+        "keys": ["id"],
+        "label_column": "y",
+        "label_timestamp_column": "t",
+    }
+    base_config["monitoring"]["quality"] = {"metrics": ["accuracy"], "label_column": "y"}
+    with pytest.raises(ConfigError, match="columns are fixed"):
+        _build(base_config, "event")
