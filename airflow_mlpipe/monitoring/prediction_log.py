@@ -241,19 +241,19 @@ def logged_quality(
         score_column=SCORE if quality.score_column else None,
     )
     predictions = read_log(log.uri)
-    if predictions.empty:
+    labels = read_labels(log.labels_uri)
+    if predictions.empty or labels.empty:
+        nothing = f"no predictions logged yet under {log.uri}" if predictions.empty else "no labels yet"
         return {
             "judged": False,
             "degraded": False,
             "labelled_rows": 0,
             "metrics": {},
-            "reason": f"no predictions logged yet under {log.uri}",
-            "join": {"predictions": 0},
+            "reason": nothing,
+            "join": {"predictions": len(predictions)},
             "model_version": model_version,
         }
-    joined, stats = join_labels(
-        predictions, read_labels(log.labels_uri), log, as_of=as_of, model_version=model_version
-    )
+    joined, stats = join_labels(predictions, labels, log, as_of=as_of, model_version=model_version)
     result = check_quality(joined, cfg, baseline)
     result.update(join=stats, model_version=model_version, source="prediction_log", log_uri=log.uri)
     return result

@@ -201,3 +201,17 @@ def test_served_answers_are_scored_as_training_scores_them():
     )
     with pytest.raises(DataError, match="No served answers"):
         served_predictions([])
+
+
+def test_nothing_logged_or_no_labels_yet_is_not_judged(tmp_path):
+    from airflow_mlpipe.monitoring.prediction_log import logged_quality
+
+    (tmp_path / "labels").mkdir()
+    log = _cfg(uri=str(tmp_path / "log"), labels_uri=str(tmp_path / "labels"))
+    quality = QualityConfig.for_prediction_log({"metrics": ["roc_auc"]})
+    result = logged_quality(log, quality, {"roc_auc": 0.8}, as_of=T0)
+    assert result["judged"] is False and "no predictions logged" in result["reason"]
+    frame = pd.DataFrame({"customer_id": [1], "event_timestamp": [T0], "prediction": [1]})
+    write_log(frame, log.uri, keys=["customer_id"], model_version="1")
+    result = logged_quality(log, quality, {"roc_auc": 0.8}, as_of=T0 + HOUR)
+    assert result["judged"] is False and result["reason"] == "no labels yet"
