@@ -454,8 +454,14 @@ def _serving_aware(config: PipelineConfig) -> dict[str, Any]:
     m = config.monitoring
     assert m is not None
     params: dict[str, Any] = {"cooldown_batches": m.retrain_cooldown_batches if m.retrain_on_drift else 0}
-    if config.features is not None:
-        params["timestamp_column"] = config.features.timestamp_column
+    # Where the drifted batch starts is read from the batch itself: its event-time column
+    # (validation.timestamp_column). The entity table's timestamp (features.timestamp_column, e.g.
+    # a label's time) is not a column of the batches, so it is only the fallback.
+    batch_time = config.validation.timestamp_column if config.validation is not None else ""
+    if not batch_time and config.features is not None:
+        batch_time = config.features.timestamp_column
+    if batch_time:
+        params["timestamp_column"] = batch_time
     if config.training is not None:
         params.update(model_name=config.training.model_name, rebase_reference=m.rebase_reference)
     if m.prediction_log is not None:

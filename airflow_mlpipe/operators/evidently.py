@@ -276,7 +276,15 @@ class EvidentlyDriftOperator(BaseOperator):
         return ask, None if ask or not wants else note
 
     def _batch_start(self, current: Any) -> str | None:
-        if not self.timestamp_column or self.timestamp_column not in current.columns:
+        if not self.timestamp_column:
+            return None
+        if self.timestamp_column not in current.columns:
+            # A retraining request then carries no drift start: its training window is not cut.
+            self.log.warning(
+                "timestamp_column %r is not a column of the batch (%s): the batch start is unknown",
+                self.timestamp_column,
+                list(current.columns),
+            )
             return None
         from airflow_mlpipe.features.training_set import time_range
 

@@ -220,6 +220,12 @@ def test_reference_config_materializes_the_triggering_batch_not_the_history():
     quality = g.monitoring_graph(cfg).nodes["monitor.quality"]
     assert quality.params["timestamp_column"] == "event_timestamp"
     assert quality.outlets == [g.asset_key(g.VALIDATED_DATA, "churn")]
+    # The drift check reads the drifted batch's start from the batch's own event-time column (the
+    # label table's timestamp is no column of a feature batch): a retraining it asks for trains
+    # on the rows since the drift.
+    drift = g.monitoring_graph(cfg).nodes["monitor.drift"]
+    assert cfg.features is not None and cfg.features.timestamp_column == "label_timestamp"
+    assert drift.params["timestamp_column"] == "event_timestamp"
 
 
 def test_docs_schedule_on_assets_the_factories_emit():
