@@ -7,8 +7,10 @@
    deploy; queries the served model over HTTP;
 4. lands the drifted batch; the ``churn_monitoring`` DAG starts from the asset watcher, detects the
    drift and emits the drift asset event, which starts ``churn_training`` again;
-5. prints a summary (runs, metrics, champion before/after, endpoint, lineage, audit report of the new version),
-   then — when run from a terminal — keeps everything up until Ctrl-C, and stops all it started.
+5. measures the served model's quality on drifted data before and after the retraining, from the
+   scores the endpoint returns (:mod:`mlpipe_dev.demo.quality`);
+6. prints a summary (runs, metrics, champion before/after, served quality before/after, endpoint,
+   lineage, audit report of the new version), then — when run from a terminal — keeps everything up until Ctrl-C, and stops all it started.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from airflow_mlpipe.core.timing import scaled
 from mlpipe_dev.demo.progress import RunProgress, RunStalled, wait_for_new_run
+from mlpipe_dev.demo.quality import QualityProbe
 from mlpipe_dev.local.mlflow_server import LocalMlflowServer
 from mlpipe_dev.local.stack import AirflowApi, LocalAirflow
 
@@ -78,6 +81,8 @@ class DemoResult:
     lineage: dict[str, Any] = field(default_factory=dict)
     audit: dict[str, Any] = field(default_factory=dict)
     approvals: list[dict[str, Any]] = field(default_factory=list)
+    #: the serving model's quality on drifted data before/after the retraining (see QualityProbe)
+    quality: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -129,8 +134,11 @@ class Demo:
         if self.work.exists():
             shutil.rmtree(self.work)
         self.work.mkdir(parents=True)
-        self.spec = churn.ChurnSpec(days=self.cfg.history_days + 1, drift_day=self.cfg.history_days)
+        # One drifted day lands (it starts the retraining); the day after it is never landed: the
+        # demo keeps it, with its labels, to measure the served models on drifted data neither saw.
+        self.spec = churn.ChurnSpec(days=self.cfg.history_days + 2, drift_day=self.cfg.history_days)
         churn.write_batches(self.data_dir, self.spec, days=range(self.cfg.history_days))
+        self.quality = QualityProbe.for_churn(self.spec, self.cfg.dags_folder)
         self.log(f"wrote {self.cfg.history_days} daily churn batches (before the drift) to {self.data_dir}")
 
     def env(self, mlflow_url: str) -> dict[str, str]:
@@ -312,6 +320,8 @@ class Demo:
             if result.endpoint:
                 result.prediction_before = self.query_endpoint(result.endpoint)
                 self.log(f"  model answers at {result.endpoint}: {result.prediction_before}")
+                self.quality.measure("before", result.endpoint)
+                self.log("\n".join(QualityProbe.summary_lines(self.quality.result())))
 
             traffic = self.live_traffic(result.endpoint) if result.endpoint else None
 
@@ -333,6 +343,8 @@ class Demo:
             if deployed.get("endpoint"):
                 result.endpoint = deployed["endpoint"]
                 result.prediction_after = self.query_endpoint(result.endpoint)
+                self.quality.measure("after", result.endpoint)
+            result.quality = self.quality.result()
             if traffic is not None:
                 result.traffic = traffic.stop().summary()
             result.lineage = self.lineage(mlflow_server.url)
@@ -419,6 +431,7 @@ def summary(r: DemoResult) -> str:
         f"  champion after retrain: {model(r.champion_after)}",
         f"  serving endpoint      : {r.endpoint}  (POST /predict)",
         f"  prediction before/after: {r.prediction_before} / {r.prediction_after}",
+        *QualityProbe.summary_lines(r.quality),
         f"  live traffic during the rollout: {r.traffic.get('total')} requests, {r.traffic.get('failed')} failed, "
         f"by version {r.traffic.get('versions')}",
         f"  approvals answered    : {answered or 'none asked'}",

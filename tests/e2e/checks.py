@@ -25,6 +25,16 @@ def check_loop(result: DemoResult) -> None:
     assert result.prediction_after["model_version"] == str(after["version"])
     assert len(result.prediction_after["predictions"]) == 3
 
+    # The served model's quality on drifted data, from the scores the endpoint returned: the
+    # retrained version is clearly better, also on drifted rows neither version learned from.
+    quality = result.quality
+    assert quality["metric"] == "roc_auc", quality
+    for name, measured in quality["sets"].items():
+        assert measured["before_version"] == [str(before["version"])], (name, measured)
+        assert measured["after_version"] == [str(after["version"])], (name, measured)
+        assert measured["after"] > measured["before"] + 0.02, (name, measured)
+    assert any(name.startswith("unseen drifted day") for name in quality["sets"]), quality
+
     assert result.drift["drift_detected"] is True
     assert set(result.drift["drifted_columns"]) & set(churn.DRIFTED_FEATURES)
     assert not set(result.drift["drifted_columns"]) & {"region", "payment_method"}
