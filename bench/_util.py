@@ -13,15 +13,17 @@ from typing import Any
 class Result:
     """One comparison: the subject against a baseline measured in the same run.
 
-    :param lower_is_better: ratio = subject / baseline when True (times), else baseline / subject.
+    The ratio is ``subject / baseline``; it must be ``<= target``, or ``>= target`` when
+    ``higher_is_better`` (a quality kept, not a cost).
     """
 
     name: str
     baseline: float
     subject: float
     unit: str = "s"
-    target: float | None = None  # the ratio must be <= target
+    target: float | None = None
     note: str = ""
+    higher_is_better: bool = False
 
     @property
     def ratio(self) -> float:
@@ -29,7 +31,9 @@ class Result:
 
     @property
     def met(self) -> bool | None:
-        return None if self.target is None else self.ratio <= self.target
+        if self.target is None:
+            return None
+        return self.ratio >= self.target if self.higher_is_better else self.ratio <= self.target
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -51,7 +55,7 @@ def print_table(results: list[Result]) -> None:
     print(f"| {'benchmark':<48} | {'baseline':>10} | {'subject':>10} | {'ratio':>6} | {'target':>6} | met |")
     print(f"|{'-' * 50}|{'-' * 12}|{'-' * 12}|{'-' * 8}|{'-' * 8}|-----|")
     for r in results:
-        target = f"{r.target:.2f}" if r.target is not None else "-"
+        target = f"{'≥' if r.higher_is_better else ''}{r.target:.2f}" if r.target is not None else "-"
         met = {True: "yes", False: "NO", None: "-"}[r.met]
         print(
             f"| {r.name:<48} | {r.baseline:>8.3f}{r.unit:>2} | {r.subject:>8.3f}{r.unit:>2} | "
