@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -63,3 +67,17 @@ def print_table(results: list[Result]) -> None:
         )
         if r.note:
             print(f"|   {r.note}")
+
+
+def json_child(script: str, args: list[str], *, timeout: float) -> dict[str, Any]:
+    """Run ``python -c script *args`` (GE analytics off) and return the JSON of its last line."""
+    out = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "GX_ANALYTICS_ENABLED": "false"},
+    )
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
