@@ -18,8 +18,9 @@ Figures per scenario (:mod:`bench._loop_figures`): detection delay, false alarms
 recovery of the served quality, and served quality over the last days ÷ pre-drift quality with and
 without the loop. The per-day table goes to ``bench/results/loop.md``.
 
-``--quick`` runs one short concept-drift scenario (development smoke run). The full run takes
-20–30 minutes on 2 cores; it is not part of the default ``python -m bench`` set.
+``--quick`` runs one short concept-drift scenario (development smoke run). The full run took 51
+minutes on 2 cores shared with other test suites (load average 7–19); it is not part of the default
+``python -m bench`` set.
 """
 
 from __future__ import annotations
