@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 
 
 #: long benchmarks run only when named (each runs the whole loop for many minutes)
-ON_REQUEST = frozenset({"demo"})
+ON_REQUEST = frozenset({"demo", "loop"})
 
 
 def available() -> list[str]:

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from bench._util import Result
+from bench._util import Result, json_child
 
 COLUMNS = 20
 SHIFT_COLUMNS = ["num_0", "num_1", "int_0", "cat_0", "cat_1"]
@@ -133,16 +131,7 @@ def suite() -> list[dict]:
 
 
 def _child(args: list[str]) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", _CHILD, *args],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        env={**__import__("os").environ, "GX_ANALYTICS_ENABLED": "false"},
-    )
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json_child(_CHILD, args, timeout=1800)
 
 
 def run(quick: bool) -> list[Result]:

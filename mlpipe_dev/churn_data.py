@@ -297,6 +297,12 @@ def churn_model() -> Any:
     parameters with the ``model__`` prefix (``model__learning_rate``). Plain scikit-learn objects
     only, so the model serializes with skops' default trusted types.
     """
+    return boosted_trees(CATEGORICAL_FEATURES)
+
+
+def boosted_trees(categorical: list[str]) -> Any:
+    """A pipeline one-hot encoding ``categorical`` (other columns pass through) into
+    ``HistGradientBoostingClassifier(max_iter=100)`` (step names ``prepare`` and ``model``)."""
     require("sklearn")
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -304,7 +310,7 @@ def churn_model() -> Any:
     from sklearn.preprocessing import OneHotEncoder
 
     prepare = ColumnTransformer(
-        [("categorical", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL_FEATURES)],
+        [("categorical", OneHotEncoder(handle_unknown="ignore"), categorical)],
         remainder="passthrough",
         verbose_feature_names_out=False,
     )

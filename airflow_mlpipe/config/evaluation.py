@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 from airflow_mlpipe.config.base import MappingConfig, from_mapping
 from airflow_mlpipe.core.conventions import TaskType
 from airflow_mlpipe.core.metrics import CATALOG, check_metric
+from airflow_mlpipe.core.yamlio import load_yaml
 from airflow_mlpipe.exceptions import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\- ]+$")  # what MLflow accepts in a tag key
@@ -298,7 +299,7 @@ class GateConfig(MappingConfig):
             with open(text, encoding="utf-8") as fh:
                 text = fh.read()
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"Gate configuration is not valid YAML: {exc}") from None
         if isinstance(data, str):  # a YAML scalar is neither criteria nor fields

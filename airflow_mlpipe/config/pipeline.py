@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Self
 
 from airflow_mlpipe.config.base import MappingConfig, from_mapping
 from airflow_mlpipe.config.deploy import TargetSpec
+from airflow_mlpipe.core.yamlio import load_yaml
 from airflow_mlpipe.exceptions import ConfigError
 
 PATTERNS = ("linear", "dag", "event")
@@ -444,7 +445,7 @@ class PipelineConfig(_Config):
 
         try:
             with open(path, encoding="utf-8") as fh:
-                data = yaml.safe_load(fh)
+                data = load_yaml(fh)
         except OSError as exc:
             raise ConfigError(f"Cannot read pipeline config {os.fspath(path)}: {exc}") from exc
         except yaml.YAMLError as exc:

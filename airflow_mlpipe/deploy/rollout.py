@@ -76,11 +76,15 @@ def deploy(
         state = _drop_orphaned_canary(target, log)
         stable = state.stable
         if stable is not None and stable.bento_tag == bento.tag:
+            if not keep_previous and _kept_alive(target, state.previous, stable):
+                target.stop(state.previous)  # left running by a run killed right after its switch
             restarted = _ensure_locked(target, log)["restarted"]
             log(f"{bento.tag} already serves {target.endpoint}: nothing to do")
             return {**result, "status": "noop", "deployed_at": stable.started_at, "restarted": restarted}
 
         candidate = target.start(bento.tag, model_name=model.name, model_version=model.version)
+        state.candidate = candidate
+        target.save_state(state)
         log(f"started {bento.tag} at {candidate.url}")
         try:
             if smoke is not None:
@@ -104,15 +108,22 @@ def deploy(
             if stable is not None and target.proxy_running():
                 target.route(stable)
             target.stop(candidate)
+            state = target.load_state()
+            state.candidate, state.canary, state.canary_share = None, None, 0.0
+            target.save_state(state)
             raise
 
         target.route(candidate)  # graceful: returns once requests in flight on the old one finished
-        if _kept_alive(target, state.previous, stable):
-            target.stop(state.previous)  # a backend kept by an earlier run that never retired it
+        # Recorded before anything is stopped: a rollout killed from here on leaves the former
+        # stable as ``previous``, which the next rollout retires (or watches again).
+        kept = state.previous
+        state.previous, state.stable, state.canary, state.canary_share = stable, candidate, None, 0.0
+        state.candidate = None
+        target.save_state(state)
+        if _kept_alive(target, kept, stable):
+            target.stop(kept)  # a backend kept by an earlier run that never retired it
         if stable is not None and not keep_previous:
             target.stop(stable)
-        state.previous, state.stable, state.canary, state.canary_share = stable, candidate, None, 0.0
-        target.save_state(state)
     log(f"{model.name} v{model.version} serves {target.endpoint}")
     result.update(status=status, deployed_at=candidate.started_at or _now())
     result["previous_version"] = stable.model_version if stable is not None else None
@@ -154,14 +165,21 @@ def observe(
 
 
 def _drop_orphaned_canary(target: DeploymentTarget, log: Log) -> Any:
-    """A canary left by a deployment killed mid-window: traffic back to stable, process stopped."""
+    """A candidate or canary left by a deployment killed before it recorded its switch (during the
+    smoke test, the canary window or the switch itself): traffic back to stable, process stopped."""
     state = target.load_state()
-    if state.canary is not None:
-        log(f"stopping canary {state.canary.bento_tag} left behind by an interrupted deployment")
-        if state.stable is not None and target.proxy_running():
+    left: dict[tuple[int | None, int], Backend] = {}
+    for backend in (state.canary, state.candidate):
+        if backend is not None and (state.stable is None or backend.pid != state.stable.pid):
+            left[(backend.pid, backend.port)] = backend
+    if state.canary is not None or state.candidate is not None:
+        for backend in left.values():
+            log(f"stopping {backend.bento_tag} left behind by an interrupted deployment")
+        if left and state.stable is not None and target.proxy_running():
             target.route(state.stable)
-        target.stop(state.canary)
-        state.canary, state.canary_share = None, 0.0
+        for backend in left.values():
+            target.stop(backend)
+        state.canary, state.candidate, state.canary_share = None, None, 0.0
         target.save_state(state)
     return state
 

@@ -454,12 +454,12 @@ def _serving_aware(config: PipelineConfig) -> dict[str, Any]:
     m = config.monitoring
     assert m is not None
     params: dict[str, Any] = {"cooldown_batches": m.retrain_cooldown_batches if m.retrain_on_drift else 0}
-    # Where the drifted batch starts is read from the batch itself: its event-time column
-    # (validation.timestamp_column). The entity table's timestamp (features.timestamp_column, e.g.
-    # a label's time) is not a column of the batches, so it is only the fallback.
-    batch_time = config.validation.timestamp_column if config.validation is not None else ""
-    if not batch_time and config.features is not None:
-        batch_time = config.features.timestamp_column
+    # The drift start is read from the monitored batch: its event time is the validation's batch
+    # column. The features section's column belongs to the entity/label table, which a batch of
+    # features need not carry (then the request had no start and the window fell back to all rows).
+    batch_time = (config.validation.timestamp_column if config.validation else "") or (
+        config.features.timestamp_column if config.features else ""
+    )
     if batch_time:
         params["timestamp_column"] = batch_time
     if config.training is not None:

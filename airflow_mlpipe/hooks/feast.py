@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.core.storage import artifact_root, local_path
+from airflow_mlpipe.core.yamlio import load_yaml
 from airflow_mlpipe.exceptions import ConfigError
 from airflow_mlpipe.hooks.base import OptionalConnectionHook
 
@@ -60,7 +61,6 @@ def default_repo_config() -> dict[str, Any]:
 
 def load_repo_yaml(repo_path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read ``feature_store.yaml`` of a repository (directory or YAML file) without expanding ``${VAR}``."""
-    import yaml
 
     path = Path(os.fspath(repo_path)).expanduser()
     yaml_file = path if path.suffix in (".yaml", ".yml") else path / _YAML
@@ -69,7 +69,7 @@ def load_repo_yaml(repo_path: str | os.PathLike[str]) -> dict[str, Any]:
             f"No Feast configuration at {yaml_file}; point repo_path (or the connection host) at a "
             f"directory holding {_YAML}, or pass config=..."
         )
-    data = yaml.safe_load(yaml_file.read_text())
+    data = load_yaml(yaml_file.read_text())
     if not isinstance(data, dict):
         raise ConfigError(f"{yaml_file} is not a mapping of Feast settings.")
     data["repo_path"] = str(yaml_file.parent.resolve())

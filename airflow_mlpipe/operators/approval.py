@@ -21,7 +21,6 @@ from airflow.sdk import BaseOperator
 from airflow_mlpipe.core.conventions import ALIAS_CHAMPION
 from airflow_mlpipe.exceptions import ConfigError
 from airflow_mlpipe.operators.evaluation import EvaluationGateOperator, EvaluationReportLink
-from airflow_mlpipe.operators.evidently import DriftReportLink
 
 RETRAIN, IGNORE, ROLL_BACK = "Retrain", "Ignore", "Roll back"
 #: how long a step waits for its answer unless told otherwise
@@ -134,6 +133,9 @@ def drift_review(
         task whose summary and report link the body shows.
     :param default: option taken when nobody answers within ``response_timeout``.
     """
+    # imported here: a training DAG asks only for the promotion approval, not the drift operator
+    from airflow_mlpipe.operators.evidently import DriftReportLink
+
     if not branches:
         raise ConfigError("branches must map at least one option label to a downstream task id.")
     options = list(branches)

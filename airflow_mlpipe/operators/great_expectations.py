@@ -40,7 +40,13 @@ class DataValidationOperator(BaseOperator):
 
     :param dataset_uri: parquet/CSV dataset (``file://``, local path or object storage URI).
     :param sql: a query to validate instead of a file, run through ``conn_id``.
-    :param conn_id: Airflow connection of a database (any DbApiHook) for ``sql``.
+    :param table: a table (``name`` or ``schema.name``) to validate instead of a file, on ``conn_id``.
+    :param conn_id: Airflow connection of a database (any DbApiHook) for ``sql`` or ``table``.
+    :param pushdown: run a ``sql``/``table`` dataset where it lives, through Great Expectations'
+        SQL execution engine (the database computes every expectation, including the shift
+        checks' histograms; the worker reads a 1,000-row sample for column types and a
+        database-computed digest). ``False`` loads the rows into the worker and validates them
+        with pandas (needed for expectations the SQL engine does not implement).
     :param suite: suite file (JSON/YAML; relative paths are looked up next to the DAG file and in
         the DAG's ``template_searchpath``), a list of ``{"type", "kwargs"}`` dicts, or a mapping
         ``{"name", "expectations"}``.
@@ -64,6 +70,7 @@ class DataValidationOperator(BaseOperator):
     template_fields: Sequence[str] = (
         "dataset_uri",
         "sql",
+        "table",
         "conn_id",
         "suite",
         "suite_name",
@@ -86,7 +93,9 @@ class DataValidationOperator(BaseOperator):
         *,
         dataset_uri: str | None = None,
         sql: str | None = None,
+        table: str | None = None,
         conn_id: str | None = None,
+        pushdown: bool = True,
         suite: str | os.PathLike[str] | Sequence[Mapping[str, Any]] | Mapping[str, Any],
         suite_name: str | None = None,
         reference_uri: str | None = None,
@@ -104,15 +113,27 @@ class DataValidationOperator(BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         # Only argument *shape* is checked here (cheap, no I/O); values may still be templates.
-        if (dataset_uri is None) == (sql is None):
-            raise ConfigError("Give exactly one of dataset_uri (a file/URI) or sql (a query with conn_id).")
-        if sql is not None and not conn_id:
-            raise ConfigError("sql needs conn_id, the Airflow connection of the database to query.")
+        given = [
+            name for name, value in (("dataset_uri", dataset_uri), ("sql", sql), ("table", table)) if value
+        ]
+        if len(given) != 1:
+            raise ConfigError(
+                "Give exactly one of dataset_uri (a file/URI), sql (a query) or table (a table name) "
+                f"— got {given or 'none'}."
+            )
+        if (sql is not None or table is not None) and not conn_id:
+            raise ConfigError(f"{given[0]} needs conn_id, the Airflow connection of the database.")
+        if table is not None and "{{" not in table:
+            from airflow_mlpipe.validation.sql import table_select
+
+            table_select(table)  # a name, not SQL: refused when the DAG is parsed
         if on_failure not in ("fail", "skip") and "{{" not in str(on_failure):
             raise ConfigError(f"on_failure must be 'fail' or 'skip', got {on_failure!r}.")
         self.dataset_uri = None if dataset_uri is None else os.fspath(dataset_uri)
         self.sql = sql
+        self.table = table
         self.conn_id = conn_id
+        self.pushdown = pushdown
         self.suite = os.fspath(suite) if isinstance(suite, os.PathLike) else suite
         self.suite_name = suite_name
         self.reference_uri = reference_uri
@@ -168,19 +189,34 @@ class DataValidationOperator(BaseOperator):
             context, DataDocsLink, report_url(docs_uri)
         )  # before the long work: the link works on failure
         label = self.dataset_uri if self.dataset_uri is not None else f"sql://{self.conn_id}"
+        if self.table is not None:
+            label = f"{label}/{self.table}"
 
         try:
-            if self.dataset_uri is not None:
-                df = ds.load_dataset(self.dataset_uri, fmt=self.dataset_format)
+            if self.dataset_uri is None and self.pushdown:
+                from airflow_mlpipe.validation import sql
+
+                data = sql.from_connection(str(self.conn_id), table=self.table, query=self.sql)
+                summary = ds.validate_sql(
+                    data, suite, dataset_uri=label, shift=shift, options=options, docs_target=docs_target
+                )
+                bounds = sql.bounds(data, self.timestamp_column) if self.timestamp_column else None
             else:
-                df = ds.load_query(str(self.conn_id), str(self.sql))
-            summary = ds.validate_frame(
-                df, suite, dataset_uri=label, shift=shift, options=options, docs_target=docs_target
-            )
+                if self.dataset_uri is not None:
+                    df = ds.load_dataset(self.dataset_uri, fmt=self.dataset_format)
+                else:
+                    from airflow_mlpipe.validation.sql import table_select
+
+                    query = self.sql if self.sql is not None else table_select(str(self.table))
+                    df = ds.load_query(str(self.conn_id), str(query))
+                summary = ds.validate_frame(
+                    df, suite, dataset_uri=label, shift=shift, options=options, docs_target=docs_target
+                )
+                bounds = df
             if self.timestamp_column and summary["success"]:
                 from airflow_mlpipe.features.training_set import time_range
 
-                summary["time_range"] = time_range(df, self.timestamp_column)
+                summary["time_range"] = time_range(bounds, self.timestamp_column)
         except DataError as exc:
             # The XCom always says why nothing was marked valid, even when no suite could run.
             push_then_raise(
@@ -198,7 +234,10 @@ class DataValidationOperator(BaseOperator):
             push_then_raise(context, summary, QualityGateFailed(message, summary))
         context["ti"].xcom_push(key="return_value", value=summary)
 
-        digest = file_digest(self.dataset_uri) if self.dataset_uri is not None else frame_digest(df)
+        if self.dataset_uri is not None:
+            digest = file_digest(self.dataset_uri)
+        else:
+            digest = summary.pop("digest", None) or frame_digest(df)
         emit_asset_metadata(
             context,
             self.outlets,

@@ -17,6 +17,7 @@ from airflow_mlpipe.exceptions import ConfigError, DataError
 from airflow_mlpipe.validation.docs import make_offline, publish
 from airflow_mlpipe.validation.runner import check_frame, run_suite, summarize
 from airflow_mlpipe.validation.shift import shift_expectations
+from airflow_mlpipe.validation.sql import SqlData
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,11 +74,60 @@ def validate_frame(
     """
     options = options or ValidationOptions()
     check_frame(df, suite, where=dataset_uri, options=options)
+    return _validate(
+        df, df, len(df), suite, dataset_uri=dataset_uri, shift=shift, options=options, docs_target=docs_target
+    )
+
+
+def validate_sql(
+    data: SqlData,
+    suite: SuiteSpec,
+    *,
+    dataset_uri: str,
+    shift: ShiftConfig | None = None,
+    options: ValidationOptions | None = None,
+    docs_target: ObjectStoragePath | None = None,
+) -> dict[str, Any]:
+    """Validate a table or query in its database (GE's SQL engine); as :func:`validate_frame`.
+
+    The summary also holds ``"engine": "sql"`` and the database-computed ``"digest"``.
+    """
+    from airflow_mlpipe.validation import sql
+
+    options = options or ValidationOptions()
+    found = sql.profile(data, suite, where=dataset_uri, options=options)
+    summary = _validate(
+        data,
+        found.sample,
+        found.rows,
+        suite,
+        dataset_uri=dataset_uri,
+        shift=shift,
+        options=options,
+        docs_target=docs_target,
+    )
+    summary["engine"] = "sql"
+    summary["digest"] = found.digest
+    return summary
+
+
+def _validate(
+    data: pd.DataFrame | SqlData,
+    sample: pd.DataFrame,
+    row_count: int,
+    suite: SuiteSpec,
+    *,
+    dataset_uri: str,
+    shift: ShiftConfig | None,
+    options: ValidationOptions,
+    docs_target: ObjectStoragePath | None,
+) -> dict[str, Any]:
+    """Run the suite on ``data``; ``sample`` (the frame itself, or rows of it) gives column types."""
     full = suite
     skipped: list[dict[str, Any]] = []
     if shift is not None:
         reference = load_dataset(shift.reference_uri)
-        extra, skipped = shift_expectations(reference, df, shift)
+        extra, skipped = shift_expectations(reference, sample, shift)
         del reference
         full = SuiteSpec(name=suite.name, expectations=[*suite.expectations, *extra])
     if not full.expectations:
@@ -87,7 +137,7 @@ def validate_frame(
 
     docs_uri = None
     if docs_target is None:
-        validation, _ = run_suite(df, full, docs_dir=None, result_format=options.result_format)
+        validation, _ = run_suite(data, full, docs_dir=None, result_format=options.result_format)
     else:
         from airflow_mlpipe.core.storage import local_path
 
@@ -95,18 +145,18 @@ def validate_frame(
         local = local_path(docs_target)
         with tempfile.TemporaryDirectory(prefix="mlpipe-docs-") as tmp:
             build_dir = local if local is not None else tmp
-            validation, _ = run_suite(df, full, docs_dir=build_dir, result_format=options.result_format)
+            validation, _ = run_suite(data, full, docs_dir=build_dir, result_format=options.result_format)
             if options.offline_docs:
                 make_offline(build_dir)
             publish(build_dir, docs_target)
 
-    summary = summarize(validation, suite=suite.name, dataset_uri=dataset_uri, row_count=len(df))
+    summary = summarize(validation, suite=suite.name, dataset_uri=dataset_uri, row_count=row_count)
     summary["data_docs_uri"] = docs_uri
     for item in summary["failed"]:
         # The pandas dtype makes type failures readable (GE reports per-value types for object).
-        if item["column"] in df.columns:
-            item["details"]["column_dtype"] = str(df[item["column"]].dtype)
-            _explain_range_on_wrong_type(item, df[item["column"]])
+        if item["column"] in sample.columns:
+            item["details"]["column_dtype"] = str(sample[item["column"]].dtype)
+            _explain_range_on_wrong_type(item, sample[item["column"]])
     _fail_type_changes(summary, [s for s in skipped if s.get("type_changed")])
     if shift is not None:
         summary["shift"] = {

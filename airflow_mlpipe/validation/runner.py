@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlpipe.config.validation import SuiteSpec, ValidationOptions
 from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.core.results import jsonable
-from airflow_mlpipe.exceptions import ConfigError, DataError
+from airflow_mlpipe.exceptions import ConfigError
+from airflow_mlpipe.validation.precheck import refuse_unusable
 from airflow_mlpipe.validation.shift import META_KEY
+from airflow_mlpipe.validation.sql import SqlData, add_batch
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,28 +30,18 @@ _SAMPLE = 10  # unexpected values kept per failed expectation in the XCom summar
 
 
 def check_frame(df: pd.DataFrame, suite: SuiteSpec, *, where: str, options: ValidationOptions) -> None:
-    """Reject input the suite cannot meaningfully validate, with a message naming the problem.
+    """Reject input the suite cannot meaningfully validate (see :func:`.precheck.refuse_unusable`).
 
     :raises DataError: no rows, duplicate or missing columns, entirely null columns.
     """
-    if len(df) == 0:
-        raise DataError(f"Dataset {where} is empty (0 rows); there is nothing to validate.")
-    names = [str(c) for c in df.columns]
-    duplicates = sorted({c for c in names if names.count(c) > 1})
-    if duplicates:
-        raise DataError(f"Dataset {where} has duplicate column name(s) {duplicates}.")
-    missing = [c for c in suite.columns() if c not in names]
-    if missing:
-        raise DataError(
-            f"Dataset {where} lacks column(s) {missing} that suite {suite.name!r} checks; it has {names}."
-        )
-    if not options.allow_all_null_columns:
-        all_null = [str(c) for c in df.columns[df.isna().all().to_numpy()]]
-        if all_null:
-            raise DataError(
-                f"Dataset {where} has column(s) {all_null} that are entirely null; "
-                "pass allow_all_null_columns=True if that is expected."
-            )
+    refuse_unusable(
+        where,
+        rows=len(df),
+        names=[str(c) for c in df.columns],
+        non_null=[int(n) for n in df.notna().sum().to_numpy()],
+        suite=suite,
+        options=options,
+    )
 
 
 def build_suite(gx: Any, suite: SuiteSpec) -> Any:
@@ -72,13 +64,16 @@ def build_suite(gx: Any, suite: SuiteSpec) -> Any:
 
 
 def run_suite(
-    df: pd.DataFrame,
+    data: pd.DataFrame | SqlData,
     suite: SuiteSpec,
     *,
     docs_dir: str | None,
     result_format: str = "SUMMARY",
 ) -> tuple[Any, str | None]:
-    """Validate ``df`` with ``suite``; build Data Docs into ``docs_dir`` when given.
+    """Validate ``data`` with ``suite``; build Data Docs into ``docs_dir`` when given.
+
+    A DataFrame runs on GE's pandas engine; a :class:`~airflow_mlpipe.validation.sql.SqlData`
+    (a table or query) on its SQL engine, in the database.
 
     :returns: the GE ``ExpectationSuiteValidationResult`` and the local path of its Data Docs page.
     """
@@ -102,11 +97,15 @@ def run_suite(
             },
         )
         actions.append(gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=[SITE_NAME]))
-    batch = (
-        context.data_sources.add_pandas("mlpipe")
-        .add_dataframe_asset("dataset")
-        .add_batch_definition_whole_dataframe("whole")
-    )
+    if isinstance(data, SqlData):
+        batch, parameters = add_batch(context, data), None
+    else:
+        batch = (
+            context.data_sources.add_pandas("mlpipe")
+            .add_dataframe_asset("dataset")
+            .add_batch_definition_whole_dataframe("whole")
+        )
+        parameters = {"dataframe": data}
     gx_suite = context.suites.add(build_suite(gx, suite))
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=f"{suite.name}-validation", data=batch, suite=gx_suite)
@@ -119,7 +118,7 @@ def run_suite(
             result_format=result_format,
         )
     )
-    result = checkpoint.run(batch_parameters={"dataframe": df})
+    result = checkpoint.run(batch_parameters=parameters)
     identifier, validation = next(iter(result.run_results.items()))
     page = None
     if docs_dir is not None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlpipe.config.validation import ExpectationSpec, SuiteSpec
+from airflow_mlpipe.core.yamlio import load_yaml
 from airflow_mlpipe.exceptions import ConfigError
 
 SUITE_SUFFIXES = (".json", ".yaml", ".yml")
@@ -52,9 +53,7 @@ def read_suite_file(path: Path) -> Any:
         if path.suffix.lower() == ".json":
             return json.loads(text)
         if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            return yaml.safe_load(text)
+            return load_yaml(text)
     except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError (not a ValueError)
         raise ConfigError(f"Could not parse expectation suite {path}: {exc}") from exc
     raise ConfigError(f"Expectation suite {path} must be a {'/'.join(SUITE_SUFFIXES)} file.")

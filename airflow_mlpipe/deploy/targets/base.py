@@ -63,6 +63,9 @@ class DeploymentState:
     # the stable before this one: still running without traffic during the watch window, else a record
     previous: Backend | None = None
     canary_share: float = 0.0
+    # the backend a rollout in progress started and has not made stable yet: recorded before it gets
+    # any traffic, so a rollout killed at any later point (canary, switch) leaves no unknown process
+    candidate: Backend | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +73,7 @@ class DeploymentState:
             "canary": self.canary.as_dict() if self.canary else None,
             "previous": self.previous.as_dict() if self.previous else None,
             "canary_share": self.canary_share,
+            "candidate": self.candidate.as_dict() if self.candidate else None,
         }
 
     @classmethod
@@ -79,6 +83,7 @@ class DeploymentState:
             canary=Backend.from_dict(data.get("canary")),
             previous=Backend.from_dict(data.get("previous")),
             canary_share=float(data.get("canary_share") or 0.0),
+            candidate=Backend.from_dict(data.get("candidate")),
         )
 
 

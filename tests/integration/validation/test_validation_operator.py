@@ -306,6 +306,14 @@ def test_sql_query_through_postgres_connection(run_dag, postgres_dsn, monkeypatc
                 outlets=[Asset(name="validated_sql", uri="mlpipe://validation/sql")],
             )
             DataValidationOperator(
+                task_id="validate_sql_loaded",
+                sql=f"SELECT * FROM {table}",
+                conn_id=conn_id,
+                pushdown=False,  # read into the worker, validated with pandas
+                suite=[{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "größe"}}],
+                outlets=[Asset(name="validated_sql_loaded", uri="mlpipe://validation/sql_loaded")],
+            )
+            DataValidationOperator(
                 task_id="validate_sql_empty",
                 sql=f"SELECT * FROM {table} WHERE label > 99",
                 conn_id=conn_id,
@@ -316,11 +324,17 @@ def test_sql_query_through_postgres_connection(run_dag, postgres_dsn, monkeypatc
         with engine.begin() as c:
             c.execute(sqlalchemy.text(f"DROP TABLE IF EXISTS {table}"))
         engine.dispose()
-    assert res.task_states == {"validate_sql": "success", "validate_sql_empty": "failed"}
+    assert res.task_states == {
+        "validate_sql": "success",
+        "validate_sql_loaded": "success",
+        "validate_sql_empty": "failed",
+    }
     summary = res.xcom("validate_sql")
-    assert summary["success"] is True and summary["row_count"] == 200
+    assert summary["success"] is True and summary["row_count"] == 200 and summary["engine"] == "sql"
     assert summary["dataset_uri"] == f"sql://{conn_id}"
     assert "WHERE label >= 0" in summary["query"]  # the query was templated
-    [(uri, extra)] = res.asset_events()
-    assert extra["digest"] == frame_digest(df)
-    assert "returned no rows" in res.xcom("validate_sql_empty")["error"]
+    assert "engine" not in res.xcom("validate_sql_loaded")
+    events = dict(res.asset_events())
+    assert events["mlpipe://validation/sql"]["digest"].startswith("pgsum:")  # computed by PostgreSQL
+    assert events["mlpipe://validation/sql_loaded"]["digest"] == frame_digest(df)
+    assert "is empty (0 rows)" in res.xcom("validate_sql_empty")["error"]

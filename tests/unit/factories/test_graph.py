@@ -220,12 +220,17 @@ def test_reference_config_materializes_the_triggering_batch_not_the_history():
     quality = g.monitoring_graph(cfg).nodes["monitor.quality"]
     assert quality.params["timestamp_column"] == "event_timestamp"
     assert quality.outlets == [g.asset_key(g.VALIDATED_DATA, "churn")]
-    # The drift check reads the drifted batch's start from the batch's own event-time column (the
-    # label table's timestamp is no column of a feature batch): a retraining it asks for trains
-    # on the rows since the drift.
-    drift = g.monitoring_graph(cfg).nodes["monitor.drift"]
+
+
+def test_drift_start_is_read_from_the_batch_event_time():
+    """A retraining request starts its window at the drifted batch's earliest event time: the
+    batch's own column (validation), not the label table's (features), which batches lack."""
+    root = Path(__file__).resolve().parents[3]
+    cfg = PipelineConfig.from_yaml(root / "dags" / "config" / "churn.yaml")
     assert cfg.features is not None and cfg.features.timestamp_column == "label_timestamp"
-    assert drift.params["timestamp_column"] == "event_timestamp"
+    assert g.monitoring_graph(cfg).nodes["monitor.drift"].params["timestamp_column"] == "event_timestamp"
+    cfg.validation.timestamp_column = ""  # type: ignore[union-attr]
+    assert g.monitoring_graph(cfg).nodes["monitor.drift"].params["timestamp_column"] == "label_timestamp"
 
 
 def test_docs_schedule_on_assets_the_factories_emit():

@@ -269,8 +269,8 @@ class LocalTarget:
         """Stop the proxy and every backend of this deployment (tests, demo teardown)."""
         state = self.load_state()
         self.proxy.stop()
-        for backend in (state.canary, state.stable, state.previous):
-            if backend is not None and (backend is not state.previous or self.health(backend).alive):
+        for backend in (state.candidate, state.canary, state.stable, state.previous):
+            if backend is not None and self.health(backend).alive:
                 self.stop(backend)
 
 
