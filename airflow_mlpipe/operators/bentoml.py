@@ -202,8 +202,15 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
             else:
                 result = deploy(target, hook, model, log=self.log.info, **how)
         except QualityGateFailed as exc:
-            # The summary goes to XCom before the task fails (a failed task emits no asset event).
-            push_then_raise(context, exc.summary, exc)
+            # The version was judged and rejected (smoke test, canary or watch window): the
+            # registry already says so and traffic is back on stable. A retry could only find no
+            # candidate, so the task fails without one. The summary goes to XCom first (a failed
+            # task emits no asset event).
+            from airflow.sdk.exceptions import AirflowFailException
+
+            rejected = AirflowFailException(f"{type(exc).__name__}: {exc}")
+            rejected.__cause__ = exc
+            push_then_raise(context, exc.summary, rejected)
         if result["status"] != "noop":
             record_deployment(hook, result)
         emit_asset_metadata(context, self.outlets, _event(result))

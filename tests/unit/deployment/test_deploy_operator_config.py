@@ -27,3 +27,30 @@ def test_canary_argument(kwargs, enabled, share):
 def test_bad_canary_is_a_config_error():
     with pytest.raises(ConfigError, match="canary must be"):
         BentoDeployOperator(task_id="deploy", model_name="m", canary=0.1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("promote", [True, False])
+def test_a_rejected_version_fails_the_task_without_a_retry(monkeypatch, promote):
+    """A rejection is final (the candidate is withdrawn): no retry that could only fail again."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_mlpipe.deploy import release, rollout
+    from airflow_mlpipe.deploy.checks import CanaryFailed
+
+    summary = {"status": "rejected", "check": "canary", "reasons": ["canary p95 900 ms > 120 ms"]}
+
+    def reject(*args, **kwargs):  # the injected fault: the canary judged the version worse
+        raise CanaryFailed("canary p95 900 ms > 120 ms", summary)
+
+    monkeypatch.setattr(release, "release", reject)
+    monkeypatch.setattr(rollout, "deploy", reject)
+    op = BentoDeployOperator(task_id="deploy", model_name="m", promote=promote, retries=3)
+    monkeypatch.setattr(op, "_check_ref", lambda: None)
+    monkeypatch.setattr(op, "_target", lambda: type("T", (), {"endpoint": "http://127.0.0.1:1"})())
+    monkeypatch.setattr(op, "_resolve", lambda: (None, None))
+    pushed: dict[str, object] = {}
+    ti = type("TI", (), {"xcom_push": lambda self, key, value: pushed.update({key: value})})()
+    with pytest.raises(AirflowFailException, match="CanaryFailed: canary p95 900 ms") as err:
+        op.execute({"ti": ti})
+    assert isinstance(err.value.__cause__, CanaryFailed)
+    assert pushed["return_value"] == summary
