@@ -107,7 +107,7 @@ def run(quick: bool) -> list[Result]:
                 consumer="c1",
             )
             scorer.transport.ensure_group(scorer.group, "0")
-            # The scorer's own loop, as its process runs it (commits overlap the next batch).
+            # The scorer's own loop, as its process runs it.
             t0 = time.perf_counter()
             scorer.run(lambda s=scorer: s.metrics.events["scored"] >= n)
             subject_times.append(time.perf_counter() - t0)

@@ -14,7 +14,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -143,36 +142,12 @@ class StreamScorer:
     def run(self, should_stop: Callable[[], bool]) -> None:
         """Score until ``should_stop()`` is true (checked between micro-batches).
 
-        While events keep coming, a micro-batch's commit runs (on the broker, from a second thread)
-        while the next one is scored: the next batch is read first, then the commit is sent, then
-        the next batch is scored. At most one commit is in flight, commits stay in order, and a
-        batch's metrics are recorded when its commit returned. When no event is waiting, the commit
-        in flight is finished before the scorer waits for new ones (no result waits for traffic).
+        One micro-batch at a time: committing a batch from a second thread while the next one is
+        scored was measured no faster on two cores (the threads contend for the GIL and the CPU;
+        see docs/benchmarks.md#streaming).
         """
-        with ThreadPoolExecutor(1, thread_name_prefix="mlpipe-stream-commit") as pool:
-            in_flight: tuple[Future[Committed], _Batch] | None = None
-            events: list[Event] = []
-            while not should_stop():
-                if not events:
-                    events = self._next_events(0 if in_flight else self.config.block_ms)
-                if not events:  # nothing waiting: finish the commit in flight, then wait for events
-                    if in_flight:
-                        self._record(in_flight[1], in_flight[0].result())
-                        in_flight = None
-                    self._gauges_due()
-                    continue
-                batch = self._prepare(events)
-                if in_flight:
-                    self._record(in_flight[1], in_flight[0].result())
-                # The next batch is read before this one's commit is sent: the broker answers the
-                # read at once, and runs the commit while that batch is scored here.
-                events = [] if should_stop() else self._next_events(0)
-                in_flight = (pool.submit(self._commit, batch), batch)
-                self._gauges_due()
-            if in_flight:
-                self._record(in_flight[1], in_flight[0].result())
-            if events:  # read ahead before the stop: scored now rather than left pending
-                self.process(events)
+        while not should_stop():
+            self.step()
 
     def update_gauges(self) -> None:
         state = self.transport.group_state(self.group)
