@@ -26,9 +26,10 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 venv: $(VENV)/.synced
 
 # OS packages the project runs: HAProxy splits and switches serving traffic (deployment stage);
-# Chromium runs the browser tests of the Airflow UI plugin (Playwright drives it by path).
+# Chromium runs the browser tests of the Airflow UI plugin (Playwright drives it by path); the demo
+# runs its stream (streaming inference) on a private redis-server.
 # Idempotent: installs only what is missing (needs root or sudo the first time).
-SYSTEM_PACKAGES := haproxy:/usr/sbin/haproxy chromium:/usr/bin/chromium
+SYSTEM_PACKAGES := haproxy:/usr/sbin/haproxy chromium:/usr/bin/chromium redis-server:/usr/bin/redis-server
 system-deps:
 	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); missing=""; \
 	for entry in $(SYSTEM_PACKAGES); do \

@@ -14,34 +14,42 @@ import argparse
 import importlib
 import json
 import logging
-import os
 import signal
 import sys
 import threading
 import warnings
+from collections.abc import Callable
+from operator import itemgetter
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from airflow_mlpipe._serving.row_screen import RowScreen
 from airflow_mlpipe.config.streaming import StreamConfig
-from airflow_mlpipe.deploy.bento import CONFIG_FILE, SERVICE_MODULE
+from airflow_mlpipe.deploy.bento import SERVICE_MODULE, bento_service_imports
 from airflow_mlpipe.streaming.metrics import serve_metrics
 from airflow_mlpipe.streaming.redis_streams import RedisStreamTransport
 from airflow_mlpipe.streaming.scorer import StreamScorer
 
 log = logging.getLogger("mlpipe.stream")
 
+#: numpy dtypes of the request schema's numeric kinds, as the service's ``to_frame`` makes them
+_BLOCK_DTYPES = {"double": "float64", "float": "float32", "integer": "int32", "long": "int64"}
+
 
 def load_bento_service(bento_tag: str) -> tuple[ModuleType, Any]:
-    """The bento's service module and an instance of its service class (model loaded)."""
+    """The bento's service module and an instance of its service class (model loaded).
+
+    The module is imported afresh from the bento, whatever bento was imported or built before in
+    this process, and is not left in ``sys.modules`` (see
+    :func:`~airflow_mlpipe.deploy.bento.bento_service_imports`).
+    """
     import bentoml
 
     src = Path(bentoml.bentos.get(bento_tag).path) / "src"
-    os.environ["MLPIPE_SERVICE_CONFIG"] = str(src / CONFIG_FILE)
-    sys.path.insert(0, str(src))
-    module = importlib.import_module(SERVICE_MODULE)
-    return module, module.MlpipeModelService()
+    with bento_service_imports(src):
+        module = importlib.import_module(SERVICE_MODULE)
+        return module, module.MlpipeModelService()
 
 
 class BentoStreamModel:
@@ -69,6 +77,29 @@ class BentoStreamModel:
         sklearn = service.config.get("framework") == "sklearn"
         self._named: list[str] | None = [str(n) for n in names] if sklearn and names is not None else None
         self._array: bool | None = None  # call the model on arrays: undecided until the first batch
+        self._block = self._block_builder() if service.reader is None else None
+        self._fortran = False  # the frame's array is column-major (set on the first batch)
+
+    def _block_builder(self) -> tuple[Callable[[Any], Any], str] | None:
+        """How to build the array of a batch straight from its rows, with no frame: a getter of a
+        row's values in the estimator's column order and their dtype. Only when ``to_frame`` would
+        make that very array its single block: one numeric kind, every column required, the
+        signature's column order being the one the estimator was fitted on."""
+        inputs = self.service.inputs
+        names = [c["name"] for c in inputs]
+        kinds = {str(c["type"]) for c in inputs}
+        if (
+            not names
+            or names != self._named
+            or len(kinds) != 1
+            or not all(c.get("required", True) for c in inputs)
+        ):
+            return None
+        dtype = _BLOCK_DTYPES.get(kinds.pop())
+        if dtype is None:
+            return None
+        getter = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
+        return getter, dtype
 
     def validate(self, batch: list[Any]) -> list[ValueError | None]:
         """Each input checked as the HTTP service checks a one-row request: rows the screen passes
@@ -85,16 +116,23 @@ class BentoStreamModel:
         return out
 
     def predict(self, batch: list[Any]) -> list[tuple[Any, float | None]]:
-        if self.service.reader is not None:
-            frame = self.service._features_for(batch)
+        import numpy as np
+
+        if self._array and self._block is not None:
+            # The first batch showed the array gives the frame's answers: no frame at all.
+            getter, dtype = self._block
+            values = np.array(list(map(getter, batch)), dtype=dtype)
+            # In the frame's memory order too: a matrix product may round differently in another.
+            predictions, probs = self._call(np.asfortranarray(values) if self._fortran else values)
         else:
-            frame = self.module.to_frame(batch, self.service.inputs)
-        predictions, probs = self._answers(frame)
+            if self.service.reader is not None:
+                frame = self.service._features_for(batch)
+            else:
+                frame = self.module.to_frame(batch, self.service.inputs)
+            predictions, probs = self._answers(frame)
         labels = predictions.tolist()
         if probs is None:
             return [(p, None) for p in labels]
-        import numpy as np
-
         index = self._class_index
         picked = probs[np.arange(len(labels)), [index[p] for p in labels]].tolist()
         return list(zip(labels, picked, strict=True))
@@ -111,6 +149,7 @@ class BentoStreamModel:
             self._array = False  # the frame's own answer (or error) decides
             return self._call(frame)
         if self._array is None:  # first batch: the values must give exactly the frame's answers
+            self._fortran = bool(values.flags.f_contiguous and not values.flags.c_contiguous)
             expected = self._call(frame)
             self._array = all(_same(a, b) for a, b in zip(answers, expected, strict=True))
             log.info("model called with %s", "the frame's values" if self._array else "the frame")

@@ -307,6 +307,70 @@ class DeploymentSection(_Config):
         _require_mapping(self.batch_options, "deployment.batch_options")
 
 
+#: the fields a ``streaming.stream`` mapping must have (the others have defaults)
+_STREAM_REQUIRED = ("redis_url", "input_stream", "output_stream")
+
+
+@dataclass
+class StreamingSection(_Config):
+    """Streaming inference: after each deployment, the new champion also scores the events of a
+    Redis stream (see ``docs/stages/streaming.md``).
+
+    :param enabled: hand the stream over to each newly deployed version (off: no stream task).
+    :param stream: the stream, the fields of :class:`airflow_mlpipe.config.streaming.StreamConfig`
+        (``redis_url``, ``input_stream``, ``output_stream``, ``batch_size`` …); strings may be
+        templates, rendered when the task runs.
+    :param canary: the hand-over's canary, the fields of
+        :class:`airflow_mlpipe.config.deploy.CanaryConfig` on a share of the event keys; default
+        ``{enabled: false}``: the stream is handed over at once (the deployment stage's HTTP canary
+        has judged the version already). No event is lost or scored twice either way.
+    :param state_dir: where the scorers' state and logs live (default
+        ``<artifact root>/streams/<input_stream>``; templated).
+    :param options: extra keyword arguments for the stream deployment operator (``online_spec`` …).
+    """
+
+    section: ClassVar[str] = "streaming"
+
+    enabled: bool = False
+    stream: dict[str, Any] = field(default_factory=dict)
+    canary: dict[str, Any] = field(default_factory=lambda: {"enabled": False})
+    state_dir: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ConfigError(f"streaming.enabled must be true or false, got {self.enabled!r}.")
+        _require_mapping(self.stream, "streaming.stream")
+        _require_mapping(self.canary, "streaming.canary")
+        _require_mapping(self.options, "streaming.options")
+        from airflow_mlpipe.config.deploy import CanaryConfig
+        from airflow_mlpipe.config.streaming import StreamConfig
+
+        CanaryConfig.from_mapping(self.canary, "streaming.canary")
+        if not self.enabled:
+            return
+        missing = [k for k in _STREAM_REQUIRED if not self.stream.get(k)]
+        if missing:
+            raise ConfigError(f"streaming.stream needs {missing} when streaming is enabled.")
+        # A templated value is known only when the task runs: check the rest with a stand-in for it
+        # (a templated number or flag falls back to its default here).
+        allowed = {f.name for f in dataclasses.fields(StreamConfig)}
+        unknown = sorted(set(self.stream) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"Invalid streaming.stream: unknown key(s) {unknown}; allowed keys are {sorted(allowed)}."
+            )
+        checked: dict[str, Any] = {}
+        for key, value in self.stream.items():
+            if not (isinstance(value, str) and "{{" in value):
+                checked[key] = value
+            elif key == "redis_url":
+                checked[key] = "redis://templated"
+            elif key.endswith("_stream") or key == "group_prefix":
+                checked[key] = f"templated.{key}"
+        StreamConfig.from_mapping(checked, "streaming.stream")
+
+
 @dataclass
 class MonitoringSection(_Config):
     """Watching new batches for quality and drift, and asking for retraining.
@@ -413,6 +477,7 @@ class PipelineConfig(_Config):
     training: TrainingSection | None = None
     gate: GateSection = field(default_factory=GateSection)
     deployment: DeploymentSection = field(default_factory=DeploymentSection)
+    streaming: StreamingSection = field(default_factory=StreamingSection)
     monitoring: MonitoringSection | None = None
 
     def __post_init__(self) -> None:

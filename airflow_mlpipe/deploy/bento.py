@@ -7,12 +7,15 @@ so a second build of the same version reuses the existing bento) and work offlin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -34,6 +37,39 @@ _SCHEMA_SOURCE = Path(__file__).resolve().with_name("schema.py")
 _SCORES_SOURCE = Path(__file__).resolve().parents[1] / "core" / "class_scores.py"
 SCORES_MODULE = "mlpipe_scores"  # the service imports it under this name
 _TAG_UNSAFE = re.compile(r"[^a-z0-9_.-]+")
+#: the top-level modules of a bento's ``src`` (the service imports the other two by these names)
+BENTO_MODULES = (SERVICE_MODULE, SCHEMA_MODULE, SCORES_MODULE)
+#: where the service module reads its configuration from (else the file beside it)
+CONFIG_ENV = "MLPIPE_SERVICE_CONFIG"
+
+
+@contextlib.contextmanager
+def bento_service_imports(src: str | os.PathLike[str]) -> Iterator[None]:
+    """Within: ``import mlpipe_service`` imports the copy in ``src`` (a bento's ``src`` or a build
+    context) with the configuration beside it; after: ``sys.modules``, ``sys.path`` and
+    ``MLPIPE_SERVICE_CONFIG`` are as they were.
+
+    The service module reads its configuration when it is imported, and every bento's copy has the
+    same module name: without this, the first bento imported in a process (a build imports its
+    service too) would answer every later import, with its model and request schema.
+    """
+    path = str(Path(src))
+    saved = {name: sys.modules.pop(name) for name in BENTO_MODULES if name in sys.modules}
+    previous = os.environ.get(CONFIG_ENV)
+    os.environ[CONFIG_ENV] = str(Path(path) / CONFIG_FILE)
+    sys.path.insert(0, path)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(path)
+        for name in BENTO_MODULES:
+            sys.modules.pop(name, None)
+        sys.modules.update(saved)
+        if previous is None:
+            os.environ.pop(CONFIG_ENV, None)
+        else:
+            os.environ[CONFIG_ENV] = previous
 
 
 def tag_part(text: str) -> str:
@@ -147,9 +183,7 @@ def build_bento(
         shutil.copyfile(_SCHEMA_SOURCE, ctx / f"{SCHEMA_MODULE}.py")
         shutil.copyfile(_SCORES_SOURCE, ctx / f"{SCORES_MODULE}.py")
         (ctx / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
-        previous = os.environ.get("MLPIPE_SERVICE_CONFIG")
-        os.environ["MLPIPE_SERVICE_CONFIG"] = str(ctx / CONFIG_FILE)  # the build imports the service
-        try:
+        with bento_service_imports(ctx):  # the build imports this context's service
             bento = bentoml.bentos.build(
                 f"{SERVICE_MODULE}:{SERVICE_CLASS}",
                 name=name,
@@ -165,11 +199,6 @@ def build_bento(
                 python={"lock_packages": False, "packages": packages},
                 models=[model_tag],
             )
-        finally:
-            if previous is None:
-                os.environ.pop("MLPIPE_SERVICE_CONFIG", None)
-            else:
-                os.environ["MLPIPE_SERVICE_CONFIG"] = previous
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
     return BuiltBento(tag=str(bento.tag), model_tag=model_tag, created=True, config=config)

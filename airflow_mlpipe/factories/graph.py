@@ -28,6 +28,7 @@ APPROVAL = "approval"
 PROMOTE = "promote"
 DEPLOY = "deploy"
 BATCH_SCORE = "batch_score"
+STREAM_DEPLOY = "stream_deploy"
 WAIT_FOR_BATCH = "wait_for_batch"
 CLAIM_BATCH = "claim_batch"
 QUALITY = "quality"
@@ -41,6 +42,7 @@ REGISTERED_MODEL = ("training", "{name}.model")
 CHAMPION = ("evaluation", "{name}.champion")
 DEPLOYED = ("deployment", "{name}.deployment")
 PREDICTIONS = ("deployment", "{name}.predictions")
+STREAM = ("deployment", "{name}.stream")
 NEW_BATCH = ("monitoring", "{name}.new_batch")
 DRIFT_EVENT = ("monitoring", "{name}.drift")
 
@@ -125,7 +127,7 @@ def asset_key(template: tuple[str, str], name: str) -> tuple[str, str]:
 
 def training_graph(config: PipelineConfig) -> Graph:
     """validate → features → train → gate → [approval] → promote (candidate) → deploy (champion once
-    it serves) → batch score."""
+    it serves) → batch score, and the stream handed over to the champion."""
     config.require("validation", "features", "training")
     assert config.validation and config.features and config.training  # for type checkers
     name, pattern = config.name, config.pattern
@@ -299,8 +301,9 @@ def training_graph(config: PipelineConfig) -> Graph:
         ),
         after=before_promote,
     )
+    champion = promote  # the task after which the champion serves
     if d.enabled:
-        deploy = g.add(
+        deploy = champion = g.add(
             Node(
                 "deploy",
                 "serve",
@@ -335,6 +338,29 @@ def training_graph(config: PipelineConfig) -> Graph:
                 ),
                 after=deploy,
             )
+    s = config.streaming
+    if s.enabled:
+        # The version the deployment just made champion (its own result, not the alias, which a
+        # later run may move meanwhile); without deployment, the champion promotion named.
+        version: dict[str, Any] = {"version": Ref(champion.task_id, "version")} if d.enabled else {}
+        g.add(
+            Node(
+                "deploy",
+                "stream",
+                STREAM_DEPLOY,
+                params={
+                    "model_name": t.model_name,
+                    **version,
+                    "stream": s.stream,
+                    "canary": s.canary,
+                    "state_dir": s.state_dir or None,
+                    "mlflow_conn_id": conn,
+                    **s.options,
+                },
+                outlets=[asset_key(STREAM, name)],
+            ),
+            after=champion,
+        )
     return g
 
 

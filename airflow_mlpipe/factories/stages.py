@@ -32,6 +32,7 @@ OPERATORS: dict[str, str] = {
     g.PROMOTE: "airflow_mlpipe.operators.evaluation.PromoteModelOperator",
     g.DEPLOY: "airflow_mlpipe.operators.bentoml.BentoDeployOperator",
     g.BATCH_SCORE: "airflow_mlpipe.operators.bentoml.BatchInferenceOperator",
+    g.STREAM_DEPLOY: "airflow_mlpipe.operators.streaming.StreamScorerDeployOperator",
     g.WAIT_FOR_BATCH: "airflow_mlpipe.sensors.monitoring.NewDataSensor",
     g.CLAIM_BATCH: "airflow_mlpipe.operators.monitoring.ClaimNewBatchOperator",
 }

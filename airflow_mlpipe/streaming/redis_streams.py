@@ -33,8 +33,10 @@ end
 
 # KEYS: input, output, dead letters, done hash, routes.
 # ARGV: group, owner, maxlen ('' = none), number of common fields, common field, value, …, then per
-# event: position, event id, bucket, kind (0 result, 1 dead letter, 2 skipped as not owned), number of
-# fields, field, value, … A record is event_id, input_position, the event's fields, the common fields.
+# event: position, event id, bucket, kind (0 result, 1 dead letter, 2 skipped as not owned, 3 result
+# with the input's data), number of fields, field, value, … A record is event_id, input_position, the
+# event's fields, for kind 3 the input entry's ``data`` (read here: the largest field of a record is
+# not sent back to the server), then the common fields.
 _COMMIT = (
     _COMPARE
     + """
@@ -53,8 +55,29 @@ local function owns(pos, b)
 end
 local ncommon = 2 * tonumber(ARGV[4])
 local written, dead, dups, others = 0, 0, 0, 0
-local owned, ack = {}, {}
+local owned, ack, done = {}, {}, {}
+-- Which event ids already have a result: one HMGET per 500 ids rather than one HSETNX per event;
+-- an id written by this batch is marked as it is written (an id twice in one batch).
+local ids = {}
 local i = 5 + ncommon
+while i <= #ARGV do
+  table.insert(ids, ARGV[i + 1])
+  i = i + 5 + 2 * tonumber(ARGV[i + 4])
+end
+local had = {}
+for s = 1, #ids, 500 do
+  local found = redis.call('HMGET', KEYS[4], unpack(ids, s, math.min(s + 499, #ids)))
+  for k = 1, #found do if found[k] then had[ids[s + k - 1]] = true end end
+end
+local function input_data(pos)
+  local entry = redis.call('XRANGE', KEYS[1], pos, pos)[1]
+  if entry then
+    local f = entry[2]
+    for k = 1, #f, 2 do if f[k] == 'data' then return f[k + 1] end end
+  end
+  return nil
+end
+i = 5 + ncommon
 while i <= #ARGV do
   local pos, eid, b, kind, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], 2 * tonumber(ARGV[i + 4])
   local first = i + 5
@@ -64,23 +87,35 @@ while i <= #ARGV do
     table.insert(ack, pos)
   elseif kind == '2' then
     -- skipped on a stale view of the routes: leave it pending, it is read (claimed) again
-  elseif redis.call('HSETNX', KEYS[4], eid, ARGV[2]) == 0 then
+  elseif had[eid] then
     dups = dups + 1
     table.insert(ack, pos)
   else
+    had[eid] = true
+    table.insert(done, eid)
+    table.insert(done, ARGV[2])
     local target = KEYS[2]
     if kind == '1' then target = KEYS[3]; dead = dead + 1 else written = written + 1 end
-    local record = {'event_id', eid, 'input_position', pos}
-    for j = 0, n - 1 do record[5 + j] = ARGV[first + j] end
-    for j = 1, ncommon do record[4 + n + j] = ARGV[4 + j] end
-    if ARGV[3] ~= '' then
-      redis.call('XADD', target, 'MAXLEN', '~', ARGV[3], '*', unpack(record))
-    else
-      redis.call('XADD', target, '*', unpack(record))
+    local record = {'event_id', eid, 'input_position', pos, unpack(ARGV, first, i - 1)}
+    if kind == '3' then
+      local data = input_data(pos)
+      if data then
+        record[#record + 1] = 'data'
+        record[#record + 1] = data
+      end
     end
+    for j = 5, 4 + ncommon do record[#record + 1] = ARGV[j] end
+    redis.call('XADD', target, '*', unpack(record))
     table.insert(owned, pos)
     table.insert(ack, pos)
   end
+end
+for s = 1, #done, 1000 do
+  redis.call('HSET', KEYS[4], unpack(done, s, math.min(s + 999, #done)))
+end
+if ARGV[3] ~= '' then  -- the cap, once per batch and stream written
+  if written > 0 then redis.call('XTRIM', KEYS[2], 'MAXLEN', '~', ARGV[3]) end
+  if dead > 0 then redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[3]) end
 end
 for s = 1, #ack, 500 do
   redis.call('XACK', KEYS[1], ARGV[1], unpack(ack, s, math.min(s + 499, #ack)))
@@ -157,7 +192,10 @@ class RedisStreamTransport:
                 return events
             self._backlog_read.add((group, consumer))
         return self._read_events(
-            group, lambda pipe: pipe.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
+            group,
+            lambda pipe: pipe.xreadgroup(
+                group, consumer, {stream: ">"}, count=count, block=block_ms if block_ms > 0 else None
+            ),
         )
 
     def claim_stale(self, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Event]:
@@ -180,6 +218,10 @@ class RedisStreamTransport:
         command(pipe)
         pipe.lrange(self.routes_key, 0, -1)
         reply, raw = pipe.execute()
+        return self._events(group, reply, raw, claimed=claimed)
+
+    def _events(self, group: str, reply: Any, raw: list[str], *, claimed: bool = False) -> list[Event]:
+        """The events of a read's ``reply``; ``raw``: the routing epochs read right after it."""
         if claimed:  # XAUTOCLAIM: the next cursor, the entries, the ids trimmed meanwhile
             self._claim_cursor[group] = reply[0]
             reply = [(self.config.input_stream, reply[1])]
@@ -204,10 +246,12 @@ class RedisStreamTransport:
 
     # -- committing --------------------------------------------------------------------------------
     def commit(
-        self, group: str, owner: str, results: list[Result], common: dict[str, str] | None = None
+        self,
+        group: str,
+        owner: str,
+        results: list[Result],
+        common: dict[str, str] | None = None,
     ) -> Committed:
-        from airflow_mlpipe.streaming.transport import bucket
-
         if not results:
             return Committed()
         common = common or {}
@@ -217,8 +261,8 @@ class RedisStreamTransport:
             argv += kv
         for r in results:
             event = r.event
-            argv += (event.position, event.event_id, bucket(event.key), 2 if r.skipped else int(r.dead))
-            argv.append(len(r.fields))
+            kind = 2 if r.skipped else 1 if r.dead else 3 if r.with_data else 0
+            argv += (event.position, event.event_id, event.bucket, kind, len(r.fields))
             for kv in r.fields.items():
                 argv += kv
         keys = [
@@ -235,8 +279,6 @@ class RedisStreamTransport:
         return Committed(written, dead, dups, others, [str(p) for p in reply[4:]])
 
     def owned(self, owner: str, events: list[Event]) -> list[bool]:
-        from airflow_mlpipe.streaming.transport import bucket
-
         newest = max((position_key(e.position) for e in events), default=(0, 0))
         if self._routes is None or newest > self._routes[1]:
             # Epochs and the stream's last id read together: every event up to that id has its
@@ -258,7 +300,7 @@ class RedisStreamTransport:
             # The same rule as the commit script's owns().
             covering = [x for x in epochs if pos > position_key(x["after"])]
             span = covering[-1]["owners"].get(owner) if covering else None
-            out.append(span is not None and span[0] <= bucket(e.key) < span[1])
+            out.append(span is not None and span[0] <= e.bucket < span[1])
         return out
 
     # -- routing and state -------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from airflow_mlpipe.config.streaming import StreamConfig
 from airflow_mlpipe.streaming.metrics import StreamMetrics
-from airflow_mlpipe.streaming.transport import Event, Result, StreamTransport
+from airflow_mlpipe.streaming.transport import Committed, Event, Result, StreamTransport
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,17 @@ class StreamModel(Protocol):
     def predict(self, batch: list[Any]) -> list[tuple[Any, float | None]]:
         """(prediction, probability of the predicted class or ``None``) per valid input."""
         ...
+
+
+@dataclass
+class _Batch:
+    """A scored micro-batch, ready to commit."""
+
+    events: list[Event]
+    results: list[Result]
+    status: dict[str, str]  # position → outcome (a key of metrics.STATUS)
+    common: dict[str, str]
+    started: float
 
 
 @dataclass
@@ -101,27 +112,40 @@ class StreamScorer:
         self._next_claim = 0.0
         self._next_gauges = 0.0
 
-    def step(self) -> BatchOutcome:
-        """Score one micro-batch: stale events of dead consumers first, else new ones."""
+    def _next_events(self, block_ms: int) -> list[Event]:
+        """Stale events of dead consumers first (checked every ``claim_idle_ms / 2``), else new
+        ones, waiting up to ``block_ms`` for them."""
         now = time.monotonic()
-        events: list[Event] = []
         if now >= self._next_claim:
             self._next_claim = now + self.config.claim_idle_ms / 2000
             events = self.transport.claim_stale(
                 self.group, self.consumer, self.config.claim_idle_ms, self.config.batch_size
             )
-        if not events:
-            events = self.transport.read(
-                self.group, self.consumer, self.config.batch_size, self.config.block_ms
-            )
-        outcome = self.process(events) if events else BatchOutcome()
+            if events:
+                return events
+        return self.transport.read(self.group, self.consumer, self.config.batch_size, block_ms)
+
+    def _gauges_due(self) -> None:
+        now = time.monotonic()
         if now >= self._next_gauges:
             self._next_gauges = now + 1.0
             self.update_gauges()
+
+    def step(self) -> BatchOutcome:
+        """Score one micro-batch (committed when this returns): stale events of dead consumers
+        first, else new ones."""
+        events = self._next_events(self.config.block_ms)
+        outcome = self.process(events) if events else BatchOutcome()
+        self._gauges_due()
         return outcome
 
     def run(self, should_stop: Callable[[], bool]) -> None:
-        """Score until ``should_stop()`` is true (checked between micro-batches)."""
+        """Score until ``should_stop()`` is true (checked between micro-batches).
+
+        One micro-batch at a time: committing a batch from a second thread while the next one is
+        scored was measured no faster on two cores (the threads contend for the GIL and the CPU;
+        see docs/benchmarks.md#streaming).
+        """
         while not should_stop():
             self.step()
 
@@ -134,6 +158,11 @@ class StreamScorer:
         """Validate, score and commit one micro-batch: the events are parsed one by one (a bad one
         is dead-lettered alone), validated together, scored by one model call and committed in one
         atomic transport step; fields common to every result are sent once per batch."""
+        batch = self._prepare(events)
+        return self._record(batch, self._commit(batch))
+
+    def _prepare(self, events: list[Event]) -> _Batch:
+        """The results of one micro-batch, ready to commit."""
         started = time.monotonic()
         results: list[Result] = []
         status: dict[str, str] = {}
@@ -166,20 +195,25 @@ class StreamScorer:
             fields = {
                 "prediction": _json(prediction),
                 "probability": "" if probability is None else _json(probability),
-                "data": event.fields["data"],
             }
-            results.append(Result(event, fields))
+            results.append(Result(event, fields, with_data=True))
             status[event.position] = "scored"
         common = {**self.model.identity, "scorer": self.name, "scored_at": f"{time.time():.6f}"}
-        committed = self.transport.commit(self.group, self.name, results, common)
-        elapsed = time.monotonic() - started
+        return _Batch(events, results, status, common, started)
+
+    def _commit(self, batch: _Batch) -> Committed:
+        return self.transport.commit(self.group, self.name, batch.results, batch.common)
+
+    def _record(self, batch: _Batch, committed: Committed) -> BatchOutcome:
+        """Count a committed micro-batch in the metrics."""
+        elapsed = time.monotonic() - batch.started
         by_status: dict[str, int] = {}
         for position in committed.owned_positions:
-            by_status[status[position]] = by_status.get(status[position], 0) + 1
+            by_status[batch.status[position]] = by_status.get(batch.status[position], 0) + 1
         for key, n in by_status.items():
             self.metrics.record(key, n, elapsed)
         now_ms = time.time() * 1000
-        arrived = {e.position: e.arrived_ms for e in events}
+        arrived = {e.position: e.arrived_ms for e in batch.events}
         self.metrics.observe_latency(
             [
                 max(0.0, now_ms - a) / 1000
@@ -192,7 +226,11 @@ class StreamScorer:
         self.metrics.count("duplicate", committed.duplicates)
         self.metrics.count("not_owned", committed.not_owned)
         return BatchOutcome(
-            len(events), committed.written, committed.dead_lettered, committed.duplicates, committed.not_owned
+            len(batch.events),
+            committed.written,
+            committed.dead_lettered,
+            committed.duplicates,
+            committed.not_owned,
         )
 
     def _score(self, batch: list[Any]) -> list[Any]:

@@ -5,11 +5,12 @@ scored or dead-lettered event **and** acknowledges its input in one atomic step,
 whose ``event_id`` already has a result (idempotent output) or that another scorer owns under the
 current routing epoch (canary share, hand-over). Nothing else in the scorer knows the broker, so a
 Kafka transport (consumer group offsets, transactional producer, a compacted topic of results keyed by
-event id) plugs in by implementing this protocol; Redis Streams is :mod:`airflow_mlpipe.streaming.redis`.
+event id) plugs in by implementing this protocol; Redis Streams is :mod:`airflow_mlpipe.streaming.redis_streams`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -46,6 +47,12 @@ class Event:
         """The routing key (canary share): its ``key`` field, else the event id."""
         return self.fields.get("key") or self.event_id
 
+    @functools.cached_property
+    def bucket(self) -> int:
+        """The routing bucket of :attr:`key` (computed once: the ownership check and the commit
+        both need it)."""
+        return bucket(self.key)
+
 
 @dataclass
 class Result:
@@ -56,12 +63,15 @@ class Result:
     :param dead: ``True`` sends ``fields`` to the dead-letter stream instead of the output stream.
     :param skipped: not scored because another scorer owns it (:meth:`StreamTransport.owned`): it is
         acknowledged when the commit confirms that, else left pending to be read again.
+    :param with_data: the record also holds the event's ``data`` field, as it is in the input
+        stream (a transport may copy it there rather than send it back).
     """
 
     event: Event
     fields: dict[str, str]
     dead: bool = False
     skipped: bool = False
+    with_data: bool = False
 
 
 @dataclass
@@ -84,7 +94,8 @@ class StreamTransport(Protocol):
         ...
 
     def read(self, group: str, consumer: str, count: int, block_ms: int) -> list[Event]:
-        """New events for ``consumer``; its own unacknowledged ones first after a restart."""
+        """New events for ``consumer``; its own unacknowledged ones first after a restart. Waits up
+        to ``block_ms`` for new events when there are none (``0``: does not wait)."""
         ...
 
     def claim_stale(self, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Event]:
@@ -97,7 +108,11 @@ class StreamTransport(Protocol):
         ...
 
     def commit(
-        self, group: str, owner: str, results: list[Result], common: dict[str, str] | None = None
+        self,
+        group: str,
+        owner: str,
+        results: list[Result],
+        common: dict[str, str] | None = None,
     ) -> Committed:
         """Write results not written before and owned by ``owner``; acknowledge every input.
 

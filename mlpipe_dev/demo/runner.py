@@ -4,13 +4,16 @@
 2. starts a local ``mlflow server`` and an embedded Airflow (api-server, scheduler, dag-processor,
    triggerer; SQLite + LocalExecutor by default, or PostgreSQL + Redis + CeleryExecutor) on loopback;
 3. runs ``churn_training``: validate → Feast training set → parallel candidates → gate → promote →
-   deploy; queries the served model over HTTP;
+   deploy (HTTP service, and the stream scorer); queries the served model over HTTP and sends a
+   few hundred events (some malformed) through the stream, waiting until each has a result;
 4. lands the drifted batch; the ``churn_monitoring`` DAG starts from the asset watcher, detects the
-   drift and emits the drift asset event, which starts ``churn_training`` again;
+   drift and emits the drift asset event, which starts ``churn_training`` again; its new champion
+   takes over the HTTP endpoint and the stream (a second round of events shows the new version);
 5. measures the served model's quality on drifted data before and after the retraining, from the
    scores the endpoint returns (:mod:`mlpipe_dev.demo.quality`);
 6. prints a summary (runs, metrics, champion before/after, served quality before/after, endpoint,
-   lineage, audit report of the new version), then — when run from a terminal — keeps everything up until Ctrl-C, and stops all it started.
+   stream rounds, lineage, audit report of the new version), then — when run from a terminal —
+   keeps everything up until Ctrl-C, and stops all it started.
 """
 
 from __future__ import annotations
@@ -28,12 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlpipe.core.timing import scaled
+from mlpipe_dev.demo import streaming
 from mlpipe_dev.demo.progress import RunProgress, RunStalled, wait_for_new_run
 from mlpipe_dev.demo.quality import QualityProbe
 from mlpipe_dev.local.mlflow_server import LocalMlflowServer
+from mlpipe_dev.local.redis_server import LocalRedisServer
 from mlpipe_dev.local.stack import AirflowApi, LocalAirflow
 
 TRAINING_DAG = "churn_training"
+#: events per round sent through the stream after a deployment (a few of them malformed)
+STREAM_EVENTS = 300
 MONITORING_DAG = "churn_monitoring"
 REPO_DAGS = Path(__file__).resolve().parents[2] / "dags"
 
@@ -83,6 +90,9 @@ class DemoResult:
     approvals: list[dict[str, Any]] = field(default_factory=list)
     #: the serving model's quality on drifted data before/after the retraining (see QualityProbe)
     quality: dict[str, Any] = field(default_factory=dict)
+    #: one entry per round of events sent through the stream (see mlpipe_dev/demo/streaming.py)
+    stream: list[dict[str, Any]] = field(default_factory=list)
+    stream_enabled: bool = False
     seconds: float = 0.0
 
 
@@ -126,6 +136,8 @@ class Demo:
         self.data_dir = self.work / "data" / "churn"
         self.log = config.log
         self.approvals: list[dict[str, Any]] = []
+        self.redis: LocalRedisServer | None = None
+        self.stream: Any = None  # the StreamConfig of the reference config, when streaming is on
 
     # -- setup -------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -142,22 +154,38 @@ class Demo:
         self.log(f"wrote {self.cfg.history_days} daily churn batches (before the drift) to {self.data_dir}")
 
     def env(self, mlflow_url: str) -> dict[str, str]:
-        return {
+        env = {
             "MLPIPE_DATA_DIR": str(self.data_dir),
             "MLPIPE_ARTIFACT_ROOT": f"file://{self.work / 'artifacts'}",
             "BENTOML_HOME": str(self.work / "bentoml"),
             "AIRFLOW_CONN_MLPIPE_MLFLOW_DEFAULT": json.dumps(
                 {"conn_type": "mlpipe_mlflow", "host": mlflow_url}
             ),
-            **self.cfg.extra_env,
         }
+        if self.redis is not None:
+            env["MLPIPE_STREAM_REDIS_URL"] = self.redis.url
+        return {**env, **self.cfg.extra_env}
+
+    def streaming_section(self) -> Any:
+        """The ``streaming:`` section of the reference config the DAGs are built from."""
+        from airflow_mlpipe.config.pipeline import PipelineConfig
+
+        return PipelineConfig.from_yaml(self.cfg.dags_folder / "config" / "churn.yaml").streaming
 
     @contextlib.contextmanager
     def services(self) -> Iterator[tuple[LocalMlflowServer, LocalAirflow]]:
         cfg = self.cfg
-        self.log("starting a local MLflow server …")
-        with LocalMlflowServer(self.work / "mlflow") as mlflow_server:
+        with contextlib.ExitStack() as running:
+            section = self.streaming_section()
+            if section.enabled:
+                # The stream lives in a Redis of its own, gone with the demo (no shared keys).
+                self.redis = running.enter_context(LocalRedisServer(self.work / "redis"))
+                self.log(f"Redis for the stream ready at {self.redis.url}")
+            self.log("starting a local MLflow server …")
+            mlflow_server = running.enter_context(LocalMlflowServer(self.work / "mlflow"))
             self.log(f"MLflow server ready at {mlflow_server.url}")
+            if section.enabled:
+                self.stream = streaming.stream_config(section, self.env(mlflow_server.url))
             stack = LocalAirflow(
                 home=self.work / "airflow",
                 dags_folder=cfg.dags_folder,
@@ -176,10 +204,11 @@ class Demo:
                 yield mlflow_server, stack
             finally:
                 stack.stop()
-                self.stop_deployments()
+                self.stop_deployments()  # before Redis stops: a scorer commits its batch on SIGTERM
 
     def stop_deployments(self) -> None:
-        """Stop every model service and proxy the deploy tasks started under the artifact root."""
+        """Stop every model service, proxy and stream scorer the deploy tasks started under the
+        artifact root."""
         from airflow_mlpipe.deploy.targets.local import LocalTarget
 
         for state in sorted((self.work / "artifacts" / "deployments").glob("*/endpoint.json")):
@@ -188,6 +217,7 @@ class Demo:
                 LocalTarget(
                     state.parent, name=meta["name"], bentoml_home=str(self.work / "bentoml")
                 ).shutdown()
+        streaming.stop_scorers(self.work / "artifacts", self.stream)
 
     # -- the loop ----------------------------------------------------------------------------
     def run_and_wait(self, api: AirflowApi, dag_id: str, run_id: str) -> dict[str, Any]:
@@ -266,6 +296,20 @@ class Demo:
         rows = churn.load(self.data_dir, "features").head(n)
         return list(json.loads(rows.drop(columns=[churn.ENTITY, churn.TIMESTAMP]).to_json(orient="records")))
 
+    def stream_round(self, result: DemoResult, tag: str) -> None:
+        """Send a round of events through the stream the deployment handed to the champion and
+        wait (deadline) until each has a result; record what the output streams say."""
+        if self.stream is None:
+            return
+        rows = self.sample_rows(STREAM_EVENTS)
+        r = streaming.produce_and_wait(self.stream, rows, tag, timeout=scaled(120))
+        self.log(
+            f"  stream {self.stream.input_stream}: {r['sent']} events → {r['scored']} scored, "
+            f"{r['dead_lettered']} dead-lettered ({', '.join(r['dead_reasons'])}), by version "
+            f"{r['versions']}, p50 latency {r['p50_latency_ms']} ms, all in {r['seconds']} s"
+        )
+        result.stream.append(r)
+
     def query_endpoint(self, endpoint: str) -> Any:
         return _post_json(f"{endpoint.rstrip('/')}/predict", {"rows": self.sample_rows()})
 
@@ -306,6 +350,7 @@ class Demo:
         with self.services() as (mlflow_server, stack):
             api = stack.api
             result.airflow_url, result.mlflow_url = stack.url, mlflow_server.url
+            result.stream_enabled = self.stream is not None
             self.log("waiting for the DAG files to be parsed …")
             api.wait_dags([TRAINING_DAG, MONITORING_DAG], timeout=scaled(180))
             known_training = {r["dag_run_id"] for r in api.runs(TRAINING_DAG)}
@@ -322,6 +367,7 @@ class Demo:
                 self.log(f"  model answers at {result.endpoint}: {result.prediction_before}")
                 self.quality.measure("before", result.endpoint)
                 self.log("\n".join(QualityProbe.summary_lines(self.quality.result())))
+            self.stream_round(result, "before-drift")
 
             traffic = self.live_traffic(result.endpoint) if result.endpoint else None
 
@@ -345,6 +391,7 @@ class Demo:
                 result.prediction_after = self.query_endpoint(result.endpoint)
                 self.quality.measure("after", result.endpoint)
             result.quality = self.quality.result()
+            self.stream_round(result, "after-retrain")
             if traffic is not None:
                 result.traffic = traffic.stop().summary()
             result.lineage = self.lineage(mlflow_server.url)
@@ -435,6 +482,7 @@ def summary(r: DemoResult) -> str:
         f"  live traffic during the rollout: {r.traffic.get('total')} requests, {r.traffic.get('failed')} failed, "
         f"by version {r.traffic.get('versions')}",
         f"  approvals answered    : {answered or 'none asked'}",
+        _stream_summary(r),
         f"  lineage of the serving model: {json.dumps(r.lineage, default=str)[:600]}",
         f"  audit report of the serving model: {r.audit.get('html_uri') or r.audit.get('error')}",
         "",
@@ -442,6 +490,18 @@ def summary(r: DemoResult) -> str:
         f"  MLflow UI  : {r.mlflow_url}",
         f"  total      : {r.seconds:.0f} s",
     ]
+    return "\n".join(lines)
+
+
+def _stream_summary(r: DemoResult) -> str:
+    if not r.stream_enabled:
+        return "  stream scoring        : off (streaming.enabled in dags/config/churn.yaml)"
+    lines = ["  stream scoring        : events sent after each deployment, read back from the streams"]
+    for s in r.stream:
+        lines.append(
+            f"    {s['tag']:<14}: {s['sent']} sent, {s['scored']} scored, {s['dead_lettered']} dead-lettered, "
+            f"model version per scored event {s['versions']}, p50 latency {s['p50_latency_ms']} ms"
+        )
     return "\n".join(lines)
 
 

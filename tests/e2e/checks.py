@@ -64,6 +64,17 @@ def check_loop(result: DemoResult) -> None:
     page = Path(audit["html_uri"].removeprefix("file://")).read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page) and "<script" not in page
 
+    # The reference config hands the stream to each deployed champion: every event sent after a
+    # deployment has exactly one result, scored by that deployment's version, or is dead-lettered.
+    assert result.stream_enabled
+    assert [s["tag"] for s in result.stream] == ["before-drift", "after-retrain"]
+    for stream, champion in zip(result.stream, (before, after), strict=True):
+        valid = stream["sent"] - stream["malformed_sent"]
+        assert stream["scored"] == stream["unique_scored"] == valid, stream
+        assert stream["dead_ids"] == stream["expected_dead_ids"], stream
+        assert stream["versions"] == {str(champion["version"]): valid}, stream
+        assert stream["p50_latency_ms"] is not None and stream["p50_latency_ms"] >= 0
+
     # The reference config asks a person before each promotion; the demo answered through the REST
     # API as its user, and the audit names who approved the serving version.
     assert [(a["dag_id"], a["chosen"]) for a in result.approvals] == [(TRAINING_DAG, "Approve")] * 2

@@ -52,6 +52,7 @@ def test_config_reference_lists_every_field():
         pipeline.TrainingSection,
         pipeline.GateSection,
         pipeline.DeploymentSection,
+        pipeline.StreamingSection,
         pipeline.MonitoringSection,
     ]
     missing = [

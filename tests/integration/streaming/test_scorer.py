@@ -35,11 +35,28 @@ def _entries(client: Any, stream: str) -> list[dict[str, str]]:
     return [fields for _, fields in client.xrange(stream)]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="passes alone; once, after the monitoring suite in one process, every event went to the "
-    "dead-letter stream (open: state shared with earlier tests)",
-)
+def test_each_bento_loads_its_own_service(stream_bentos, iris_registered):
+    """Every bento's service module has one name (``mlpipe_service``) and reads its configuration
+    when imported: each load must import the bento's own copy, whatever was imported (or built, which
+    imports the service too) before in this process. Once, the first bento imported answered every
+    later load, so a scorer after another model's tests dead-lettered every event (wrong schema)."""
+    import os
+    import sys
+
+    from airflow_mlpipe._serving.stream import load_bento_service
+
+    before = (os.environ.get("MLPIPE_SERVICE_CONFIG"), "mlpipe_service" in sys.modules, list(sys.path))
+    loaded = [load_bento_service(stream_bentos[i].tag) for i in (1, 0, 1)]
+    assert [service.identity["model_version"] for _, service in loaded] == [
+        iris_registered.versions[1],
+        iris_registered.versions[0],
+        iris_registered.versions[1],
+    ]
+    assert [module._CONFIG["bento_tag"] for module, _ in loaded] == [stream_bentos[i].tag for i in (1, 0, 1)]
+    # Nothing of a load stays behind for the next one: environment, module cache, import path.
+    assert (os.environ.get("MLPIPE_SERVICE_CONFIG"), "mlpipe_service" in sys.modules, list(sys.path)) == before
+
+
 def test_scores_valid_events_and_dead_letters_malformed(stream_config, bento_model, iris_registered):
     scorer = _scorer(stream_config, bento_model)
     client = scorer.transport.client

@@ -60,3 +60,47 @@ def test_bad_yaml_file(tmp_path):
         PipelineConfig.from_yaml(bad)
     with pytest.raises(ConfigError, match="Cannot read"):
         PipelineConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    "streaming, message",
+    [
+        ({"enabled": True}, r"needs \['redis_url', 'input_stream', 'output_stream'\]"),
+        (
+            {"enabled": True, "stream": {"redis_url": "http://x", "input_stream": "a", "output_stream": "b"}},
+            "redis://",
+        ),
+        (
+            {
+                "enabled": True,
+                "stream": {"redis_url": "redis://x", "input_stream": "a", "output_stream": "a"},
+            },
+            "three different",
+        ),
+        (
+            {
+                "enabled": True,
+                "stream": {"redis_url": "{{ x }}", "input_stream": "a", "output_stream": "b", "batch": 5},
+            },
+            r"unknown key\(s\) \['batch'\]",
+        ),
+        ({"enabled": "yes"}, "true or false"),
+        ({"canary": {"share": 2}}, "share"),
+    ],
+)
+def test_streaming_section_says_what_to_change(streaming, message):
+    data = copy.deepcopy(BASE)
+    data["streaming"] = streaming
+    with pytest.raises(ConfigError, match=message):
+        PipelineConfig.from_mapping(data)
+
+
+def test_streaming_templates_are_checked_when_the_task_runs():
+    data = copy.deepcopy(BASE)
+    stream = {
+        "redis_url": "{{ mlpipe_env('R', 'redis://h:1/0') }}",
+        "input_stream": "{{ ds }}.in",
+        "output_stream": "out",
+    }
+    data["streaming"] = {"enabled": True, "stream": stream}
+    assert PipelineConfig.from_mapping(data).streaming.stream == stream

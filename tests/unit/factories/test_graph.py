@@ -290,3 +290,42 @@ def test_quality_without_a_prediction_log_or_with_column_names_is_refused(base_c
     base_config["monitoring"]["quality"] = {"metrics": ["accuracy"], "label_column": "y"}
     with pytest.raises(ConfigError, match="columns are fixed"):
         _build(base_config, "event")
+
+
+STREAM = {
+    "redis_url": "redis://127.0.0.1:6379/0",
+    "input_stream": "toy.events",
+    "output_stream": "toy.scored",
+}
+
+
+def test_streaming_hands_the_stream_to_the_deployed_version(base_config):
+    """With streaming on, the stream follows the version deploy.serve made champion (its own
+    result, not the alias); without deployment it follows the champion promotion named."""
+    base_config["streaming"] = {"enabled": True, "stream": dict(STREAM)}
+    gr = g.training_graph(_build(base_config, "dag"))
+    node = gr.nodes["deploy.stream"]
+    assert node.kind == g.STREAM_DEPLOY and gr.upstream("deploy.stream") == ["deploy.serve"]
+    assert node.params["version"] == g.Ref("deploy.serve", "version")
+    assert node.params["stream"] == STREAM and node.params["canary"] == {"enabled": False}
+    assert node.outlets == [("deployment", "toy.stream")]
+
+    base_config["deployment"] = {"enabled": False}
+    gr = g.training_graph(_build(base_config, "dag"))
+    assert gr.upstream("deploy.stream") == ["evaluate.promote"]
+    assert "version" not in gr.nodes["deploy.stream"].params  # the operator's alias: champion
+
+    base_config["streaming"]["enabled"] = False
+    assert "deploy.stream" not in g.training_graph(_build(base_config, "dag")).nodes
+
+
+def test_reference_config_streams_and_the_dag_renders_the_operator():
+    from airflow_mlpipe.factories.pipelines import training_dag
+
+    root = Path(__file__).resolve().parents[3]
+    cfg = PipelineConfig.from_yaml(root / "dags" / "config" / "churn.yaml")
+    assert cfg.streaming.enabled and cfg.streaming.canary == {"enabled": False}
+    task = training_dag(cfg).get_task("deploy.stream")
+    assert type(task).__name__ == "StreamScorerDeployOperator"
+    assert task.version == "{{ ti.xcom_pull(task_ids='deploy.serve')['version'] }}"
+    assert "MLPIPE_STREAM_REDIS_URL" in task.stream["redis_url"]  # rendered when the task runs

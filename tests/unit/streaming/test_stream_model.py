@@ -95,3 +95,36 @@ def test_without_the_comparison_a_name_reading_pipeline_answers_wrongly():
     model._array = True  # as if the comparison had passed
     rows = X.to_dict(orient="records")
     assert model.predict(rows) != _expected(estimator, rows)
+
+
+@pytest.mark.parametrize("column_major", [False, True], ids=["c-order-frame", "f-order-frame"])
+def test_after_the_first_batch_no_frame_is_built(column_major):
+    """Once the first batch showed the array's answers are the frame's, each batch's array is built
+    from its rows directly (in the memory order of the frame's array, which can change the last bit
+    of a probability), and the answers stay the frame's."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = _data()
+    estimator = LogisticRegression().fit(X, y)
+    model = _stream_model(estimator)
+    frames = []
+
+    def frame_of(rows: list[dict[str, float]]) -> Any:
+        block = np.array([[r[n] for n in NAMES] for r in rows])
+        return pd.DataFrame(np.asfortranarray(block) if column_major else block, columns=NAMES, copy=False)
+
+    def to_frame(rows: list[dict[str, float]], cols: list[dict[str, Any]]) -> Any:
+        frames.append(frame_of(rows))
+        return frames[-1]
+
+    model.module.to_frame = to_frame
+    rows = X.to_dict(orient="records")
+    for start in range(0, 200, 50):
+        batch = rows[start : start + 50]
+        frame = frame_of(batch)
+        labels = estimator.predict(frame).tolist()
+        proba = estimator.predict_proba(frame)
+        assert model.predict(batch) == [(p, float(proba[i, p])) for i, p in enumerate(labels)]
+    assert model._array is True and len(frames) == 1
