@@ -134,15 +134,16 @@ def _rollouts(loop: ModelLoop) -> str:
     for r in reversed(loop.rollouts):
         reason = r.reason or (f"rolled back from v{r.rolled_back_from}" if r.rolled_back_from else "")
         rows.append(
-            f"<tr><td>{_a(task_page(r.dag_id, r.run_id, r.task_id), r.run_id)}</td><td>v{escape(r.version)}"
+            f'<tr data-task="{escape(r.task_id)}"><td>{_a(task_page(r.dag_id, r.run_id, r.task_id), r.run_id)}</td>'
+            f"<td>v{escape(r.version)}"
             f"{' (from v' + escape(str(r.previous_version)) + ')' if r.previous_version else ''}</td>"
             f"<td>{escape(r.status)}</td><td>{escape(r.deployed_at or '')}</td><td>{_check(r.smoke_test)}</td>"
             f"<td>{_check(r.canary)}</td><td>{_check(r.watch)}</td><td>{escape(reason)}</td>"
-            f"<td>{escape(r.approver or '')}</td></tr>"
+            f"<td>{escape(r.approver or '')}</td><td>{escape(r.task_id)}</td></tr>"
         )
     head = (
         "<tr><th>Run</th><th>Version</th><th>Status</th><th>Switched at</th><th>Smoke test</th>"
-        "<th>Canary</th><th>Watch window</th><th>Reason</th><th>Approved by</th></tr>"
+        "<th>Canary</th><th>Watch window</th><th>Reason</th><th>Approved by</th><th>Task</th></tr>"
     )
     return f'<table id="rollouts">{head}{"".join(rows)}</table>'
 

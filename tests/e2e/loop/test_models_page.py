@@ -56,10 +56,6 @@ def _runs(loop: LiveLoop, dag_id: str) -> list[dict[str, Any]]:
     return [r for r in loop.result.runs if r["dag_id"] == dag_id]
 
 
-def _result_with(run: dict[str, Any], key: str) -> dict[str, Any]:
-    return next(v for v in run["results"].values() if isinstance(v, dict) and key in v)
-
-
 def test_models_page_shows_the_registry_and_the_runs(
     page: Page, live_loop: LiveLoop, screenshots: Path
 ) -> None:
@@ -88,15 +84,21 @@ def test_models_page_shows_the_registry_and_the_runs(
         "href", re.compile(re.escape(quote(retraining["run_id"], safe="")) + "$")
     )
 
-    # One rollout per training run, as its deploy task reported it.
+    # One rollout per training run and serving mode (HTTP, stream), as its deploy task reported it.
     for run in (first, retraining):
-        deployed = _result_with(run, "bento_tag")
-        row = frame.locator("#rollouts tr", has=frame.get_by_role("link", name=run["run_id"], exact=True))
-        expect(row).to_have_count(1)
-        expect(row.locator("td").nth(1)).to_contain_text(f"v{deployed['version']}")
-        expect(row.locator("td").nth(2)).to_have_text(str(deployed["status"]))
+        for task_id in ("deploy.serve", "deploy.stream"):
+            deployed = run["results"][task_id]
+            row = frame.locator(
+                f'#rollouts tr[data-task="{task_id}"]',
+                has=frame.get_by_role("link", name=run["run_id"], exact=True),
+            )
+            expect(row).to_have_count(1)
+            expect(row.locator("td").nth(1)).to_contain_text(f"v{deployed['version']}")
+            expect(row.locator("td").nth(2)).to_have_text(str(deployed["status"]))
+            expect(row.locator("td").last).to_have_text(task_id)
     second = frame.locator(
-        "#rollouts tr", has=frame.get_by_role("link", name=retraining["run_id"], exact=True)
+        '#rollouts tr[data-task="deploy.serve"]',
+        has=frame.get_by_role("link", name=retraining["run_id"], exact=True),
     )
     expect(second.locator("td").nth(1)).to_have_text(f"v{after} (from v{before})")
     expect(second.locator("td").nth(5)).to_contain_text("passed")  # the canary under live traffic
