@@ -7,31 +7,22 @@ time and uses a quarter of the memory, and the provider does not use MLflow jobs
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-from mlpipe_dev.local.processes import spawn, terminate, wait_http
-from mlpipe_dev.local.stack import free_port
+from mlpipe_dev.local.processes import spawn, wait_http
+from mlpipe_dev.local.server import LocalServer
 
 
 @dataclass
-class LocalMlflowServer:
+class LocalMlflowServer(LocalServer):
     """``mlflow server`` with a SQLite (or given) backend store and local artifacts under ``root``.
 
     :param root: directory for the SQLite DB, artifacts and the log.
     :param backend_store_uri: e.g. ``postgresql://postgres@127.0.0.1:5432/mlflow``; default SQLite.
     """
 
-    root: Path
     backend_store_uri: str | None = None
-    port: int = 0
-    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.root = Path(self.root).resolve()
-        self.port = self.port or free_port()
 
     @property
     def url(self) -> str:
@@ -48,14 +39,3 @@ class LocalMlflowServer:
         self._proc = spawn(args, log_path=log, env=env)
         wait_http(f"{self.url}/health", timeout=timeout, proc=self._proc, log_path=log)
         return self
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            terminate(self._proc)
-            self._proc = None
-
-    def __enter__(self) -> LocalMlflowServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

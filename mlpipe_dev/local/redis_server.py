@@ -6,42 +6,29 @@ it shares no keys with any other Redis on the machine (the test suite's on 6379,
 
 from __future__ import annotations
 
+import os
 import shutil
-import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from mlpipe_dev.local.processes import ProcessError, spawn, terminate
-from mlpipe_dev.local.stack import free_port
+from mlpipe_dev.local.processes import ProcessError, spawn
+from mlpipe_dev.local.server import LocalServer
 
 #: Debian's package ``redis-server`` (``make system-deps`` installs it)
 REDIS_SERVER = "redis-server"
 
 
 @dataclass
-class LocalRedisServer:
-    """``redis-server`` with its log (and nothing else) under ``root``.
-
-    :param root: directory of the log.
-    """
-
-    root: Path
-    port: int = 0
-    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.root = Path(self.root).resolve()
-        self.port = self.port or free_port()
+class LocalRedisServer(LocalServer):
+    """``redis-server`` with its log (and nothing else) under ``root``."""
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 30) -> LocalRedisServer:
-        binary = shutil.which(REDIS_SERVER) or (
-            "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
-        )
+        binary = shutil.which(REDIS_SERVER, path=f"{os.environ.get('PATH', '')}:/usr/bin")
         if binary is None:
             raise ProcessError(
                 "redis-server is needed for the streaming part of the demo: `make system-deps` "
@@ -71,14 +58,3 @@ class LocalRedisServer:
             except redis.RedisError:
                 time.sleep(0.05)
         raise ProcessError(f"redis-server on port {self.port} not ready after {timeout:.0f}s")
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            terminate(self._proc)
-            self._proc = None
-
-    def __enter__(self) -> LocalRedisServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
