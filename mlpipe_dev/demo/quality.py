@@ -60,7 +60,7 @@ class QualityProbe:
         from airflow_mlpipe.monitoring.quality import served_predictions
 
         for name, (rows, labels) in self.sets.items():
-            answers = [_predict(endpoint, rows[i : i + CHUNK]) for i in range(0, len(rows), CHUNK)]
+            answers = [predict(endpoint, rows[i : i + CHUNK]) for i in range(0, len(rows), CHUNK)]
             values = metrics.compute(self.task_type, labels, served_predictions(answers), only=[self.metric])
             self.measured[name][when] = values.get(self.metric)
             self.measured[name][f"{when}_version"] = sorted({str(a.get("model_version")) for a in answers})
@@ -83,12 +83,13 @@ class QualityProbe:
         return lines
 
 
-def _predict(endpoint: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def predict(endpoint: str, rows: list[dict[str, Any]], timeout: float = 60) -> dict[str, Any]:
+    """``POST <endpoint>/predict`` with ``{"rows": rows}``; the served answer."""
     req = urllib.request.Request(
         f"{endpoint.rstrip('/')}/predict",
         data=json.dumps({"rows": rows}).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    with urllib.request.urlopen(req, timeout=60) as resp:
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
         return dict(json.loads(resp.read()))

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlpipe.core.timing import scaled
-from mlpipe_dev.demo import streaming
+from mlpipe_dev.demo import approval, streaming
 from mlpipe_dev.demo.progress import RunProgress, RunStalled, wait_for_new_run
 from mlpipe_dev.demo.quality import QualityProbe
 from mlpipe_dev.local.mlflow_server import LocalMlflowServer
@@ -247,48 +247,18 @@ class Demo:
         }
 
     def approve(self, api: AirflowApi, dag_id: str, run_id: str, ti: dict[str, Any]) -> None:
-        """Answer a human-in-the-loop request as a person would in the UI (*Required actions*):
-        through Airflow's REST API, as the demo's user, so the answer and who gave it are recorded."""
-        from urllib.parse import quote
-
-        path = (
-            f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{ti['task_id']}/"
-            f"{ti.get('map_index', -1)}/hitlDetails"
-        )
-        self._wait_pause_processed(dag_id, run_id, ti)
-        detail = api.get(path)
-        options = list(detail.get("options") or [])
-        choice = next((o for o in ("Approve", "Retrain") if o in options), options[0] if options else None)
-        if choice is None:
-            raise RuntimeError(f"{dag_id} {ti['task_id']} asks for input without options: {detail}")
-        answer = api.patch(path, {"chosen_options": [choice]})
-        who = (answer.get("responded_by") or {}).get("name") or "the demo user"
-        self.log(f"  {ti['task_id']}: {detail.get('subject')!r} answered {choice!r} by {who} (REST API)")
-        self.approvals.append(
-            {"dag_id": dag_id, "run_id": run_id, "task_id": ti["task_id"], "chosen": choice, "by": who}
-        )
-
-    def _wait_pause_processed(self, dag_id: str, run_id: str, ti: dict[str, Any]) -> None:
-        """Wait until the scheduler has processed the task's pause (its executor event).
-
-        Airflow 3.3 loses an answer that arrives before that: the answered task is queued again,
-        the scheduler then reads the paused workload's "success" event against a queued task
-        instance and puts it up for retry, which asks again. A person never answers that fast; an
-        answering program must wait for this (observed in the scheduler's log; bounded wait).
-        """
+        """Answer a human-in-the-loop request through the REST API, as the demo's user."""
         log = self.work / "airflow" / "logs" / "scheduler.log"
-        # The paused workload is the only one of this try that has ended while the task waits.
-        key = (
-            f"TaskInstanceKey(dag_id='{dag_id}', task_id='{ti['task_id']}', run_id='{run_id}', "
-            f"try_number={ti.get('try_number')}, map_index={ti.get('map_index', -1)})"
+        self.approvals.append(
+            approval.answer(
+                api,
+                dag_id,
+                run_id,
+                ti,
+                scheduler_log=lambda: log.read_text(errors="replace") if log.exists() else "",
+                log=self.log,
+            )
         )
-        deadline = time.monotonic() + scaled(30)
-        while time.monotonic() < deadline:
-            text = log.read_text(errors="replace") if log.exists() else ""
-            if any("Received executor event" in line and key in line for line in text.splitlines()):
-                return
-            time.sleep(0.2)
-        self.log(f"  {ti['task_id']}: the scheduler's pause event was not seen in its log; answering anyway")
 
     def sample_rows(self, n: int = 3) -> list[dict[str, Any]]:
         from mlpipe_dev import churn_data as churn
