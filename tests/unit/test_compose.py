@@ -115,7 +115,10 @@ def test_dependencies_and_connections_point_at_defined_services():
     assert host in SERVICES and port in SERVICES[host]["command"]
     proxy_cfg = (ROOT / "docker" / "haproxy" / "haproxy.cfg").read_text()
     port = SERVICES["model-service"]["command"][SERVICES["model-service"]["command"].index("--port") + 1]
-    assert f"model-service:{port}" in proxy_cfg
+    proxy_env = SERVICES["serving-proxy"]["environment"]
+    assert proxy_env["MLPIPE_MODEL_SERVICE"] == f"model-service:{port}"
+    for variable in proxy_env:
+        assert f'"${{{variable}}}"' in proxy_cfg, f"haproxy.cfg does not read {variable}"
 
 
 @pytest.mark.parametrize(
@@ -139,3 +142,44 @@ def test_feast_connection_uses_the_stack_services():
     assert "@postgres:5432/feast" in extra["registry"]["path"]
     assert extra["online_store"]["connection_string"].startswith("redis:6379")
     assert "CREATE DATABASE feast" in (ROOT / "docker" / "postgres" / "init-databases.sql").read_text()
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with Compose's merge tags: ``!reset`` clears what the base file set."""
+
+
+_ComposeLoader.add_constructor("!reset", lambda loader, node: None)
+OVERRIDE = yaml.load((ROOT / "docker" / "compose.test.yaml").read_text(), Loader=_ComposeLoader)
+
+
+def test_test_override_swaps_every_upstream_image_for_its_standin():
+    """What the compose test runs differs from the file users get only by the override, and the
+    override names a stand-in (mlpipe_dev/containers/standin.py) for every upstream image."""
+    from mlpipe_dev.containers.standin import STANDINS, standin_tag
+
+    for name, service in SERVICES.items():
+        image = service.get("image")
+        if image and image != OUR_IMAGE:
+            assert OVERRIDE["services"][name]["image"] == standin_tag(STANDINS[image]), name
+    args = OVERRIDE["x-airflow-test"]["build"]["args"]
+    assert args["PYTHON_IMAGE"] == standin_tag(STANDINS["python:3.11-slim-bookworm"])
+    assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in (ROOT / "Dockerfile").read_text()
+
+
+def test_test_override_puts_every_service_on_the_host_network_without_published_ports():
+    for name in SERVICES:
+        override = OVERRIDE["services"][name]
+        assert override["network_mode"] == "host", name
+        assert not override.get("ports"), name
+
+
+def test_container_id_is_read_from_the_hostname_mount():
+    from mlpipe_dev.containers.hostname import container_id
+
+    cid = "ab" * 32
+    mountinfo = (
+        "95 78 254:0 /var/lib/docker/volumes/x/_data /opt/x rw - ext4 /dev/vda rw\n"
+        f"96 78 254:0 /var/lib/docker/containers/{cid}/hostname /etc/hostname rw - ext4 /dev/vda rw\n"
+    )
+    assert container_id(mountinfo) == cid
+    assert container_id("25 1 0:22 / /proc rw - proc proc rw\n") is None

@@ -7,7 +7,8 @@ mkdir -p "$PGDATA" && chown -R postgres "$PGDATA" && chmod 700 "$PGDATA"
 as_pg() { runuser -u postgres -- env PATH="$PATH" PGPORT="$PGPORT" "$@"; }
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   pwfile=$(mktemp) && echo "${POSTGRES_PASSWORD:-}" > "$pwfile" && chown postgres "$pwfile"
-  as_pg initdb -D "$PGDATA" -U "$POSTGRES_USER" --pwfile="$pwfile" --auth-host=md5 --auth-local=trust
+  as_pg initdb -D "$PGDATA" -U "$POSTGRES_USER" --pwfile="$pwfile" --auth-host=md5 --auth-local=trust \
+    --encoding=UTF8 --locale=C.UTF-8
   rm -f "$pwfile"
   echo "host all all all md5" >> "$PGDATA/pg_hba.conf"
   as_pg pg_ctl -D "$PGDATA" -o "-c listen_addresses= -p $PGPORT" -w start
