@@ -27,6 +27,41 @@ def proba_model(model: Any) -> Any | None:
     return None
 
 
+#: scikit-learn classifiers whose ``predict`` is, by definition, the class of the highest
+#: ``predict_proba`` (first on ties): their labels need no second pass over the model
+_LABELS_ARE_ARGMAX = frozenset(
+    {
+        "sklearn.ensemble._forest.RandomForestClassifier",
+        "sklearn.ensemble._forest.ExtraTreesClassifier",
+        "sklearn.tree._classes.DecisionTreeClassifier",
+        "sklearn.tree._classes.ExtraTreeClassifier",
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    }
+)
+
+
+def labels_are_argmax(model: Any) -> bool:
+    """Whether ``model``'s predicted labels are exactly the classes of its highest probabilities:
+    one of the classifiers listed above (the exact class, not a subclass that may override
+    ``predict``), with one output, alone or as a scikit-learn pipeline's last step."""
+    final = model
+    if f"{type(model).__module__}.{type(model).__qualname__}" == "sklearn.pipeline.Pipeline":
+        final = model.steps[-1][1]
+    name = f"{type(final).__module__}.{type(final).__qualname__}"
+    return name in _LABELS_ARE_ARGMAX and getattr(final, "n_outputs_", 1) == 1
+
+
+def predictions_and_scores(model: Any, frame: Any, classifier: bool) -> tuple[list[Any], dict[str, Any]]:
+    """The predicted labels (or values) of ``frame`` as a list, and :func:`class_scores` when
+    ``classifier``; one pass over the model when :func:`labels_are_argmax`, else ``predict`` too."""
+    scores = class_scores(model, frame) if classifier else {}
+    if scores and labels_are_argmax(model):
+        classes = scores["classes"]
+        return [classes[max(range(len(row)), key=row.__getitem__)] for row in scores["probabilities"]], scores
+    predictions = model.predict(frame)
+    return (predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)), scores
+
+
 def class_scores(model: Any, frame: Any) -> dict[str, Any]:
     """``{"classes", "probabilities"}`` (per row, ordered as ``classes``) and, for two classes,
     ``"scores"`` (the probability of ``classes[1]``, the positive class); ``{}`` without probabilities.
@@ -36,8 +71,13 @@ def class_scores(model: Any, frame: Any) -> dict[str, Any]:
         return {}
     proba = found.predict_proba(frame)
     classes = [c.item() if hasattr(c, "item") else c for c in found.classes_]
-    rows = proba.tolist() if hasattr(proba, "tolist") else [list(r) for r in proba]
-    out: dict[str, Any] = {"classes": classes, "probabilities": rows}
+    return scores_of(classes, proba.tolist() if hasattr(proba, "tolist") else [list(r) for r in proba])
+
+
+def scores_of(classes: list[Any], probabilities: list[list[float]]) -> dict[str, Any]:
+    """The answer's class-score fields from ``classes`` and per-row ``probabilities`` (ordered as
+    ``classes``): also how the batched service joins the rows of one request back together."""
+    out: dict[str, Any] = {"classes": classes, "probabilities": probabilities}
     if len(classes) == 2:
-        out["scores"] = [r[1] for r in rows]
+        out["scores"] = [r[1] for r in probabilities]
     return out
