@@ -6,8 +6,7 @@ online-feature spec is configured. Its configuration is ``mlpipe_service.json`` 
 (written at build time): model identity, the request schema taken from the model signature, the
 optional Feast online spec and the batching settings.
 
-With batching on (the default), ``MlpipeModelService`` validates each request and builds its frame,
-then hands the rows to ``MlpipeModelBatcher``, a second service holding the model, whose
+With batching on (the default), ``MlpipeModelService`` validates each request, then hands its rows to ``MlpipeModelBatcher``, a second service holding the model, whose
 ``@bentoml.api(batchable=True)`` method gets the rows of concurrent requests in one call (BentoML's
 adaptive dispatcher). A bad request is refused before it reaches a batch; a row the model itself
 cannot score fails only the request it came from. With batching off, the receiving process loads the
@@ -56,9 +55,9 @@ try:  # inside a bento the schema module sits next to this file
 except ImportError:  # imported from the provider package
     from airflow_mlpipe.deploy import schema as _schema
 try:  # in a bento: copied beside this file
-    from mlpipe_scores import predictions_and_scores, scores_of
+    from mlpipe_scores import score_rows, scores_of
 except ImportError:  # imported from the installed provider
-    from airflow_mlpipe.core.class_scores import predictions_and_scores, scores_of
+    from airflow_mlpipe.core.class_scores import score_rows, scores_of
 
 RequestError = _schema.RequestError
 validate_rows = _schema.validate_rows
@@ -147,34 +146,6 @@ def load_model(config: dict[str, Any]) -> Any:
 _CONFIG = load_config()
 #: bentos built before batching existed have no entry: they keep scoring each request alone
 _BATCHING: dict[str, Any] = _CONFIG.get("batching") or {"enabled": False}
-
-
-def score_rows(model: Any, frame: Any, classifier: bool) -> list[dict[str, Any]]:
-    """Per row of ``frame``: ``{"prediction", "probabilities", "classes"}`` (the last two ``None``
-    without class probabilities), or ``{"error"}`` for a row the model raises on.
-
-    A batch holds the rows of several requests, so one row the model cannot score must not fail
-    the others: on an exception the frame is halved until the failing rows stand alone (a few extra
-    model calls, and only when something failed).
-    """
-    try:
-        values, scores = predictions_and_scores(model, frame, classifier)
-    except Exception as exc:  # whatever the model raises, the other rows still get answers
-        if len(frame) == 1:
-            return [{"error": f"{type(exc).__name__}: {exc}"}]
-        half = len(frame) // 2
-        return score_rows(model, frame.iloc[:half], classifier) + score_rows(
-            model, frame.iloc[half:], classifier
-        )
-    probabilities, classes = scores.get("probabilities"), scores.get("classes")
-    return [
-        {
-            "prediction": value,
-            "probabilities": probabilities[i] if probabilities else None,
-            "classes": classes,
-        }
-        for i, value in enumerate(values)
-    ]
 
 
 def joined_scores(scored: list[dict[str, Any]], what: str = "rows") -> dict[str, Any]:

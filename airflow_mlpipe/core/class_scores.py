@@ -1,8 +1,9 @@
-"""Class probabilities next to the predicted labels: one definition for online and batch serving.
+"""Class probabilities next to the predicted labels: one definition for online and batch serving,
+and the per-row scoring of the served model's batches.
 
 Copied beside the service into every bento (as ``mlpipe_scores.py``) and imported by batch
-scoring, so ``scores`` means the same number in both. It imports nothing: it only calls the
-model's ``predict_proba`` and reads ``classes_``.
+scoring, so ``scores`` means the same number in both. It imports nothing: it calls the model's
+``predict`` / ``predict_proba``, reads ``classes_`` and slices frames with ``iloc``.
 """
 
 from __future__ import annotations
@@ -81,3 +82,31 @@ def scores_of(classes: list[Any], probabilities: list[list[float]]) -> dict[str,
     if len(classes) == 2:
         out["scores"] = [r[1] for r in probabilities]
     return out
+
+
+def score_rows(model: Any, frame: Any, classifier: bool) -> list[dict[str, Any]]:
+    """Per row of ``frame``: ``{"prediction", "probabilities", "classes"}`` (the last two ``None``
+    without class probabilities), or ``{"error"}`` for a row the model raises on.
+
+    A batch holds the rows of several requests, so one row the model cannot score must not fail
+    the others: on an exception the frame is halved until the failing rows stand alone (a few extra
+    model calls, and only when something failed).
+    """
+    try:
+        values, scores = predictions_and_scores(model, frame, classifier)
+    except Exception as exc:  # whatever the model raises, the other rows still get answers
+        if len(frame) == 1:
+            return [{"error": f"{type(exc).__name__}: {exc}"}]
+        half = len(frame) // 2
+        return score_rows(model, frame.iloc[:half], classifier) + score_rows(
+            model, frame.iloc[half:], classifier
+        )
+    probabilities, classes = scores.get("probabilities"), scores.get("classes")
+    return [
+        {
+            "prediction": value,
+            "probabilities": probabilities[i] if probabilities else None,
+            "classes": classes,
+        }
+        for i, value in enumerate(values)
+    ]
