@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -77,6 +78,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     project.run("build", "airflow-init", timeout=3000)
     timings["project image"] = time.monotonic() - t0
     api = AirflowApi(f"http://127.0.0.1:{project.env['MLPIPE_TEST_API_PORT']}", "admin", password)
+    # A cancelled job (SIGTERM) must still tear the project down: make it an interrupt.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         t0 = time.monotonic()
         project.run("up", "--detach", "--no-build", timeout=900)
@@ -87,9 +90,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         print(project.logs(tail=80))
         raise
     finally:
+        signal.signal(signal.SIGTERM, previous)
         project.down()
         left = project.leftovers(client)
         assert not left, f"compose down left {left}"
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _wait_healthy(api: AirflowApi, project: ComposeProject) -> None:
