@@ -254,3 +254,55 @@ def test_file_store_keeps_todays_layout(tmp_path: Any) -> None:
         store.save({"canary_share": 0.5})
     assert json.loads((tmp_path / "state.json").read_text()) == {"canary_share": 0.5}
     assert FileStateStore(tmp_path).load() == {"canary_share": 0.5}
+
+
+class _Reached(Exception):
+    """Injected fault: the hand-over got past its lock and tried to start a scorer."""
+
+
+def test_stream_handover_takes_the_stream_lock(
+    state_url: str, redis_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import uuid
+
+    from airflow_mlpipe.config.deploy import CanaryConfig
+    from airflow_mlpipe.config.streaming import StreamConfig
+    from airflow_mlpipe.streaming.rollout import StreamDeployment, deploy_stream
+
+    prefix = f"mlpipe-ss-{uuid.uuid4().hex[:8]}"
+    key = f"stream:{prefix}.in"
+    config = StreamConfig(redis_url, f"{prefix}.in", f"{prefix}.out")
+    deployment = StreamDeployment(tmp_path, config, store=SqlStateStore(state_url, key))
+    reached: list[float] = []
+
+    def start(*args: Any, **kwargs: Any) -> Any:
+        reached.append(time.monotonic())
+        raise _Reached
+
+    monkeypatch.setattr(deployment, "start", start)
+    entered, release = CTX.Event(), CTX.Event()
+    holder = CTX.Process(target=_step, args=(state_url, key, True, "holder", entered, release))
+    holder.start()
+    errors: list[BaseException] = []
+
+    def handover() -> None:
+        try:
+            deploy_stream(deployment, "m:v1", model_name="m", model_version="1", canary=CanaryConfig())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=handover, daemon=True)
+    try:
+        assert entered.wait(TIMEOUT)
+        thread.start()
+        _wait(lambda: _waiting_for_advisory_lock(state_url), "the hand-over to wait for the stream's lock")
+        assert not reached, "the hand-over started a scorer while another step held the lock"
+        release.set()
+        thread.join(TIMEOUT)
+        assert len(reached) == 1 and isinstance(errors[0], _Reached), errors
+    finally:
+        release.set()
+        holder.join(TIMEOUT)
+    assert not (tmp_path / "state.json").exists()  # the state is the store's, not a file
+    assert SqlStateStore(state_url, key).load()["log"] == ["holder"]
