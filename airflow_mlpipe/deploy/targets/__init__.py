@@ -54,4 +54,9 @@ def resolve_target(spec: TargetSpec | Any, *, deployment_name: str) -> Any:
     try:
         return factory(deployment_name, **options)
     except TypeError as exc:
+        if "state_store" in str(exc):
+            raise ConfigError(
+                f"Target {spec.kind!r} does not take a state store; remove state_conn_id or add a "
+                "state_store argument to its factory (docs/howto/deployment-target.md)."
+            ) from None
         raise ConfigError(f"Invalid options {sorted(spec.options)} for target {spec.kind!r}: {exc}") from None

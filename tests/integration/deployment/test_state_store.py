@@ -216,6 +216,20 @@ def test_target_option_chooses_the_sql_store(state_conn: str, state_url: str, tm
     assert isinstance(default.store, FileStateStore)
 
 
+class StatelessTarget:
+    """A target whose factory takes no state store."""
+
+    def __init__(self, deployment_name: str) -> None:
+        self.deployment_name = deployment_name
+
+
+def test_a_factory_without_a_state_store_says_so(state_conn: str) -> None:
+    spec = {"kind": f"{__name__}:StatelessTarget", "state_conn_id": state_conn}
+    with pytest.raises(ConfigError, match="does not take a state store"):
+        resolve_target(spec, deployment_name="churn")
+    assert isinstance(resolve_target({"kind": spec["kind"]}, deployment_name="churn"), StatelessTarget)
+
+
 def test_missing_connection_is_a_config_error(tmp_path: Any) -> None:
     spec = {"kind": "local", "state_dir": str(tmp_path), "state_conn_id": "mlpipe_state_missing"}
     with pytest.raises(ConfigError, match="'mlpipe_state_missing' does not exist"):
