@@ -59,7 +59,7 @@ def run(quick: bool) -> list[Result]:
         deployment_name="bench-local",
     )
     name = f"bench-{os.getpid()}"
-    docker = resolve_target(docker_spec(work / "docker", ready_timeout=300.0), deployment_name=name)
+    docker = resolve_target(docker_spec(state_dir=work / "docker", ready_timeout=300.0), deployment_name=name)
     results: list[Result] = []
     try:
         deploy(local, hook, m1, smoke=None, canary=quiet, log=lambda _: None)

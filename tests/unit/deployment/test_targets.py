@@ -68,6 +68,15 @@ def test_bad_target_specs_say_what_to_change(spec, message):
         resolve_target(spec, deployment_name="churn")
 
 
+def test_state_options_belong_to_the_spec_not_to_the_factory():
+    spec = TargetSpec.from_mapping({"kind": "local", "port": 9000, "state_conn_id": "pg", "state_table": "t"})
+    assert spec == TargetSpec("local", {"port": 9000}, state_conn_id="pg", state_table="t")
+    assert TargetSpec.from_mapping(spec) == spec
+    assert TargetSpec.from_mapping({"kind": "local"}).state_table == "mlpipe_deployment_state"
+    with pytest.raises(ConfigError, match="state_conn_id must name an Airflow connection"):
+        TargetSpec.from_mapping({"kind": "local", "state_conn_id": " "})
+
+
 def test_pipeline_deployment_config_carries_the_target():
     assert DeploymentSection().target == {"kind": "local"}
     assert TargetSpec.from_mapping(

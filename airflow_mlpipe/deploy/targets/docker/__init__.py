@@ -16,7 +16,6 @@ import datetime as dt
 import hashlib
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from airflow_mlpipe.deploy.targets.base import Backend, BackendStartError, Deplo
 from airflow_mlpipe.deploy.targets.docker.image import BENTO_LABEL, ensure_image
 from airflow_mlpipe.deploy.targets.docker.proxy import ContainerProxy
 from airflow_mlpipe.deploy.targets.local import free_port, http_ok, probe, weighted_servers
+from airflow_mlpipe.deploy.targets.state import FileStateStore, StateStore
 from airflow_mlpipe.exceptions import ConfigError, MlpipeError
 
 DEPLOYMENT_LABEL = "mlpipe.deployment"
@@ -52,7 +52,7 @@ class DockerTarget:
         self,
         *,
         name: str,
-        store: Any,
+        store: StateStore,
         client: Any = None,
         port: int | None = None,
         host: str = "127.0.0.1",
@@ -93,7 +93,7 @@ class DockerTarget:
         cls,
         deployment_name: str,
         *,
-        state_store: Any = None,
+        state_store: StateStore | None = None,
         state_dir: str | None = None,
         single_host: bool = False,
         docker_host: str | None = None,
@@ -125,7 +125,7 @@ class DockerTarget:
                     "(a postgres connection). A file store (state_dir) is for one host only; "
                     "ask for it with single_host: true."
                 )
-            state_store = FileStore(state_dir)
+            state_store = FileStateStore(state_dir)
         elif state_dir:
             raise ConfigError("Set either state_conn_id or state_dir for kind: docker, not both.")
         use_bentoml_home(bentoml_home or os.environ.get("BENTOML_HOME"))
@@ -315,32 +315,3 @@ def bento_digest(bento_tag: str) -> str:
                 st = path.stat()
                 h.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
-
-
-class FileStore:
-    """``state.json`` and an ``fcntl`` lock in a directory: one host only."""
-
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        import fcntl
-
-        with open(self.dir / ".lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def load(self) -> dict[str, Any]:
-        from airflow_mlpipe.deploy.targets.local import LocalTarget
-
-        return LocalTarget._read_json(self.dir / "state.json") or {}
-
-    def save(self, doc: dict[str, Any]) -> None:
-        from airflow_mlpipe.deploy.targets.local import LocalTarget
-
-        LocalTarget._write_json(self.dir / "state.json", doc)
