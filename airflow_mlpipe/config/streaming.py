@@ -28,7 +28,9 @@ class StreamConfig(MappingConfig):
     :param block_ms: how long one read waits for new events.
     :param claim_idle_ms: pending events idle this long (their consumer died) are claimed by another.
     :param max_len: approximate cap of the output and dead-letter streams (``None``: no trimming).
-    :param probabilities: also write the probability of the predicted class (classifiers).
+    :param probabilities: also write a class probability (classifiers): ``score``, the positive
+        class's for two classes (as the HTTP service's ``scores``), else ``probability``, the
+        predicted class's.
     """
 
     redis_url: str
