@@ -14,10 +14,11 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from airflow_mlpipe.config.streaming import StreamConfig
+from airflow_mlpipe.streaming.logged import StreamPredictionLog
 from airflow_mlpipe.streaming.metrics import StreamMetrics
 from airflow_mlpipe.streaming.transport import Committed, Event, Result, StreamTransport
 
@@ -54,6 +55,8 @@ class _Batch:
     status: dict[str, str]  # position → outcome (a key of metrics.STATUS)
     common: dict[str, str]
     started: float
+    #: position → (data, prediction, probability) of the scored events, when a prediction log is kept
+    scored: dict[str, tuple[Any, Any, float | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -115,6 +118,11 @@ class StreamScorer:
         self._next_claim = 0.0
         self._next_gauges = 0.0
         self._described = False
+        self.prediction_log = (
+            StreamPredictionLog(config.prediction_log, model_version=model.identity["model_version"])
+            if config.prediction_log
+            else None
+        )
 
     def _next_events(self, block_ms: int) -> list[Event]:
         """Stale events of dead consumers first (checked every ``claim_idle_ms / 2``), else new
@@ -166,8 +174,16 @@ class StreamScorer:
                 held = batch
                 self._gauges_due()
         finally:
-            if held is not None:
-                self._record(held, self._commit(held))
+            try:
+                if held is not None:
+                    self._record(held, self._commit(held))
+            finally:
+                self.close()
+
+    def close(self) -> None:
+        """Write what the prediction log holds (``run`` does when it returns)."""
+        if self.prediction_log is not None:
+            self.prediction_log.flush()
 
     def update_gauges(self) -> None:
         state = self.transport.group_state(self.group)
@@ -205,7 +221,10 @@ class StreamScorer:
             else:
                 results.append(self._dead(event, error, "malformed"))
                 status[event.position] = "malformed"
-        for (event, _), scored in zip(valid, self._score([d for _, d in valid]), strict=True):
+        logged: dict[str, tuple[Any, Any, float | None]] = {}
+        # The prediction log's score is the positive-class probability only (null for multiclass).
+        log_score = self.prediction_log is not None and score_field == "score"
+        for (event, data), scored in zip(valid, self._score([d for _, d in valid]), strict=True):
             if isinstance(scored, BaseException):
                 # A ValueError is the event's fault (e.g. no online features for its key).
                 kind = "malformed" if isinstance(scored, ValueError) else "model_error"
@@ -218,12 +237,14 @@ class StreamScorer:
                 fields[score_field] = _json(probability)
             results.append(Result(event, fields, with_data=True))
             status[event.position] = "scored"
+            if self.prediction_log is not None:
+                logged[event.position] = (data, prediction, probability if log_score else None)
         common = {
             "model_version": self.model.identity["model_version"],
             "scorer": self.name,
             "scored_at": f"{time.time():.6f}",
         }
-        return _Batch(events, results, status, common, started)
+        return _Batch(events, results, status, common, started, logged)
 
     def _commit(self, batch: _Batch) -> Committed:
         return self._send(batch)()
@@ -256,6 +277,15 @@ class StreamScorer:
         self.metrics.count("dead_letter", committed.dead_lettered)
         self.metrics.count("duplicate", committed.duplicates)
         self.metrics.count("not_owned", committed.not_owned)
+        if self.prediction_log is not None:
+            # What this commit wrote: a redelivered event that already had a result is not logged again.
+            by_position = {e.position: e for e in batch.events}
+            for position in committed.owned_positions:
+                if (scored := batch.scored.get(position)) is not None:
+                    event = by_position[position]
+                    data, prediction, score = scored
+                    self.prediction_log.add(data, event.fields, prediction, score, event.arrived_ms)
+            self.prediction_log.flush_due()
         return BatchOutcome(
             len(batch.events),
             committed.written,

@@ -301,3 +301,44 @@ def test_a_stop_commits_the_batch_in_hand(stream_config, bento_model, iris_regis
     scorer.run(lambda: scorer.metrics.events["scored"] >= 120)
     ids = [s["event_id"] for s in _entries(client, stream_config.output_stream)]
     assert ids == [f"e{i}" for i in range(120)]
+
+
+def test_scored_events_are_logged_for_live_quality(stream_config, tmp_path):
+    """With a prediction log, each event the scorer wrote is logged once — its entity keys, its event
+    time (the event's own, else when it arrived), the prediction and the positive-class score — so
+    live quality joins labels to the stream's predictions as it does to batch scoring's."""
+    import dataclasses
+
+    import pandas as pd
+
+    from airflow_mlpipe.monitoring.prediction_log import read_log
+
+    log_uri = str(tmp_path / "log")
+    config = dataclasses.replace(stream_config, prediction_log={"uri": log_uri, "keys": ["customer_id"]})
+    model, estimator, rows = _binary_model()
+    scorer = _scorer(config, model)
+    client = scorer.transport.client
+    sent = {}
+    for i, row in enumerate(rows[:80]):
+        # The keys and event time travel beside the model's columns (which are all ``data`` holds).
+        event = {"event_id": f"e{i}", "data": json.dumps(row), "customer_id": f"c{i}"}
+        if i % 2:
+            event["event_timestamp"] = f"2026-11-{1 + i % 28:02d}T10:00:00+00:00"
+        sent[f"c{i}"] = client.xadd(config.input_stream, event)
+    # A redelivered event (same event_id) has one result, so one log row; one without its key, none.
+    client.xadd(config.input_stream, {"event_id": "e3", "data": json.dumps(rows[3]), "customer_id": "c3"})
+    client.xadd(config.input_stream, {"event_id": "e80", "data": json.dumps(rows[80])})
+    scorer.run(lambda: scorer.metrics.events["duplicate"] + scorer.metrics.events["scored"] >= 82)
+    assert scorer.prediction_log is not None and scorer.prediction_log.skipped == 1
+
+    log = read_log(log_uri).sort_values("customer_id", key=lambda k: k.str[1:].astype(int))
+    assert log["customer_id"].tolist() == [f"c{i}" for i in range(80)]
+    frame = pd.DataFrame(rows[:80])
+    assert log["prediction"].tolist() == estimator.predict(frame).tolist()
+    assert log["score"].tolist() == pytest.approx(estimator.predict_proba(frame)[:, 1].tolist(), rel=1e-9)
+    assert set(log["model_version"]) == {"7"}
+    for i, when in enumerate(log["event_timestamp"]):
+        if i % 2:
+            assert when == pd.Timestamp(f"2026-11-{1 + i % 28:02d}T10:00:00Z")
+        else:  # when it arrived: the entry id's milliseconds
+            assert when == pd.Timestamp(int(sent[f"c{i}"].split("-")[0]), unit="ms", tz="UTC")
