@@ -12,7 +12,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: system-deps venv test lint typecheck pytest demo bench docs clean
+.PHONY: system-deps container-deps venv test lint typecheck pytest demo bench docs clean
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (Debian: apt-get install python3.11-venv)"; exit 1; }
@@ -30,9 +30,12 @@ venv: $(VENV)/.synced
 # runs its stream (streaming inference) on a private redis-server.
 # Idempotent: installs only what is missing (needs root or sudo the first time).
 SYSTEM_PACKAGES := haproxy:/usr/sbin/haproxy chromium:/usr/bin/chromium redis-server:/usr/bin/redis-server
-system-deps:
+# The container tests (compose stack, container deployment target) also need a Docker Engine and
+# debootstrap, which builds their stand-in base image (mlpipe_dev/containers/standin.py).
+CONTAINER_PACKAGES := docker.io:/usr/sbin/dockerd debootstrap:/usr/sbin/debootstrap
+system-deps container-deps:
 	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); missing=""; \
-	for entry in $(SYSTEM_PACKAGES); do \
+	for entry in $(if $(filter container-deps,$@),$(CONTAINER_PACKAGES),$(SYSTEM_PACKAGES)); do \
 	  test -x "$${entry#*:}" || missing="$$missing $${entry%%:*}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -50,7 +53,7 @@ typecheck: venv
 pytest: venv
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-test: system-deps lint typecheck pytest
+test: system-deps container-deps lint typecheck pytest
 
 demo: system-deps venv
 	$(VENV)/bin/python -m mlpipe_dev.demo $(DEMO_ARGS)
