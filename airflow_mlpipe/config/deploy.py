@@ -10,6 +10,9 @@ from typing import Any
 from airflow_mlpipe.config.base import MappingConfig, from_mapping
 from airflow_mlpipe.exceptions import ConfigError
 
+#: the SQL state store's table unless a target spec names another (``state_table``)
+DEFAULT_STATE_TABLE = "mlpipe_deployment_state"
+
 
 @dataclass
 class SmokeTestConfig:
@@ -163,10 +166,16 @@ class TargetSpec(MappingConfig):
         machine) or the import path ``package.module:factory`` of your own target factory.
     :param options: keyword arguments of the target's factory (``local``: ``state_dir``, ``port``,
         ``bentoml_home``, ``ready_timeout``).
+    :param state_conn_id: Airflow connection (postgres) of the SQL state store: the deployment's
+        state and lock live in a table every worker reaches, for any kind. ``None``: the target's
+        own default (``local``: ``state.json`` in its state directory, one machine only).
+    :param state_table: the SQL state store's table (created on first use).
     """
 
     kind: str = "local"
     options: dict[str, Any] = field(default_factory=dict)
+    state_conn_id: str | None = None
+    state_table: str = DEFAULT_STATE_TABLE
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str) or not self.kind.strip():
@@ -174,20 +183,35 @@ class TargetSpec(MappingConfig):
         if not isinstance(self.options, Mapping):
             raise ConfigError(f"target options must be a mapping, got {type(self.options).__name__}.")
         self.options = dict(self.options)
+        if self.state_conn_id is not None and (
+            not isinstance(self.state_conn_id, str) or not self.state_conn_id.strip()
+        ):
+            raise ConfigError("target.state_conn_id must name an Airflow connection (postgres).")
+        if not isinstance(self.state_table, str) or not self.state_table.strip():
+            raise ConfigError("target.state_table must name a table.")
 
     @classmethod
     def from_mapping(
         cls, value: TargetSpec | Mapping[str, Any] | str | None, where: str | None = None
     ) -> TargetSpec:
         """From a spec, ``None`` (the local target), a kind name, or ``{"kind": ..., <options>}``
-        (every key but ``kind`` is an option of that target)."""
+        (every key but ``kind``, ``state_conn_id`` and ``state_table`` is an option of that target)."""
         if value is None:
             return cls()
         if isinstance(value, cls):
-            return cls(value.kind, dict(value.options))
+            return cls(value.kind, dict(value.options), value.state_conn_id, value.state_table)
         if isinstance(value, str):
             return cls(kind=value)
         if isinstance(value, Mapping):
-            options = {k: v for k, v in value.items() if k != "kind"}
-            return cls(kind=value.get("kind", "local"), options=options)
+            options = {k: v for k, v in value.items() if k not in _SPEC_KEYS}
+            return cls(
+                kind=value.get("kind", "local"),
+                options=options,
+                state_conn_id=value.get("state_conn_id"),
+                state_table=value.get("state_table", DEFAULT_STATE_TABLE),
+            )
         raise ConfigError(f"{where or 'target'} must be a mapping with a 'kind', got {type(value).__name__}.")
+
+
+#: keys of a target mapping that belong to the spec itself, not to the target's factory
+_SPEC_KEYS = ("kind", "state_conn_id", "state_table")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_mlpipe.config.deploy import CanaryConfig
+from airflow_mlpipe.config.deploy import DEFAULT_STATE_TABLE, CanaryConfig
 from airflow_mlpipe.config.streaming import StreamConfig
 from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.core.results import jsonable
@@ -37,7 +37,12 @@ class StreamScorerDeployOperator(_RegistryModelMixin, BaseOperator):
     :param version: registry version to serve.
     :param stream: :class:`StreamConfig` or its dict (Redis URL, input/output streams, batching).
     :param canary: :class:`CanaryConfig` or its dict; ``{"enabled": False}`` hands over at once.
-    :param state_dir: the scorers' state (default ``<artifact root>/streams/<input stream>``).
+    :param state_dir: the scorers' logs and, without ``state_conn_id``, their state (default
+        ``<artifact root>/streams/<input stream>``).
+    :param state_conn_id: Airflow connection (postgres) of the SQL state store: the stream's state
+        and lock in a table every worker sees (row ``stream:<input stream>``); default ``state.json``
+        in ``state_dir``.
+    :param state_table: the SQL state store's table.
     :param online_spec: Feast online spec: events carry entity keys, features are read online.
     :param mlflow_conn_id: MLflow connection.
     """
@@ -48,6 +53,7 @@ class StreamScorerDeployOperator(_RegistryModelMixin, BaseOperator):
         "version",
         "stream",
         "state_dir",
+        "state_conn_id",
         "mlflow_conn_id",
     )
 
@@ -60,6 +66,8 @@ class StreamScorerDeployOperator(_RegistryModelMixin, BaseOperator):
         version: str | int | None = None,
         canary: CanaryConfig | dict[str, Any] | None = None,
         state_dir: str | None = None,
+        state_conn_id: str | None = None,
+        state_table: str = DEFAULT_STATE_TABLE,
         online_spec: dict[str, Any] | None = None,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         **kwargs: Any,
@@ -71,11 +79,14 @@ class StreamScorerDeployOperator(_RegistryModelMixin, BaseOperator):
         self.stream = stream
         self.canary = CanaryConfig.from_mapping(canary) if canary is not None else CanaryConfig()
         self.state_dir = state_dir
+        self.state_conn_id = state_conn_id
+        self.state_table = state_table
         self.online_spec = online_spec
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlpipe.deploy.bento import build_bento
+        from airflow_mlpipe.deploy.targets.state import state_store
         from airflow_mlpipe.streaming.rollout import StreamDeployment, deploy_stream
 
         self._check_ref()
@@ -88,7 +99,10 @@ class StreamScorerDeployOperator(_RegistryModelMixin, BaseOperator):
             state_dir = os.path.join(root, "streams", config.input_stream)
         hook, model = self._resolve()
         bento = build_bento(hook, model, online_spec=self.online_spec)
-        deployment = StreamDeployment(state_dir, config)
+        store = state_store(
+            self.state_conn_id, f"stream:{config.input_stream}", table=self.state_table, directory=state_dir
+        )
+        deployment = StreamDeployment(state_dir, config, store=store)
         try:
             result = deploy_stream(
                 deployment,

@@ -27,6 +27,7 @@ from airflow_mlpipe.config.streaming import StreamConfig
 from airflow_mlpipe.core.prometheus import histogram_buckets, scrape
 from airflow_mlpipe.deploy.checks import CanaryFailed, ServingError, analyse_canary
 from airflow_mlpipe.deploy.targets.local import free_port, http_ok, spawn_detached, wait_ready
+from airflow_mlpipe.deploy.targets.state import FileStateStore, StateStore
 from airflow_mlpipe.exceptions import DataError
 from airflow_mlpipe.streaming.metrics import PREFIX
 from airflow_mlpipe.streaming.redis_streams import RedisStreamTransport
@@ -59,12 +60,14 @@ def scorer_name(bento_tag: str) -> str:
 
 
 class StreamDeployment:
-    """The scorers of one stream, run as local processes; state in ``state_dir``.
+    """The scorers of one stream, run as local processes; state in a state store.
 
-    :param state_dir: directory of ``state.json`` and the scorers' logs (created).
+    :param state_dir: directory of the scorers' logs (created), and of ``state.json`` by default.
     :param config: the stream's configuration.
     :param bentoml_home: BentoML store of the bentos (default ``$BENTOML_HOME``).
     :param ready_timeout: seconds a scorer may take to load its model.
+    :param store: the stream's state and its lock (default ``state.json`` in ``state_dir``; the SQL
+        store of :mod:`airflow_mlpipe.deploy.targets.state` for state every worker sees).
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class StreamDeployment:
         *,
         bentoml_home: str | None = None,
         ready_timeout: float = 120.0,
+        store: StateStore | None = None,
     ) -> None:
         self.dir = Path(state_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -81,18 +85,14 @@ class StreamDeployment:
         self.transport = RedisStreamTransport(config)
         self.bentoml_home = bentoml_home or os.environ.get("BENTOML_HOME")
         self.ready_timeout = ready_timeout
+        self.store = store if store is not None else FileStateStore(self.dir)
 
     # -- state ------------------------------------------------------------------------------------
     def load_state(self) -> dict[str, Any]:
-        try:
-            return dict(json.loads((self.dir / "state.json").read_text()))
-        except FileNotFoundError:
-            return {"stable": None, "previous": None}
+        return self.store.load() or {"stable": None, "previous": None}
 
     def save_state(self, state: dict[str, Any]) -> None:
-        tmp = self.dir / f"state.json.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-        os.replace(tmp, self.dir / "state.json")
+        self.store.save(state)
 
     # -- processes --------------------------------------------------------------------------------
     def start(
@@ -218,8 +218,32 @@ def deploy_stream(
 ) -> dict[str, Any]:
     """Make ``bento_tag`` score the stream; return the result (see docs/stages/streaming.md).
 
+    Holds the stream's state lock throughout: two hand-overs of one stream never interleave.
+
     :raises CanaryFailed: the canary was rolled back; the stable scorer owns every event again.
     """
+    with deployment.store.locked():
+        return _deploy_locked(
+            deployment,
+            bento_tag,
+            model_name=model_name,
+            model_version=model_version,
+            canary=canary,
+            drain_timeout=drain_timeout,
+            log=log,
+        )
+
+
+def _deploy_locked(
+    deployment: StreamDeployment,
+    bento_tag: str,
+    *,
+    model_name: str,
+    model_version: str,
+    canary: CanaryConfig,
+    drain_timeout: float,
+    log: Log,
+) -> dict[str, Any]:
     state = deployment.load_state()
     stable = Scorer.from_dict(state.get("stable"))
     cfg = deployment.config

@@ -78,19 +78,9 @@ def table_select(table: str) -> str:
 
 def from_connection(conn_id: str, *, table: str | None = None, query: str | None = None) -> SqlData:
     """The SqlData of ``table`` or ``query`` on the Airflow connection ``conn_id``."""
-    from airflow.sdk import BaseHook
+    from airflow_mlpipe.hooks.database import sqlalchemy_url
 
-    hook = BaseHook.get_connection(conn_id).get_hook()
-    url = getattr(hook, "sqlalchemy_url", None)
-    if url is None and hasattr(hook, "get_uri"):
-        url = hook.get_uri()
-    if url is None:
-        raise ConfigError(
-            f"Connection {conn_id!r} gives a {type(hook).__name__}, which has no SQLAlchemy URL; "
-            "use a database connection (a DbApiHook such as postgres or sqlite)."
-        )
-    if not isinstance(url, str):  # sqlalchemy.URL
-        url = url.render_as_string(hide_password=False)
+    url = sqlalchemy_url(conn_id)
     return SqlData(url=url, table=table, query=query)
 
 

@@ -34,7 +34,7 @@ def test_local_kind_builds_the_local_target_with_its_options(tmp_path):
     )
     assert isinstance(target, LocalTarget) and isinstance(target, DeploymentTarget)
     assert target.name == "churn" and target.dir == tmp_path / "state" and target.port == port
-    assert sorted(TARGETS) == ["local"]
+    assert sorted(TARGETS) == ["docker", "local"]
 
 
 def test_a_new_target_plugs_in_by_configuration():
@@ -52,7 +52,10 @@ def test_a_new_target_plugs_in_by_configuration():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"kind": "kubernetes"}, "Unknown deployment target kind 'kubernetes'; use one of \\['local'\\]"),
+        (
+            {"kind": "kubernetes"},
+            "Unknown deployment target kind 'kubernetes'; use one of \\['docker', 'local'\\]",
+        ),
         ({"kind": "no.such.module:Target"}, "cannot be imported"),
         ({"kind": f"{__name__}:RecordingTarget"}, "Invalid options \\[\\] for target"),
         ({"kind": "local", "colour": "red"}, "Invalid options \\['colour'\\]"),
@@ -63,6 +66,15 @@ def test_a_new_target_plugs_in_by_configuration():
 def test_bad_target_specs_say_what_to_change(spec, message):
     with pytest.raises(ConfigError, match=message):
         resolve_target(spec, deployment_name="churn")
+
+
+def test_state_options_belong_to_the_spec_not_to_the_factory():
+    spec = TargetSpec.from_mapping({"kind": "local", "port": 9000, "state_conn_id": "pg", "state_table": "t"})
+    assert spec == TargetSpec("local", {"port": 9000}, state_conn_id="pg", state_table="t")
+    assert TargetSpec.from_mapping(spec) == spec
+    assert TargetSpec.from_mapping({"kind": "local"}).state_table == "mlpipe_deployment_state"
+    with pytest.raises(ConfigError, match="state_conn_id must name an Airflow connection"):
+        TargetSpec.from_mapping({"kind": "local", "state_conn_id": " "})
 
 
 def test_pipeline_deployment_config_carries_the_target():

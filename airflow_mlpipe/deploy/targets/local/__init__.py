@@ -1,16 +1,16 @@
 """The local target: ``bentoml serve`` processes on loopback ports behind a local HAProxy.
 
-Everything a later task needs to find, check or stop the deployment lives in one state directory
-(``state.json``, HAProxy config/pid/socket, one log and pid per backend). Backends and the proxy
-run in their own sessions, detached from the Airflow task, so the service outlives the task.
+What a later task needs to find, check or stop the deployment lives in one state directory
+(HAProxy config/pid/socket, one log and pid per backend) and in the deployment's state store
+(``state.json`` in that directory by default; a SQL store with the option ``state_conn_id``).
+Backends and the proxy run in their own sessions, detached from the Airflow task, so the service
+outlives the task.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
-import json
 import os
 import shutil
 import signal
@@ -19,12 +19,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from airflow_mlpipe.deploy.targets.base import Backend, BackendStartError, DeploymentState, Health
 from airflow_mlpipe.deploy.targets.local.proxy import HAProxy, ServerEntry, pid_alive
+from airflow_mlpipe.deploy.targets.state import FileStateStore, StateStore, read_json, write_json
 from airflow_mlpipe.exceptions import ConfigError, MlpipeError
 
 
@@ -42,6 +43,30 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def probe(backend: Backend, alive: bool, dead: str) -> Health:
+    """The backend's health: ``alive`` (its process or container runs, else ``dead`` says why) and
+    its ``/livez`` and ``/readyz`` answers."""
+    live = http_ok(f"{backend.url}/livez")
+    ready = live and http_ok(f"{backend.url}/readyz")
+    detail = [] if alive else [dead]
+    if not live:
+        detail.append(f"{backend.url}/livez does not answer")
+    elif not ready:
+        detail.append(f"{backend.url}/readyz is not ready")
+    return Health(alive=alive, ready=ready, detail="; ".join(detail))
+
+
+def weighted_servers(stable: Backend, canary: Backend | None, share: float) -> list[ServerEntry]:
+    """The proxy's servers: ``share`` of the requests to ``canary``, the rest to ``stable``."""
+    if canary is None or share <= 0:
+        return [ServerEntry(stable.server, stable.port, 100)]
+    weight = max(1, round(share * 100))
+    return [
+        ServerEntry(stable.server, stable.port, 100 - weight),
+        ServerEntry(canary.server, canary.port, weight),
+    ]
+
+
 class LocalTarget:
     """Serve bentos as local processes behind HAProxy on ``127.0.0.1:<port>``.
 
@@ -50,6 +75,8 @@ class LocalTarget:
     :param port: stable endpoint port; ``None`` picks a free one on first deploy and keeps it.
     :param bentoml_home: BentoML store the backends serve from (default: ``$BENTOML_HOME``).
     :param ready_timeout: seconds a new backend may take to answer ``/readyz``.
+    :param state_store: where the deployment state and its lock live (default: ``state.json`` in
+        ``state_dir``).
     """
 
     host = "127.0.0.1"
@@ -63,6 +90,7 @@ class LocalTarget:
         port: int | None = None,
         bentoml_home: str | None = None,
         ready_timeout: float = 180.0,
+        state_store: StateStore | None = None,
     ) -> LocalTarget:
         """The local target of a target spec (``kind: local``), with defaults under the artifact root.
 
@@ -71,6 +99,8 @@ class LocalTarget:
         :param port: stable endpoint port on 127.0.0.1 (first deploy; kept afterwards).
         :param bentoml_home: BentoML store (default ``$BENTOML_HOME`` or ``<artifact root>/bentoml``).
         :param ready_timeout: seconds a new backend may take to answer ``/readyz``.
+        :param state_store: the deployment state's store (:func:`~airflow_mlpipe.deploy.targets.resolve_target`
+            passes the SQL store of ``state_conn_id``); default ``state.json`` in ``state_dir``.
         """
         from airflow_mlpipe.core.storage import artifact_root, local_path, safe_segment
         from airflow_mlpipe.deploy.bento import use_bentoml_home
@@ -88,7 +118,12 @@ class LocalTarget:
                 raise ConfigError("Set state_dir when the artifact root is not local.")
             state_dir = os.path.join(root, "deployments", safe_segment(deployment_name))
         return cls(
-            state_dir, name=deployment_name, port=port or None, bentoml_home=home, ready_timeout=ready_timeout
+            state_dir,
+            name=deployment_name,
+            port=port or None,
+            bentoml_home=home,
+            ready_timeout=ready_timeout,
+            state_store=state_store,
         )
 
     def __init__(
@@ -101,6 +136,7 @@ class LocalTarget:
         ready_timeout: float = 180.0,
         haproxy_binary: str | None = None,
         env: dict[str, str] | None = None,
+        state_store: StateStore | None = None,
     ) -> None:
         if not name.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"Deployment name {name!r} may only contain letters, digits, '-' and '_'.")
@@ -110,7 +146,8 @@ class LocalTarget:
         self.bentoml_home = bentoml_home or os.environ.get("BENTOML_HOME")
         self.ready_timeout = ready_timeout
         self.extra_env = dict(env or {})
-        meta = self._read_json(self.dir / "endpoint.json") or {}
+        self.store = state_store if state_store is not None else FileStateStore(self.dir)
+        meta = read_json(self.dir / "endpoint.json") or {}
         if meta.get("port") and port and int(meta["port"]) != port:
             raise ConfigError(
                 f"Deployment {name!r} already serves on port {meta['port']} (state {self.dir}); "
@@ -118,7 +155,7 @@ class LocalTarget:
             )
         self.port = int(meta.get("port") or port or free_port(self.host))
         if not meta:
-            self._write_json(self.dir / "endpoint.json", {"port": self.port, "name": name})
+            write_json(self.dir / "endpoint.json", {"port": self.port, "name": name})
         self.proxy = HAProxy(self.dir, name=name.replace("-", "_"), port=self.port, binary=haproxy_binary)
 
     # -- state -----------------------------------------------------------------------------
@@ -126,33 +163,14 @@ class LocalTarget:
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        with open(self.dir / ".lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        return self.store.locked()
 
     def load_state(self) -> DeploymentState:
-        return DeploymentState.from_dict(self._read_json(self.dir / "state.json") or {})
+        return DeploymentState.from_dict(self.store.load())
 
     def save_state(self, state: DeploymentState) -> None:
-        self._write_json(self.dir / "state.json", state.as_dict())
-
-    @staticmethod
-    def _read_json(path: Path) -> dict[str, Any] | None:
-        try:
-            return dict(json.loads(path.read_text()))
-        except FileNotFoundError:
-            return None
-
-    @staticmethod
-    def _write_json(path: Path, data: dict[str, Any]) -> None:
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-        os.replace(tmp, path)
+        self.store.save(state.as_dict())
 
     # -- backends ----------------------------------------------------------------------------
     def _env(self, home: Path) -> dict[str, str]:
@@ -233,28 +251,11 @@ class LocalTarget:
             shutil.rmtree(backend.extra["home"], ignore_errors=True)
 
     def health(self, backend: Backend) -> Health:
-        alive = _is_backend_process(backend)
-        live = http_ok(f"{backend.url}/livez")
-        ready = live and http_ok(f"{backend.url}/readyz")
-        detail = []
-        if not alive:
-            detail.append(f"process {backend.pid} is not running")
-        if not live:
-            detail.append(f"{backend.url}/livez does not answer")
-        elif not ready:
-            detail.append(f"{backend.url}/readyz is not ready")
-        return Health(alive=alive, ready=ready, detail="; ".join(detail))
+        return probe(backend, _is_backend_process(backend), f"process {backend.pid} is not running")
 
     # -- traffic -----------------------------------------------------------------------------
     def route(self, stable: Backend, canary: Backend | None = None, share: float = 0.0) -> None:
-        servers = [ServerEntry(stable.server, stable.port, 100)]
-        if canary is not None and share > 0:
-            weight = max(1, round(share * 100))
-            servers = [
-                ServerEntry(stable.server, stable.port, 100 - weight),
-                ServerEntry(canary.server, canary.port, weight),
-            ]
-        old = self.proxy.apply(servers)
+        old = self.proxy.apply(weighted_servers(stable, canary, share))
         # The old proxy process keeps serving the requests it accepted; wait until it has drained.
         if old and not self.proxy.wait_drained(old):
             raise MlpipeError(f"HAProxy processes {old} did not drain within 60 s after the reload")
