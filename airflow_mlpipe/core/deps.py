@@ -20,6 +20,7 @@ _EXTRA_OF = {
     "skops": "training",
     "matplotlib": "training",  # evaluation report plots; a dependency of mlflow
     "bentoml": "deploy",
+    "docker": "containers",  # the container deployment target (kind: docker)
     "uv": "deploy",  # `bentoml build` runs `python -m uv` from the same environment
     "evidently": "monitoring",
     "redis": "streaming",

@@ -170,7 +170,10 @@ def _drop_orphaned_canary(target: DeploymentTarget, log: Log) -> Any:
     state = target.load_state()
     left: dict[tuple[int | None, int], Backend] = {}
     for backend in (state.canary, state.candidate):
-        if backend is not None and (state.stable is None or backend.pid != state.stable.pid):
+        # (pid, port) identifies a backend: a container target's backends have no pid
+        if backend is not None and (
+            state.stable is None or (backend.pid, backend.port) != (state.stable.pid, state.stable.port)
+        ):
             left[(backend.pid, backend.port)] = backend
     if state.canary is not None or state.candidate is not None:
         for backend in left.values():

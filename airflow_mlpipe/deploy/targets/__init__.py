@@ -17,7 +17,10 @@ from airflow_mlpipe.config.deploy import TargetSpec
 from airflow_mlpipe.exceptions import ConfigError
 
 #: target kind -> ``module:factory``; a factory takes the deployment name and the spec's options
-TARGETS: dict[str, str] = {"local": "airflow_mlpipe.deploy.targets.local:LocalTarget.from_options"}
+TARGETS: dict[str, str] = {
+    "local": "airflow_mlpipe.deploy.targets.local:LocalTarget.from_options",
+    "docker": "airflow_mlpipe.deploy.targets.docker:DockerTarget.from_options",
+}
 
 
 def resolve_target(spec: TargetSpec | Any, *, deployment_name: str) -> Any:

@@ -1,6 +1,7 @@
-"""The rollout against real ``bentoml serve`` processes behind a real HAProxy.
+"""The rollout against real ``bentoml serve`` backends behind a real HAProxy, on each target kind:
+local processes, and containers on a Docker Engine (``containers`` marker).
 
-One deployment lives for the whole module (starting a backend takes seconds); the tests run in
+One deployment per target kind lives for the whole module (starting a backend takes seconds); the tests run in
 file order and each states the precondition it relies on.
 """
 
@@ -16,7 +17,8 @@ import pendulum
 import pytest
 
 from airflow_mlpipe.core import conventions as cv
-from tests.fixtures.release import kill_tree, kill_when
+from tests.fixtures.deployment import kill_backend
+from tests.fixtures.release import kill_when
 
 pytestmark = pytest.mark.integration
 
@@ -104,8 +106,8 @@ def test_canary_promotes_with_zero_failed_requests(run_dag, live_deployment, iri
             task_id=task_id,
             model_name=iris_registered.name,
             version=v2,
-            deployment_name="iris",
-            state_dir=str(live_deployment.dir),
+            deployment_name=live_deployment.name,
+            target=live_deployment.spec,
             holdout_uri=iris_registered.holdout_uri,
             canary={"share": 0.2, "window_seconds": 4, "min_requests": 5},
             outlets=[asset],
@@ -132,11 +134,11 @@ def test_canary_promotes_with_zero_failed_requests(run_dag, live_deployment, iri
     assert _post(live_deployment.endpoint, {"rows": iris_registered.rows})[1]["model_version"] == v2
 
     # the same version again: nothing restarts, nothing changes
-    pid = live_deployment.load_state().stable.pid
+    serving = live_deployment.load_state().stable
     again = run_dag(_dag("deploy_again", op("deploy")))
     assert again.state == "success"
     assert again.xcom("deploy")["status"] == "noop"
-    assert live_deployment.load_state().stable.pid == pid
+    assert live_deployment.load_state().stable == serving
 
 
 def test_bad_bentos_never_get_traffic(live_deployment, iris_registered):
@@ -189,7 +191,7 @@ def test_killed_backend_is_detected_and_restarted(run_dag, live_deployment, iris
     from airflow_mlpipe.operators.bentoml import BentoHealthCheckOperator
 
     stable = live_deployment.load_state().stable
-    kill_tree(stable.pid)
+    kill_backend(stable)
     deadline = time.monotonic() + 10
     while live_deployment.health(stable).ok and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -199,7 +201,10 @@ def test_killed_backend_is_detected_and_restarted(run_dag, live_deployment, iris
 
     def op(task_id: str, restart: bool) -> BentoHealthCheckOperator:
         return BentoHealthCheckOperator(
-            task_id=task_id, deployment_name="iris", state_dir=str(live_deployment.dir), restart=restart
+            task_id=task_id,
+            deployment_name=live_deployment.name,
+            target=live_deployment.spec,
+            restart=restart,
         )
 
     failed = run_dag(_dag("health_strict", op("health", restart=False)))
@@ -256,8 +261,8 @@ def test_rollback_to_previous_in_one_step(run_dag, live_deployment, iris_registe
     op = BentoRollbackOperator(
         task_id="rollback",
         model_name=iris_registered.name,
-        deployment_name="iris",
-        state_dir=str(live_deployment.dir),
+        deployment_name=live_deployment.name,
+        target=live_deployment.spec,
         outlets=[asset],
     )
     res = run_dag(_dag("rollback", op))

@@ -73,3 +73,16 @@ def test_a_state_written_before_candidates_were_recorded_still_loads():
     state = DeploymentState.from_dict(old)
     assert state.candidate is None and state.stable.model_version == "1"
     assert DeploymentState.from_dict(state.as_dict()) == state
+
+
+def test_a_container_candidate_without_a_pid_is_stopped_too():
+    """Container backends have no pid (``None`` for stable and candidate alike): the port tells
+    them apart, so the orphaned candidate is not taken for the stable one and left running."""
+
+    def container(version: str, port: int) -> Backend:
+        return Backend(f"b_v{version}", f"m:v{version}", "m", version, f"http://127.0.0.1:{port}", port)
+
+    target = MemoryTarget(DeploymentState(stable=container("1", 4001), candidate=container("2", 4002)))
+    _drop_orphaned_canary(target, log=lambda _: None)
+    assert target.routes == ["1"] and target.stopped == ["2"]
+    assert target.state.candidate is None

@@ -34,7 +34,7 @@ def test_local_kind_builds_the_local_target_with_its_options(tmp_path):
     )
     assert isinstance(target, LocalTarget) and isinstance(target, DeploymentTarget)
     assert target.name == "churn" and target.dir == tmp_path / "state" and target.port == port
-    assert sorted(TARGETS) == ["local"]
+    assert sorted(TARGETS) == ["docker", "local"]
 
 
 def test_a_new_target_plugs_in_by_configuration():
@@ -52,7 +52,10 @@ def test_a_new_target_plugs_in_by_configuration():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"kind": "kubernetes"}, "Unknown deployment target kind 'kubernetes'; use one of \\['local'\\]"),
+        (
+            {"kind": "kubernetes"},
+            "Unknown deployment target kind 'kubernetes'; use one of \\['docker', 'local'\\]",
+        ),
         ({"kind": "no.such.module:Target"}, "cannot be imported"),
         ({"kind": f"{__name__}:RecordingTarget"}, "Invalid options \\[\\] for target"),
         ({"kind": "local", "colour": "red"}, "Invalid options \\['colour'\\]"),

@@ -43,6 +43,30 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def probe(backend: Backend, alive: bool, dead: str) -> Health:
+    """The backend's health: ``alive`` (its process or container runs, else ``dead`` says why) and
+    its ``/livez`` and ``/readyz`` answers."""
+    live = http_ok(f"{backend.url}/livez")
+    ready = live and http_ok(f"{backend.url}/readyz")
+    detail = [] if alive else [dead]
+    if not live:
+        detail.append(f"{backend.url}/livez does not answer")
+    elif not ready:
+        detail.append(f"{backend.url}/readyz is not ready")
+    return Health(alive=alive, ready=ready, detail="; ".join(detail))
+
+
+def weighted_servers(stable: Backend, canary: Backend | None, share: float) -> list[ServerEntry]:
+    """The proxy's servers: ``share`` of the requests to ``canary``, the rest to ``stable``."""
+    if canary is None or share <= 0:
+        return [ServerEntry(stable.server, stable.port, 100)]
+    weight = max(1, round(share * 100))
+    return [
+        ServerEntry(stable.server, stable.port, 100 - weight),
+        ServerEntry(canary.server, canary.port, weight),
+    ]
+
+
 class LocalTarget:
     """Serve bentos as local processes behind HAProxy on ``127.0.0.1:<port>``.
 
@@ -227,28 +251,11 @@ class LocalTarget:
             shutil.rmtree(backend.extra["home"], ignore_errors=True)
 
     def health(self, backend: Backend) -> Health:
-        alive = _is_backend_process(backend)
-        live = http_ok(f"{backend.url}/livez")
-        ready = live and http_ok(f"{backend.url}/readyz")
-        detail = []
-        if not alive:
-            detail.append(f"process {backend.pid} is not running")
-        if not live:
-            detail.append(f"{backend.url}/livez does not answer")
-        elif not ready:
-            detail.append(f"{backend.url}/readyz is not ready")
-        return Health(alive=alive, ready=ready, detail="; ".join(detail))
+        return probe(backend, _is_backend_process(backend), f"process {backend.pid} is not running")
 
     # -- traffic -----------------------------------------------------------------------------
     def route(self, stable: Backend, canary: Backend | None = None, share: float = 0.0) -> None:
-        servers = [ServerEntry(stable.server, stable.port, 100)]
-        if canary is not None and share > 0:
-            weight = max(1, round(share * 100))
-            servers = [
-                ServerEntry(stable.server, stable.port, 100 - weight),
-                ServerEntry(canary.server, canary.port, weight),
-            ]
-        old = self.proxy.apply(servers)
+        old = self.proxy.apply(weighted_servers(stable, canary, share))
         # The old proxy process keeps serving the requests it accepted; wait until it has drained.
         if old and not self.proxy.wait_drained(old):
             raise MlpipeError(f"HAProxy processes {old} did not drain within 60 s after the reload")

@@ -81,6 +81,73 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def render_config(
+    servers: list[ServerEntry],
+    *,
+    name: str,
+    port: int,
+    bind_host: str,
+    pid_file: str,
+    stats_socket: str,
+    server_timeout: str = "30s",
+    server_host: str = "127.0.0.1",
+    stats_port: int | None = None,
+) -> str:
+    """The HAProxy config of a deployment's proxy from ``templates/haproxy.cfg.j2`` (every target's).
+
+    :param servers: the backend servers and their weights.
+    :param name: config section names (``[A-Za-z0-9_]``).
+    :param port: port of the stable endpoint on ``bind_host``.
+    :param pid_file: pid file and ``stats_socket`` path, as the HAProxy process sees them.
+    :param server_host: address of the backend servers.
+    :param stats_port: also serve the statistics as CSV over HTTP on ``bind_host:stats_port``
+        (``/stats;csv``), for a proxy whose stats socket is out of reach (in a container).
+    """
+    import jinja2
+
+    if not servers:
+        raise ConfigError("The proxy needs at least one backend server.")
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    return env.from_string(TEMPLATE.read_text()).render(
+        name=name,
+        bind_host=bind_host,
+        port=port,
+        pid_file=pid_file,
+        stats_socket=stats_socket,
+        stats_port=stats_port,
+        hard_stop_after="60s",
+        client_timeout="30s",
+        server_timeout=server_timeout,
+        check_interval="1s",
+        server_host=server_host,
+        servers=servers,
+    )
+
+
+def parse_stats(raw: str, name: str) -> dict[str, dict[str, Any]]:
+    """Per-server counters of the backend ``<name>_model`` from HAProxy's CSV statistics."""
+    text = raw.lstrip("# ")
+    out: dict[str, dict[str, Any]] = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        if row.get("pxname") != f"{name}_model" or row.get("svname") in ("FRONTEND", "BACKEND"):
+            continue
+
+        def num(key: str, r: dict[str, str] = row) -> int:
+            return int(r.get(key) or 0)
+
+        out[row["svname"]] = {
+            "requests": num("stot"),
+            "http_5xx": num("hrsp_5xx"),
+            "connection_errors": num("econ"),
+            "response_errors": num("eresp"),
+            "retries": num("wretr"),
+            "redispatches": num("wredis"),
+            "status": row.get("status", ""),
+            "weight": num("weight"),
+        }
+    return out
+
+
 class HAProxy:
     """One HAProxy instance whose files live in ``state_dir``.
 
@@ -109,24 +176,14 @@ class HAProxy:
         self.socket_path = short_socket_path(self.dir)
 
     def render(self, servers: list[ServerEntry]) -> str:
-        import jinja2
-
-        if not servers:
-            raise ConfigError("The proxy needs at least one backend server.")
-        env = jinja2.Environment(
-            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
-        )
-        return env.from_string(TEMPLATE.read_text()).render(
+        return render_config(
+            servers,
             name=self.name,
-            bind_host=self.bind_host,
             port=self.port,
-            pid_file=self.pid_file,
-            stats_socket=self.socket_path,
-            hard_stop_after="60s",
-            client_timeout="30s",
+            bind_host=self.bind_host,
+            pid_file=str(self.pid_file),
+            stats_socket=str(self.socket_path),
             server_timeout=self.server_timeout,
-            check_interval="1s",
-            servers=servers,
         )
 
     def pids(self) -> list[int]:
@@ -183,27 +240,7 @@ class HAProxy:
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per-server counters from the stats socket (``show stat``): requests, 5xx, errors, status."""
-        raw = self._command("show stat")
-        text = raw.lstrip("# ")
-        out: dict[str, dict[str, Any]] = {}
-        for row in csv.DictReader(io.StringIO(text)):
-            if row.get("pxname") != f"{self.name}_model" or row.get("svname") in ("FRONTEND", "BACKEND"):
-                continue
-
-            def num(key: str, r: dict[str, str] = row) -> int:
-                return int(r.get(key) or 0)
-
-            out[row["svname"]] = {
-                "requests": num("stot"),
-                "http_5xx": num("hrsp_5xx"),
-                "connection_errors": num("econ"),
-                "response_errors": num("eresp"),
-                "retries": num("wretr"),
-                "redispatches": num("wredis"),
-                "status": row.get("status", ""),
-                "weight": num("weight"),
-            }
-        return out
+        return parse_stats(self._command("show stat"), self.name)
 
     def _command(self, command: str) -> str:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
