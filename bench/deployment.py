@@ -42,15 +42,19 @@ class Baseline:
 """
 
 
-def _serve(args: list[str], port: int, cwd: str, env: dict[str, str]) -> subprocess.Popen:
+def _serve(
+    args: list[str], port: int, cwd: str, env: dict[str, str], log: Path | None = None
+) -> subprocess.Popen:
+    """``bentoml serve`` on ``port`` once ready; its output goes to ``log`` (default: discarded)."""
     from airflow_mlpipe.deploy.targets.local import http_ok
 
+    out = open(log, "ab") if log else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "bentoml", "serve", *args, "--host", "127.0.0.1", "--port", str(port)],
         cwd=cwd,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     deadline = time.monotonic() + 180
@@ -108,7 +112,9 @@ def _throughput(port: int, body: bytes, seconds: float, threads: int = 4) -> flo
     return count[0] / seconds
 
 
-def _register(hook: Any, name: str, C: float) -> str:
+def _register(hook: Any, name: str, C: float, estimator: Any = None, **log_options: Any) -> str:
+    """Register a classifier of the breast-cancer data (``LogisticRegression(C=C)`` unless
+    ``estimator`` is given)."""
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
 
@@ -117,9 +123,9 @@ def _register(hook: Any, name: str, C: float) -> str:
     frame = load_breast_cancer(as_frame=True).frame
     frame.columns = [c.replace(" ", "_") for c in frame.columns]
     X, y = frame.drop(columns="target"), frame["target"]
-    return register_model(
-        hook, name, LogisticRegression(C=C, max_iter=3000), X, y, task_type="classification"
-    )
+    if estimator is None:
+        estimator = LogisticRegression(C=C, max_iter=3000)
+    return register_model(hook, name, estimator, X, y, task_type="classification", **log_options)
 
 
 def bench_home(kind: str) -> Path:

@@ -85,7 +85,12 @@ def run(quick: bool) -> list[Result]:
         base_times, subject_times = [], []
         for round_ in range(1 if quick else 3):
             cfg = StreamConfig(
-                url, f"{prefix}.tp{round_}", f"{prefix}.tp{round_}.out", batch_size=batch, block_ms=50, max_len=None
+                url,
+                f"{prefix}.tp{round_}",
+                f"{prefix}.tp{round_}.out",
+                batch_size=batch,
+                block_ms=50,
+                max_len=None,
             )
             _produce(client, cfg.input_stream, rows, n, None)
             t0 = time.perf_counter()

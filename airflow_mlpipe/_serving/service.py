@@ -3,8 +3,14 @@
 It runs only under ``bentoml serve`` (never imported by a DAG file) and depends on nothing but
 BentoML, pandas and the model's framework, so a bento runs without the provider installed unless an
 online-feature spec is configured. Its configuration is ``mlpipe_service.json`` next to this file
-(written at build time): model identity, the request schema taken from the model signature, and the
-optional Feast online spec.
+(written at build time): model identity, the request schema taken from the model signature, the
+optional Feast online spec and the batching settings.
+
+With batching on (the default), ``MlpipeModelService`` validates each request, then hands its rows to ``MlpipeModelBatcher``, a second service holding the model, whose
+``@bentoml.api(batchable=True)`` method gets the rows of concurrent requests in one call (BentoML's
+adaptive dispatcher). A bad request is refused before it reaches a batch; a row the model itself
+cannot score fails only the request it came from. With batching off, the receiving process loads the
+model and scores each request alone.
 
 API (see ``docs/stages/deployment.md``)::
 
@@ -16,6 +22,7 @@ API (see ``docs/stages/deployment.md``)::
     POST /predict  {"entities": [{key: value, ...}, ...]}   (when an online spec is configured)
     POST /predict  {..., "return_features": true}           -> also {"features": [{col: value}, ...]},
                                                                the feature values the model was given
+                   valid rows the model raises on           -> 422 naming those rows
     GET  /info     model name, version, fingerprint, bento tag, request schema
     GET  /docs.json  the OpenAPI document: the request schema of the model signature
     GET  /readyz, /livez, /metrics                          (BentoML)
@@ -28,11 +35,14 @@ malformed request never reaches the model. So does an entity the online store ha
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
 from pathlib import Path
 from typing import Any, cast
 
+import aiohttp  # BentoML's client between services
 import bentoml
 from pydantic import ConfigDict, StrictBool
 from starlette.applications import Starlette
@@ -45,9 +55,9 @@ try:  # inside a bento the schema module sits next to this file
 except ImportError:  # imported from the provider package
     from airflow_mlpipe.deploy import schema as _schema
 try:  # in a bento: copied beside this file
-    from mlpipe_scores import class_scores
+    from mlpipe_scores import score_rows, scores_of
 except ImportError:  # imported from the installed provider
-    from airflow_mlpipe.core.class_scores import class_scores
+    from airflow_mlpipe.core.class_scores import score_rows, scores_of
 
 RequestError = _schema.RequestError
 validate_rows = _schema.validate_rows
@@ -134,6 +144,26 @@ def load_model(config: dict[str, Any]) -> Any:
 
 
 _CONFIG = load_config()
+#: bentos built before batching existed have no entry: they keep scoring each request alone
+_BATCHING: dict[str, Any] = _CONFIG.get("batching") or {"enabled": False}
+
+
+def joined_scores(scored: list[dict[str, Any]], what: str = "rows") -> dict[str, Any]:
+    """The answer's ``predictions`` and class-score fields from :func:`score_rows`' per-row results.
+
+    :raises RequestError: (HTTP 422) some rows could not be scored, naming them.
+    """
+    failed = [(i, r["error"]) for i, r in enumerate(scored) if "error" in r]
+    if failed:
+        raise RequestError(
+            f"the model could not score {len(failed)} of {len(scored)} {what}: {failed[0][1]}",
+            [f"{what}[{i}]: {error}" for i, error in failed[:MAX_PROBLEMS]],
+            status=422,
+        )
+    body: dict[str, Any] = {"predictions": [r["prediction"] for r in scored]}
+    if scored and scored[0]["classes"] is not None:
+        body.update(scores_of(scored[0]["classes"], [r["probabilities"] for r in scored]))
+    return body
 
 
 class PredictInput(bentoml.IODescriptor):
@@ -258,6 +288,31 @@ def _identity(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@bentoml.service(
+    name="mlpipe_model_batcher",
+    workers=1,  # one model process: every request's rows meet in its batches
+    traffic={"timeout": int(_CONFIG.get("timeout", 30))},
+)
+class MlpipeModelBatcher:
+    """Holds the model and scores the rows of concurrent requests in one call."""
+
+    def __init__(self) -> None:
+        self.model = load_model(_CONFIG)
+        self.inputs: list[dict[str, Any]] = _CONFIG["inputs"]
+        self.classifier = _CONFIG.get("task_type") == "classification"
+
+    # Rows travel as a list of validated row mappings, not as a DataFrame: BentoML 1.4's DataFrame
+    # container reports a batch's size as its shape tuple, which stops its dispatcher.
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=int(_BATCHING.get("max_batch_size", 64)),
+        max_latency_ms=int(_BATCHING.get("max_latency_ms", 10_000)),
+    )
+    def score(self, rows: list[Any]) -> list[Any]:
+        """:func:`score_rows` of the rows of the requests in this batch, in one frame."""
+        return score_rows(self.model, to_frame(rows, self.inputs), self.classifier)
+
+
 @bentoml.asgi_app(_info_app, path="/")
 @bentoml.service(
     name="mlpipe_model",
@@ -271,11 +326,14 @@ def _identity(config: dict[str, Any]) -> dict[str, Any]:
 class MlpipeModelService:
     """Serves one registry model version with a request schema taken from its signature."""
 
+    if _BATCHING.get("enabled"):
+        batcher = bentoml.depends(MlpipeModelBatcher)
+
     def __init__(self) -> None:
         self.config = _CONFIG
         self.inputs: list[dict[str, Any]] = self.config["inputs"]
         self.max_rows = int(self.config.get("max_rows", 10_000))
-        self.model = load_model(self.config)
+        self.batching = bool(_BATCHING.get("enabled"))
         self.classifier = self.config.get("task_type") == "classification"
         self.reader = None
         self.key_schema: list[dict[str, Any]] = []
@@ -287,6 +345,25 @@ class MlpipeModelService:
             # Resolves the feature service now: a version mismatch stops the service at start-up.
             self.key_schema = entity_key_schema(self.reader)
         self.identity = _identity(self.config)
+
+    @functools.cached_property
+    def model(self) -> Any:
+        """The model, loaded on first use: with batching on, the batcher's process scores and this
+        one never loads it under ``bentoml serve`` (the stream scorer does, in its own process)."""
+        return load_model(self.config)
+
+    async def _score(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """:func:`score_rows` of validated ``rows``: in the batcher's next batch, or here."""
+        if self.batching:
+            try:
+                return list(await self.batcher.to_async.score(rows=rows))
+            except aiohttp.ClientConnectionError:
+                # The batcher closed a kept-alive connection just as it was reused (its idle
+                # timeout); scoring has no side effects, so a second try on a new connection is safe.
+                return list(await self.batcher.to_async.score(rows=rows))
+        return await asyncio.to_thread(
+            lambda: score_rows(self.model, to_frame(rows, self.inputs), self.classifier)
+        )
 
     def _features_for(self, entities: Any) -> Any:
         if self.reader is None:
@@ -309,7 +386,7 @@ class MlpipeModelService:
         return cast_frame(frame[names], self.inputs)
 
     @bentoml.api(input_spec=PredictInput)
-    def predict(
+    async def predict(
         self,
         ctx: bentoml.Context,
         rows: list[Any] | None = None,
@@ -325,23 +402,16 @@ class MlpipeModelService:
                 )
             if rows is not None:
                 validate_rows(rows, self.inputs, max_rows=self.max_rows)
-                frame = to_frame(rows, self.inputs)
-            else:
-                frame = self._features_for(entities)
+            else:  # the online store is read with blocking I/O: off the event loop
+                frame = await asyncio.to_thread(self._features_for, entities)
+                rows = frame.to_dict(orient="records")
+            answer = joined_scores(await self._score(rows), "rows" if entities is None else "entities")
         except RequestError as exc:
-            ctx.response.status_code = 400
+            ctx.response.status_code = exc.status
             return _schema.error_body(str(exc), exc.problems, self.identity)
-        predictions = self.model.predict(frame)
-        values = predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
-        scores = class_scores(self.model, frame) if self.classifier else {}
-        if return_features:
-            return {
-                "predictions": values,
-                **scores,
-                "features": frame.to_dict(orient="records"),
-                **self.identity,
-            }
-        return {"predictions": values, **scores, **self.identity}
+        if return_features:  # the values as the model was given them (signature dtypes)
+            answer["features"] = to_frame(rows, self.inputs).to_dict(orient="records")
+        return {**answer, **self.identity}
 
 
 cast(Any, MlpipeModelService).add_asgi_middleware(  # a bentoml Service, not the class mypy sees

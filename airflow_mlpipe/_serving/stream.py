@@ -26,6 +26,7 @@ from typing import Any
 
 from airflow_mlpipe._serving.row_screen import RowScreen
 from airflow_mlpipe.config.streaming import StreamConfig
+from airflow_mlpipe.core.class_scores import class_scores, proba_model
 from airflow_mlpipe.deploy.bento import SERVICE_MODULE, bento_service_imports
 from airflow_mlpipe.streaming.metrics import serve_metrics
 from airflow_mlpipe.streaming.redis_streams import RedisStreamTransport
@@ -57,7 +58,9 @@ class BentoStreamModel:
 
     :param module: the bento's service module (``validate_rows``, ``to_frame``).
     :param service: an instance of its service class.
-    :param probabilities: also return the probability of the predicted class when the model has one.
+    :param probabilities: also return a class probability when the model has them: for two classes
+        the positive class's (``classes[1]``, the ``scores`` of the HTTP service, see
+        :func:`~airflow_mlpipe.core.class_scores.class_scores`), else the predicted class's.
     """
 
     def __init__(self, module: ModuleType, service: Any, *, probabilities: bool = True) -> None:
@@ -65,8 +68,12 @@ class BentoStreamModel:
         self.service = service
         self.identity = {k: "" if v is None else str(v) for k, v in service.identity.items()}
         model = service.model
-        self._proba = probabilities and hasattr(model, "predict_proba") and hasattr(model, "classes_")
-        self._class_index = {c: i for i, c in enumerate(model.classes_)} if self._proba else {}
+        found = proba_model(model) if probabilities else None
+        self._proba = found is not None
+        #: the output field of the probability: ``score`` (binary) or ``probability`` (multiclass)
+        self.score_field: str | None = None
+        if found is not None:
+            self.score_field = "score" if len(found.classes_) == 2 else "probability"
         if service.reader is not None:
             self._schema, self._what = service.key_schema, "entities"
         else:
@@ -116,6 +123,7 @@ class BentoStreamModel:
         return out
 
     def predict(self, batch: list[Any]) -> list[tuple[Any, float | None]]:
+        """(prediction, the probability named by :attr:`score_field` or ``None``) per input."""
         import numpy as np
 
         if self._array and self._block is not None:
@@ -131,11 +139,12 @@ class BentoStreamModel:
                 frame = self.module.to_frame(batch, self.service.inputs)
             predictions, probs = self._answers(frame)
         labels = predictions.tolist()
-        if probs is None:
+        if not probs:
             return [(p, None) for p in labels]
-        index = self._class_index
-        picked = probs[np.arange(len(labels)), [index[p] for p in labels]].tolist()
-        return list(zip(labels, picked, strict=True))
+        if "scores" in probs:  # two classes: the positive class's probability
+            return list(zip(labels, probs["scores"], strict=True))
+        index = {c: i for i, c in enumerate(probs["classes"])}
+        return [(p, row[index[p]]) for p, row in zip(labels, probs["probabilities"], strict=True)]
 
     def _answers(self, frame: Any) -> tuple[Any, Any]:
         """``predict`` (and ``predict_proba``) of the model for ``frame``, called on its values when
@@ -151,7 +160,7 @@ class BentoStreamModel:
         if self._array is None:  # first batch: the values must give exactly the frame's answers
             self._fortran = bool(values.flags.f_contiguous and not values.flags.c_contiguous)
             expected = self._call(frame)
-            self._array = all(_same(a, b) for a, b in zip(answers, expected, strict=True))
+            self._array = _same(answers[0], expected[0]) and answers[1] == expected[1]
             log.info("model called with %s", "the frame's values" if self._array else "the frame")
             return expected
         return answers
@@ -171,21 +180,20 @@ class BentoStreamModel:
         values = frame.to_numpy()
         return values if values.dtype.kind in "biuf" else None
 
-    def _call(self, data: Any) -> tuple[Any, Any]:
+    def _call(self, data: Any) -> tuple[Any, dict[str, Any]]:
+        """The model's predictions and :func:`class_scores` for ``data`` (``{}`` without them)."""
         model = self.service.model
         with warnings.catch_warnings():
             # scikit-learn warns that an array has no column names; _values checked they match
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
             predictions = model.predict(data)
-            return predictions, model.predict_proba(data) if self._proba else None
+            return predictions, class_scores(model, data) if self._proba else {}
 
 
 def _same(a: Any, b: Any) -> bool:
     import numpy as np
 
-    return (a is None and b is None) or (
-        a is not None and b is not None and np.array_equal(np.asarray(a), np.asarray(b))
-    )
+    return bool(np.array_equal(np.asarray(a), np.asarray(b)))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

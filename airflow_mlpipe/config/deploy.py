@@ -1,5 +1,5 @@
-"""Typed configuration of a deployment: where it runs (target), smoke test, canary analysis and
-post-switch watch window."""
+"""Typed configuration of a deployment: where it runs (target), how the service batches requests,
+smoke test, canary analysis and post-switch watch window."""
 
 from __future__ import annotations
 
@@ -126,6 +126,36 @@ class WatchConfig(MappingConfig):
     ) -> WatchConfig:
         """Like every config's ``from_mapping``, except that ``None`` turns the watch window off."""
         return cls(enabled=False) if value is None else from_mapping(cls, value, where or "watch")
+
+
+@dataclass
+class BatchingConfig(MappingConfig):
+    """Adaptive batching of the served model: concurrent requests are scored in one model call.
+
+    The service validates each request on its own (a bad request gets its 4xx alone, before any
+    batch), then hands the rows to one model process whose BentoML dispatcher groups the rows of
+    concurrent requests; the batch window adapts to the traffic (a lone request is not held back).
+
+    :param enabled: ``False`` scores each request in the process that received it, with no batching.
+    :param max_batch_size: most rows in one model call; a request with more rows is split.
+    :param max_latency_ms: longest a request may wait in the batch queue plus the estimated model
+        time; past it BentoML answers 503 rather than queueing more (load shedding), so keep it
+        well above the model's time for ``max_batch_size`` rows.
+    """
+
+    enabled: bool = True
+    max_batch_size: int = 64
+    max_latency_ms: int = 10_000
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ConfigError(f"BatchingConfig.enabled must be true or false, got {self.enabled!r}.")
+        for name, low, high in (("max_batch_size", 1, 10_000), ("max_latency_ms", 10, 600_000)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"BatchingConfig.{name} must be an integer, got {value!r}.")
+            if not low <= value <= high:
+                raise ConfigError(f"BatchingConfig.{name} must be in {low}..{high}, got {value}.")
 
 
 @dataclass

@@ -28,7 +28,14 @@ class StreamConfig(MappingConfig):
     :param block_ms: how long one read waits for new events.
     :param claim_idle_ms: pending events idle this long (their consumer died) are claimed by another.
     :param max_len: approximate cap of the output and dead-letter streams (``None``: no trimming).
-    :param probabilities: also write the probability of the predicted class (classifiers).
+    :param probabilities: also write a class probability (classifiers): ``score``, the positive
+        class's for two classes (as the HTTP service's ``scores``), else ``probability``, the
+        predicted class's.
+    :param prediction_log: also log each scored event to the prediction log, so live quality
+        monitoring judges the stream: ``uri`` (the log directory, as ``monitoring.prediction_log.uri``),
+        ``keys`` (entity key columns) and optionally ``timestamp_column`` (the event time, ISO 8601;
+        default ``event_timestamp``, else when the event arrived), read from the event's ``data``,
+        else from its own fields beside ``data``.
     """
 
     redis_url: str
@@ -41,6 +48,7 @@ class StreamConfig(MappingConfig):
     claim_idle_ms: int = 5_000
     max_len: int | None = 1_000_000
     probabilities: bool = True
+    prediction_log: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not str(self.redis_url).startswith(("redis://", "rediss://", "unix://")):
@@ -69,6 +77,16 @@ class StreamConfig(MappingConfig):
             raise ConfigError(f"StreamConfig.batch_size must be in 1..10000, got {self.batch_size}.")
         if self.block_ms < 1 or self.claim_idle_ms < 1:
             raise ConfigError("StreamConfig.block_ms and claim_idle_ms must be >= 1 (milliseconds).")
+        if self.prediction_log is not None:
+            log = self.prediction_log
+            if not isinstance(log, dict) or not log.get("uri") or not log.get("keys"):
+                raise ConfigError(
+                    f"StreamConfig.prediction_log needs 'uri' and 'keys' (entity key columns), got {log!r}."
+                )
+            if isinstance(log["keys"], str) or not all(isinstance(k, str) and k for k in log["keys"]):
+                raise ConfigError(
+                    f"StreamConfig.prediction_log.keys must be a list of column names, got {log['keys']!r}."
+                )
         if self.max_len is not None and self.max_len < 1:
             raise ConfigError(f"StreamConfig.max_len must be >= 1 or None, got {self.max_len}.")
 

@@ -1,8 +1,9 @@
-"""Class probabilities next to the predicted labels: one definition for online and batch serving.
+"""Class probabilities next to the predicted labels: one definition for online and batch serving,
+and the per-row scoring of the served model's batches.
 
 Copied beside the service into every bento (as ``mlpipe_scores.py``) and imported by batch
-scoring, so ``scores`` means the same number in both. It imports nothing: it only calls the
-model's ``predict_proba`` and reads ``classes_``.
+scoring, so ``scores`` means the same number in both. It imports nothing: it calls the model's
+``predict`` / ``predict_proba``, reads ``classes_`` and slices frames with ``iloc``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,41 @@ def proba_model(model: Any) -> Any | None:
     return None
 
 
+#: scikit-learn classifiers whose ``predict`` is, by definition, the class of the highest
+#: ``predict_proba`` (first on ties): their labels need no second pass over the model
+_LABELS_ARE_ARGMAX = frozenset(
+    {
+        "sklearn.ensemble._forest.RandomForestClassifier",
+        "sklearn.ensemble._forest.ExtraTreesClassifier",
+        "sklearn.tree._classes.DecisionTreeClassifier",
+        "sklearn.tree._classes.ExtraTreeClassifier",
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    }
+)
+
+
+def labels_are_argmax(model: Any) -> bool:
+    """Whether ``model``'s predicted labels are exactly the classes of its highest probabilities:
+    one of the classifiers listed above (the exact class, not a subclass that may override
+    ``predict``), with one output, alone or as a scikit-learn pipeline's last step."""
+    final = model
+    if f"{type(model).__module__}.{type(model).__qualname__}" == "sklearn.pipeline.Pipeline":
+        final = model.steps[-1][1]
+    name = f"{type(final).__module__}.{type(final).__qualname__}"
+    return name in _LABELS_ARE_ARGMAX and getattr(final, "n_outputs_", 1) == 1
+
+
+def predictions_and_scores(model: Any, frame: Any, classifier: bool) -> tuple[list[Any], dict[str, Any]]:
+    """The predicted labels (or values) of ``frame`` as a list, and :func:`class_scores` when
+    ``classifier``; one pass over the model when :func:`labels_are_argmax`, else ``predict`` too."""
+    scores = class_scores(model, frame) if classifier else {}
+    if scores and labels_are_argmax(model):
+        classes = scores["classes"]
+        return [classes[max(range(len(row)), key=row.__getitem__)] for row in scores["probabilities"]], scores
+    predictions = model.predict(frame)
+    return (predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)), scores
+
+
 def class_scores(model: Any, frame: Any) -> dict[str, Any]:
     """``{"classes", "probabilities"}`` (per row, ordered as ``classes``) and, for two classes,
     ``"scores"`` (the probability of ``classes[1]``, the positive class); ``{}`` without probabilities.
@@ -36,8 +72,41 @@ def class_scores(model: Any, frame: Any) -> dict[str, Any]:
         return {}
     proba = found.predict_proba(frame)
     classes = [c.item() if hasattr(c, "item") else c for c in found.classes_]
-    rows = proba.tolist() if hasattr(proba, "tolist") else [list(r) for r in proba]
-    out: dict[str, Any] = {"classes": classes, "probabilities": rows}
+    return scores_of(classes, proba.tolist() if hasattr(proba, "tolist") else [list(r) for r in proba])
+
+
+def scores_of(classes: list[Any], probabilities: list[list[float]]) -> dict[str, Any]:
+    """The answer's class-score fields from ``classes`` and per-row ``probabilities`` (ordered as
+    ``classes``): also how the batched service joins the rows of one request back together."""
+    out: dict[str, Any] = {"classes": classes, "probabilities": probabilities}
     if len(classes) == 2:
-        out["scores"] = [r[1] for r in rows]
+        out["scores"] = [r[1] for r in probabilities]
     return out
+
+
+def score_rows(model: Any, frame: Any, classifier: bool) -> list[dict[str, Any]]:
+    """Per row of ``frame``: ``{"prediction", "probabilities", "classes"}`` (the last two ``None``
+    without class probabilities), or ``{"error"}`` for a row the model raises on.
+
+    A batch holds the rows of several requests, so one row the model cannot score must not fail
+    the others: on an exception the frame is halved until the failing rows stand alone (a few extra
+    model calls, and only when something failed).
+    """
+    try:
+        values, scores = predictions_and_scores(model, frame, classifier)
+    except Exception as exc:  # whatever the model raises, the other rows still get answers
+        if len(frame) == 1:
+            return [{"error": f"{type(exc).__name__}: {exc}"}]
+        half = len(frame) // 2
+        return score_rows(model, frame.iloc[:half], classifier) + score_rows(
+            model, frame.iloc[half:], classifier
+        )
+    probabilities, classes = scores.get("probabilities"), scores.get("classes")
+    return [
+        {
+            "prediction": value,
+            "probabilities": probabilities[i] if probabilities else None,
+            "classes": classes,
+        }
+        for i, value in enumerate(values)
+    ]

@@ -8,6 +8,7 @@ so a second build of the same version reuses the existing bento) and work offlin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlpipe.config.deploy import BatchingConfig
 from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.core.registry import RegistryModel, load_model
 from airflow_mlpipe.exceptions import ConfigError
@@ -129,13 +131,17 @@ def build_bento(
     online_spec: dict[str, Any] | None = None,
     workers: int = 1,
     max_rows: int = 10_000,
+    batching: BatchingConfig | None = None,
 ) -> BuiltBento:
     """Build (or reuse) the bento serving ``model``.
 
     :param online_spec: Feast online spec (``OnlineFeatureReader.from_spec``); the service then takes
         entity keys and reads the model's features from the online store.
-    :param workers: BentoML worker processes of the service.
+    :param workers: BentoML worker processes of the service's HTTP front (validation); with batching
+        on, one more process holds the model.
     :param max_rows: largest batch one request may carry.
+    :param batching: adaptive batching of concurrent requests (default: on, with
+        :class:`~airflow_mlpipe.config.deploy.BatchingConfig`'s limits).
     """
     bentoml = require("bentoml")
     # `bentoml build` freezes requirements with uv: from PATH if one is there, else `python -m uv`
@@ -143,10 +149,12 @@ def build_bento(
     # `pip install uv` at task time, which fails in pip-less (uv-made) or offline environments.
     if shutil.which("uv") is None:
         require("uv")
+    batching_settings = dataclasses.asdict(BatchingConfig() if batching is None else batching)
     extra = ""
     if online_spec is not None:
-        digest = hashlib.sha256(json.dumps(online_spec, sort_keys=True, default=str).encode()).hexdigest()
-        extra = f"-o{digest[:8]}"
+        extra = f"-o{_digest(online_spec)}"
+    # Batching changes the service a bento runs: another setting is another bento.
+    extra += f"-b{_digest(batching_settings)}"
     name, version = bento_name(model), bento_version(model, extra)
     tag = f"{name}:{version}"
     try:
@@ -171,6 +179,7 @@ def build_bento(
         "entity_keys": (online_spec or {}).get("entity_keys"),
         "workers": workers,
         "max_rows": max_rows,
+        "batching": batching_settings,
     }
     packages = [_pkg(p) for p in ("bentoml", "pandas", "scikit-learn")]
     if config["framework"] == "mlflow":
@@ -202,6 +211,10 @@ def build_bento(
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
     return BuiltBento(tag=str(bento.tag), model_tag=model_tag, created=True, config=config)
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def _store_model(hook: MlflowHook, model: RegistryModel, tag: str) -> str:

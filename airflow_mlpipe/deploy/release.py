@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig, WatchConfig
+from airflow_mlpipe.config.deploy import BatchingConfig, CanaryConfig, SmokeTestConfig, WatchConfig
 from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.core.registry import RegistryModel, resolve_model, version_by_alias
 from airflow_mlpipe.deploy.checks import CanaryFailed, SmokeTestFailed, analyse_watch
@@ -77,6 +77,7 @@ def release(
     canary: CanaryConfig,
     watch: WatchConfig,
     online_spec: dict[str, Any] | None = None,
+    batching: BatchingConfig | None = None,
     require_blessed: bool = True,
     log: Log = print,
 ) -> dict[str, Any]:
@@ -98,6 +99,7 @@ def release(
                 smoke=smoke,
                 canary=canary,
                 online_spec=online_spec,
+                batching=batching,
                 keep_previous=watch.enabled,
                 log=log,
             )

@@ -21,11 +21,15 @@ _FLOAT32_MAX = 3.4028234663852886e38
 
 
 class RequestError(ValueError):
-    """A request the service refuses; ``problems`` lists each thing that is wrong."""
+    """A request the service refuses; ``problems`` lists each thing that is wrong.
 
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+    :param status: the HTTP status of the answer: 400 (malformed) unless said otherwise.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None, *, status: int = 400) -> None:
         super().__init__(message)
         self.problems = problems or [message]
+        self.status = status
 
 
 def check_value(value: Any, kind: str) -> str | None:

@@ -351,7 +351,8 @@ def training_graph(config: PipelineConfig) -> Graph:
                 params={
                     "model_name": t.model_name,
                     **version,
-                    "stream": s.stream,
+                    # The scorer logs its predictions too, unless the stream says otherwise.
+                    "stream": {**_prediction_log_writer(config), **s.stream},
                     "canary": s.canary,
                     "state_dir": s.state_dir or None,
                     "mlflow_conn_id": conn,
@@ -466,7 +467,8 @@ def monitoring_graph(config: PipelineConfig) -> Graph:
 
 
 def _prediction_log_writer(config: PipelineConfig) -> dict[str, Any]:
-    """Batch scoring writes the prediction log that monitoring judges (when one is configured)."""
+    """Batch scoring and the stream scorer write the prediction log that monitoring judges (when one
+    is configured)."""
     log = config.monitoring.prediction_log if config.monitoring else None
     if not log:
         return {}

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
 
-from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig, WatchConfig
+from airflow_mlpipe.config.deploy import BatchingConfig, CanaryConfig, SmokeTestConfig, WatchConfig
 from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.exceptions import ConfigError, QualityGateFailed
@@ -127,6 +127,8 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
     :param target: where the deployment runs: ``{"kind": "local", <options>}`` or your own target
         (:class:`~airflow_mlpipe.config.deploy.TargetSpec`); default the local target.
     :param online_spec: Feast online spec: the service takes ``entities`` and reads features online.
+    :param batching: :class:`~airflow_mlpipe.config.deploy.BatchingConfig` or its dict: adaptive
+        batching of concurrent requests (default on); ``{"enabled": False}`` scores each request alone.
     :param bentoml_home: BentoML store (default ``$BENTOML_HOME`` or ``<artifact root>/bentoml``).
     :param mlflow_conn_id: MLflow connection.
     """
@@ -161,11 +163,13 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
         state_dir: str | None = None,
         target: dict[str, Any] | str | None = None,
         online_spec: dict[str, Any] | str | None = None,
+        batching: BatchingConfig | dict[str, Any] | None = None,
         bentoml_home: str | None = None,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.batching = BatchingConfig.from_mapping(batching, "batching")
         self.model_name = model_name
         self.alias = alias
         self.version = version
@@ -195,6 +199,7 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
             "smoke": smoke,
             "canary": self.canary,
             "online_spec": _parse_spec(self.online_spec),
+            "batching": self.batching,
         }
         try:
             if self.promote:

@@ -29,7 +29,9 @@ def export_scored_batch(
     client: Any = None,
 ) -> dict[str, Any] | None:
     """Write the results scored since the last export as ``<directory>/stream-<first>-<last>.parquet``:
-    the event's input columns, ``prediction_column``, ``probability`` and ``model_version``.
+    the event's input columns, ``prediction_column``, ``score`` (a binary classifier's positive-class
+    probability, else null), ``probability`` (a multiclass classifier's predicted-class probability,
+    else null) and ``model_version``.
 
     :param max_events: at most this many results per file.
     :param min_events: with fewer new results, export nothing and return ``None``.
@@ -52,7 +54,8 @@ def export_scored_batch(
                 f"scored event {position} of {config.output_stream} has no input data: {exc}"
             ) from None
         row[prediction_column] = json.loads(fields["prediction"])
-        row["probability"] = json.loads(fields["probability"]) if fields.get("probability") else None
+        for name in ("score", "probability"):
+            row[name] = json.loads(fields[name]) if fields.get(name) else None
         row["model_version"] = fields.get("model_version")
         records.append(row)
     first, last = entries[0][0], entries[-1][0]

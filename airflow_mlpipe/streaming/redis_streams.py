@@ -4,7 +4,9 @@ Results are committed by one Lua script per micro-batch, so for every input even
 is written **and** it is acknowledged, or neither (a consumer killed mid-batch leaves its events
 pending; another consumer claims them after ``claim_idle_ms``). The script records each written
 event id in the hash ``<output_stream>.done``: a redelivered event that already has a result is
-acknowledged without writing it again, so the output holds each event id once. The routing epochs
+acknowledged without writing it again, so the output holds each event id once. A scored event names
+its model version; the version's identity (name, fingerprint) is kept once in the hash
+``<output_stream>.models`` (version → JSON). The routing epochs
 (``<input_stream>.<group_prefix>.routes``, a list) decide which scorer owns an event: the one whose
 bucket range holds the event key's bucket in the epoch that was current when the event arrived.
 All keys of one stream must live on one Redis node (on a cluster, give them one hash tag).
@@ -32,8 +34,8 @@ end
 """
 
 # KEYS: input, output, dead letters, done hash, routes.
-# ARGV: group, owner, maxlen ('' = none), number of common fields, common field, value, …, then per
-# event: position, event id, bucket, kind (0 result, 1 dead letter, 2 skipped as not owned, 3 result
+# ARGV: group, owner, maxlen ('' = none), the first and the last position of the events of kind 3
+# ('' when none), number of common fields, common field, value, …, then per event: position, event id, bucket, kind (0 result, 1 dead letter, 2 skipped as not owned, 3 result
 # with the input's data), number of fields, field, value, … A record is event_id, input_position, the
 # event's fields, for kind 3 the input entry's ``data`` (read here: the largest field of a record is
 # not sent back to the server), then the common fields.
@@ -53,13 +55,13 @@ local function owns(pos, b)
   end
   return false
 end
-local ncommon = 2 * tonumber(ARGV[4])
+local ncommon = 2 * tonumber(ARGV[6])
 local written, dead, dups, others = 0, 0, 0, 0
 local owned, ack, done = {}, {}, {}
 -- Which event ids already have a result: one HMGET per 500 ids rather than one HSETNX per event;
 -- an id written by this batch is marked as it is written (an id twice in one batch).
 local ids = {}
-local i = 5 + ncommon
+local i = 7 + ncommon
 while i <= #ARGV do
   table.insert(ids, ARGV[i + 1])
   i = i + 5 + 2 * tonumber(ARGV[i + 4])
@@ -69,15 +71,28 @@ for s = 1, #ids, 500 do
   local found = redis.call('HMGET', KEYS[4], unpack(ids, s, math.min(s + 499, #ids)))
   for k = 1, #found do if found[k] then had[ids[s + k - 1]] = true end end
 end
-local function input_data(pos)
-  local entry = redis.call('XRANGE', KEYS[1], pos, pos)[1]
-  if entry then
-    local f = entry[2]
-    for k = 1, #f, 2 do if f[k] == 'data' then return f[k + 1] end end
-  end
+local function data_of(f)
+  for k = 1, #f, 2 do if f[k] == 'data' then return f[k + 1] end end
   return nil
 end
-i = 5 + ncommon
+-- The inputs' data in one XRANGE from the first to the last position with data (ARGV[4], ARGV[5]):
+-- one consumer's batch is mostly a run of consecutive entries; when other consumers' entries
+-- interleave, at most 4 entries per event are read and the rest are fetched one by one.
+local inputs = {}
+if ARGV[4] ~= '' then
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], ARGV[4], ARGV[5], 'COUNT', 4 * #ids)) do
+    inputs[entry[1]] = data_of(entry[2])
+  end
+end
+local function input_data(pos)
+  local data = inputs[pos]
+  if data == nil then
+    local entry = redis.call('XRANGE', KEYS[1], pos, pos)[1]
+    if entry then data = data_of(entry[2]) end
+  end
+  return data
+end
+i = 7 + ncommon
 while i <= #ARGV do
   local pos, eid, b, kind, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], 2 * tonumber(ARGV[i + 4])
   local first = i + 5
@@ -104,7 +119,7 @@ while i <= #ARGV do
         record[#record + 1] = data
       end
     end
-    for j = 5, 4 + ncommon do record[#record + 1] = ARGV[j] end
+    for j = 7, 6 + ncommon do record[#record + 1] = ARGV[j] end
     redis.call('XADD', target, '*', unpack(record))
     table.insert(owned, pos)
     table.insert(ack, pos)
@@ -164,6 +179,7 @@ class RedisStreamTransport:
             client = redis.Redis.from_url(config.redis_url, decode_responses=True)
         self.client = client
         self.done_key = f"{config.output_stream}.done"
+        self.models_key = f"{config.output_stream}.models"
         self.routes_key = f"{config.input_stream}.{config.group_prefix}.routes"
         self._commit = client.register_script(_COMMIT)
         self._route = client.register_script(_ROUTE)
@@ -252,11 +268,28 @@ class RedisStreamTransport:
         results: list[Result],
         common: dict[str, str] | None = None,
     ) -> Committed:
+        return self.send_commit(group, owner, results, common)()
+
+    def send_commit(
+        self,
+        group: str,
+        owner: str,
+        results: list[Result],
+        common: dict[str, str] | None = None,
+    ) -> Callable[[], Committed]:
+        """Send the commit of ``results`` on a connection of its own and return without waiting;
+        calling the returned function waits for the outcome. Redis runs the script while the caller
+        scores the next micro-batch (one thread: the wait is a socket read, not a second thread
+        contending for the interpreter)."""
         if not results:
-            return Committed()
+            return Committed
         common = common or {}
+        with_data = [
+            position_key(r.event.position) for r in results if r.with_data and not (r.dead or r.skipped)
+        ]
+        span = ["{}-{}".format(*min(with_data)), "{}-{}".format(*max(with_data))] if with_data else ["", ""]
         argv: list[Any] = [group, owner, "" if self.config.max_len is None else self.config.max_len]
-        argv.append(len(common))
+        argv += (*span, len(common))
         for kv in common.items():
             argv += kv
         for r in results:
@@ -272,11 +305,41 @@ class RedisStreamTransport:
             self.done_key,
             self.routes_key,
         ]
-        reply = self._commit(keys=keys, args=argv)
-        written, dead, dups, others = (int(x) for x in reply[:4])
-        if written + dead + dups + others < len(results):
-            self._routes = None  # a skip was wrong (stale routes): read them again
-        return Committed(written, dead, dups, others, [str(p) for p in reply[4:]])
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_command("EVALSHA", self._commit.sha, len(keys), *keys, *argv)
+        except BaseException:
+            conn.disconnect()
+            pool.release(conn)
+            raise
+
+        def outcome() -> Committed:
+            redis = require("redis")
+            try:
+                reply = conn.read_response()
+            except redis.exceptions.NoScriptError:  # not loaded yet, or the server lost it
+                pool.release(conn)
+                reply = self._commit(keys=keys, args=argv)
+            except BaseException:
+                conn.disconnect()  # the reply may still be on its way: never reuse the connection
+                pool.release(conn)
+                raise
+            else:
+                pool.release(conn)
+            written, dead, dups, others = (int(x) for x in reply[:4])
+            if written + dead + dups + others < len(results):
+                self._routes = None  # a skip was wrong (stale routes): read them again
+            return Committed(written, dead, dups, others, [str(p) for p in reply[4:]])
+
+        return outcome
+
+    def describe_model(self, identity: dict[str, str]) -> None:
+        self.client.hset(self.models_key, identity["model_version"], json.dumps(identity, sort_keys=True))
+
+    def models(self) -> dict[str, dict[str, str]]:
+        """The identity of each model version that wrote to the output stream, by version."""
+        return {v: json.loads(raw) for v, raw in self.client.hgetall(self.models_key).items()}
 
     def owned(self, owner: str, events: list[Event]) -> list[bool]:
         newest = max((position_key(e.position) for e in events), default=(0, 0))

@@ -14,10 +14,11 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from airflow_mlpipe.config.streaming import StreamConfig
+from airflow_mlpipe.streaming.logged import StreamPredictionLog
 from airflow_mlpipe.streaming.metrics import StreamMetrics
 from airflow_mlpipe.streaming.transport import Committed, Event, Result, StreamTransport
 
@@ -31,6 +32,9 @@ class StreamModel(Protocol):
     """What the scorer needs of a served model version (see ``_serving/stream.py``)."""
 
     identity: dict[str, str]
+    #: the output field of :meth:`predict`'s probability (``score``: a binary classifier's
+    #: positive class, ``probability``: the predicted class), ``None`` when it gives none
+    score_field: str | None
 
     def validate(self, batch: list[Any]) -> list[ValueError | None]:
         """Per input of ``batch``: ``None`` when valid, else the ``ValueError`` saying why (with
@@ -38,7 +42,7 @@ class StreamModel(Protocol):
         ...
 
     def predict(self, batch: list[Any]) -> list[tuple[Any, float | None]]:
-        """(prediction, probability of the predicted class or ``None``) per valid input."""
+        """(prediction, the probability named by :attr:`score_field` or ``None``) per valid input."""
         ...
 
 
@@ -51,6 +55,8 @@ class _Batch:
     status: dict[str, str]  # position → outcome (a key of metrics.STATUS)
     common: dict[str, str]
     started: float
+    #: position → (data, prediction, probability) of the scored events, when a prediction log is kept
+    scored: dict[str, tuple[Any, Any, float | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -111,6 +117,12 @@ class StreamScorer:
         )
         self._next_claim = 0.0
         self._next_gauges = 0.0
+        self._described = False
+        self.prediction_log = (
+            StreamPredictionLog(config.prediction_log, model_version=model.identity["model_version"])
+            if config.prediction_log
+            else None
+        )
 
     def _next_events(self, block_ms: int) -> list[Event]:
         """Stale events of dead consumers first (checked every ``claim_idle_ms / 2``), else new
@@ -140,14 +152,38 @@ class StreamScorer:
         return outcome
 
     def run(self, should_stop: Callable[[], bool]) -> None:
-        """Score until ``should_stop()`` is true (checked between micro-batches).
+        """Score until ``should_stop()`` is true (checked between micro-batches); the batch in hand
+        is committed before returning.
 
-        One micro-batch at a time: committing a batch from a second thread while the next one is
-        scored was measured no faster on two cores (the threads contend for the GIL and the CPU;
-        see docs/benchmarks.md#streaming).
+        Redis runs one command at a time, so a scored batch is held until the next one is read,
+        then its commit is sent and the next batch is scored while Redis runs it; the outcome is
+        awaited after that. The broker's work overlaps the scorer's in one thread (a second thread
+        for commits measured no faster: the threads contend for the interpreter; see
+        docs/benchmarks.md#streaming). At most one batch waits: a read with one in hand does not
+        wait for new events (with none, the batch is committed at once). A crash leaves both
+        batches pending, as it does any batch not committed.
         """
-        while not should_stop():
-            self.step()
+        held: _Batch | None = None
+        try:
+            while not should_stop():
+                events = self._next_events(0 if held else self.config.block_ms)
+                sent = self._send(held) if held is not None else None
+                batch = self._prepare(events) if events else None
+                if held is not None and sent is not None:
+                    self._record(held, sent())
+                held = batch
+                self._gauges_due()
+        finally:
+            try:
+                if held is not None:
+                    self._record(held, self._commit(held))
+            finally:
+                self.close()
+
+    def close(self) -> None:
+        """Write what the prediction log holds (``run`` does when it returns)."""
+        if self.prediction_log is not None:
+            self.prediction_log.flush()
 
     def update_gauges(self) -> None:
         state = self.transport.group_state(self.group)
@@ -177,6 +213,7 @@ class StreamScorer:
                 results.append(self._dead(event, exc, "malformed"))
                 status[event.position] = "malformed"
         valid: list[tuple[Event, Any]] = []
+        score_field = self.model.score_field
         errors = self.model.validate([data for _, data in parsed]) if parsed else []
         for (event, data), error in zip(parsed, errors, strict=True):
             if error is None:
@@ -184,7 +221,10 @@ class StreamScorer:
             else:
                 results.append(self._dead(event, error, "malformed"))
                 status[event.position] = "malformed"
-        for (event, _), scored in zip(valid, self._score([d for _, d in valid]), strict=True):
+        logged: dict[str, tuple[Any, Any, float | None]] = {}
+        # The prediction log's score is the positive-class probability only (null for multiclass).
+        log_score = self.prediction_log is not None and score_field == "score"
+        for (event, data), scored in zip(valid, self._score([d for _, d in valid]), strict=True):
             if isinstance(scored, BaseException):
                 # A ValueError is the event's fault (e.g. no online features for its key).
                 kind = "malformed" if isinstance(scored, ValueError) else "model_error"
@@ -192,17 +232,29 @@ class StreamScorer:
                 status[event.position] = kind
                 continue
             prediction, probability = scored
-            fields = {
-                "prediction": _json(prediction),
-                "probability": "" if probability is None else _json(probability),
-            }
+            fields = {"prediction": _json(prediction)}
+            if probability is not None and score_field:
+                fields[score_field] = _json(probability)
             results.append(Result(event, fields, with_data=True))
             status[event.position] = "scored"
-        common = {**self.model.identity, "scorer": self.name, "scored_at": f"{time.time():.6f}"}
-        return _Batch(events, results, status, common, started)
+            if self.prediction_log is not None:
+                logged[event.position] = (data, prediction, probability if log_score else None)
+        common = {
+            "model_version": self.model.identity["model_version"],
+            "scorer": self.name,
+            "scored_at": f"{time.time():.6f}",
+        }
+        return _Batch(events, results, status, common, started, logged)
 
     def _commit(self, batch: _Batch) -> Committed:
-        return self.transport.commit(self.group, self.name, batch.results, batch.common)
+        return self._send(batch)()
+
+    def _send(self, batch: _Batch) -> Callable[[], Committed]:
+        if not self._described:
+            # The model's identity once, not in every scored event (which names its version).
+            self.transport.describe_model(self.model.identity)
+            self._described = True
+        return self.transport.send_commit(self.group, self.name, batch.results, batch.common)
 
     def _record(self, batch: _Batch, committed: Committed) -> BatchOutcome:
         """Count a committed micro-batch in the metrics."""
@@ -225,6 +277,15 @@ class StreamScorer:
         self.metrics.count("dead_letter", committed.dead_lettered)
         self.metrics.count("duplicate", committed.duplicates)
         self.metrics.count("not_owned", committed.not_owned)
+        if self.prediction_log is not None:
+            # What this commit wrote: a redelivered event that already had a result is not logged again.
+            by_position = {e.position: e for e in batch.events}
+            for position in committed.owned_positions:
+                if (scored := batch.scored.get(position)) is not None:
+                    event = by_position[position]
+                    data, prediction, score = scored
+                    self.prediction_log.add(data, event.fields, prediction, score, event.arrived_ms)
+            self.prediction_log.flush_due()
         return BatchOutcome(
             len(batch.events),
             committed.written,

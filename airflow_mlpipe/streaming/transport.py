@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -116,9 +117,25 @@ class StreamTransport(Protocol):
     ) -> Committed:
         """Write results not written before and owned by ``owner``; acknowledge every input.
 
-        :param common: fields written in every record of this commit (model identity, scorer, time),
+        :param common: fields written in every record of this commit (model version, scorer, time),
             sent once per batch rather than once per event.
         """
+        ...
+
+    def send_commit(
+        self,
+        group: str,
+        owner: str,
+        results: list[Result],
+        common: dict[str, str] | None = None,
+    ) -> Callable[[], Committed]:
+        """:meth:`commit` without waiting for it: the returned function waits and gives its
+        outcome (called once). The scorer scores the next micro-batch meanwhile."""
+        ...
+
+    def describe_model(self, identity: dict[str, str]) -> None:
+        """Keep the identity of a served model version (``model_name``, ``model_version``,
+        ``fingerprint``) beside the output, once per version: scored events name the version only."""
         ...
 
     def set_route(self, owners: dict[str, tuple[int, int]]) -> str:

@@ -54,7 +54,11 @@ def test_each_bento_loads_its_own_service(stream_bentos, iris_registered):
     ]
     assert [module._CONFIG["bento_tag"] for module, _ in loaded] == [stream_bentos[i].tag for i in (1, 0, 1)]
     # Nothing of a load stays behind for the next one: environment, module cache, import path.
-    assert (os.environ.get("MLPIPE_SERVICE_CONFIG"), "mlpipe_service" in sys.modules, list(sys.path)) == before
+    assert (
+        os.environ.get("MLPIPE_SERVICE_CONFIG"),
+        "mlpipe_service" in sys.modules,
+        list(sys.path),
+    ) == before
 
 
 def test_scores_valid_events_and_dead_letters_malformed(stream_config, bento_model, iris_registered):
@@ -76,7 +80,8 @@ def test_scores_valid_events_and_dead_letters_malformed(stream_config, bento_mod
     assert any("not valid JSON" in d["error"] for d in dead)
     assert any("lacks column" in d["error"] for d in dead)
     assert len(scored) == len(rows) - len(bad)
-    # Same answers as the model itself, with the probability of the predicted class and its identity.
+    # Same answers as the model itself, with the probability of the predicted class (multiclass: no
+    # positive class) and its version; the version's identity is kept once beside the output.
     model = bento_model.service.model
     by_id = {s["event_id"]: s for s in scored}
     valid = [i for i in range(len(rows)) if f"e{i}" not in bad]
@@ -86,8 +91,10 @@ def test_scores_valid_events_and_dead_letters_malformed(stream_config, bento_mod
         out = by_id[f"e{i}"]
         assert json.loads(out["prediction"]) == expected[n]
         assert json.loads(out["probability"]) == pytest.approx(proba[n].max())
-        assert out["model_version"] == iris_registered.versions[0]
-        assert out["fingerprint"] and out["input_position"]
+        assert "score" not in out
+        assert out["model_version"] == iris_registered.versions[0] and out["input_position"]
+    identity = scorer.transport.models()[iris_registered.versions[0]]
+    assert identity == bento_model.identity and identity["fingerprint"]
     state = scorer.transport.group_state(scorer.group)
     assert state["pending"] == 0 and state["lag"] == 0
 
@@ -216,4 +223,122 @@ def test_scored_events_become_a_monitored_batch(stream_config, bento_model, iris
     assert frame[list(iris_registered.X.columns)].to_dict(orient="records") == rows
     expected = bento_model.service.model.predict(iris_registered.X.head(40))
     assert frame["prediction"].tolist() == expected.tolist()
+    assert frame["probability"].notna().all() and frame["score"].isna().all()  # multiclass
     assert first["model_versions"] == [iris_registered.versions[0]]
+
+
+def _binary_model() -> tuple[Any, Any, list[dict[str, float]]]:
+    """A binary classifier served as a bento's service is (same ``BentoStreamModel``), in process."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+
+    from airflow_mlpipe._serving.stream import BentoStreamModel
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X.columns = [c.replace(" ", "_") for c in X.columns]
+    estimator = LogisticRegression(max_iter=5000).fit(X, y)
+    inputs = [{"name": c, "type": "double"} for c in X.columns]
+    module = SimpleNamespace(
+        to_frame=lambda rows, cols: pd.DataFrame(rows, columns=[c["name"] for c in cols])
+    )
+    service = SimpleNamespace(
+        model=estimator,
+        identity={"model_name": "cancer", "model_version": "7", "fingerprint": "sha256:x"},
+        reader=None,
+        inputs=inputs,
+        config={"framework": "sklearn"},
+    )
+    return BentoStreamModel(module, service), estimator, X.to_dict(orient="records")
+
+
+def test_binary_scored_events_carry_the_positive_class_score(stream_config, tmp_path):
+    """A binary classifier's scored event carries ``score`` = P(classes[1]) — what the HTTP
+    service returns as ``scores`` — and the monitored batch has it as its ``score`` column."""
+    import pandas as pd
+
+    from airflow_mlpipe.streaming.batches import export_scored_batch
+
+    model, estimator, rows = _binary_model()
+    scorer = _scorer(stream_config, model)
+    client = scorer.transport.client
+    for i, row in enumerate(rows[:120]):
+        client.xadd(stream_config.input_stream, iris_event(row, i))
+    while scorer.step().read:
+        pass
+    scored = {s["event_id"]: s for s in _entries(client, stream_config.output_stream)}
+    frame = pd.DataFrame(rows[:120])
+    positive = estimator.predict_proba(frame)[:, 1]
+    labels = estimator.predict(frame)
+    assert len(scored) == 120 and 0 < labels.sum() < 120  # both classes predicted
+    for i in range(120):
+        out = scored[f"e{i}"]
+        assert json.loads(out["prediction"]) == labels[i]
+        assert json.loads(out["score"]) == pytest.approx(positive[i], rel=1e-9)
+        assert "probability" not in out
+    exported = export_scored_batch(stream_config, tmp_path / "batches")
+    assert exported is not None
+    batch = pd.read_parquet(exported["path"])
+    assert batch["score"].tolist() == pytest.approx(positive.tolist(), rel=1e-9)
+    assert batch["probability"].isna().all()
+
+
+def test_a_stop_commits_the_batch_in_hand(stream_config, bento_model, iris_registered):
+    """``run`` holds a scored batch until the next read (its commit then overlaps the next batch's
+    scoring): stopped right after scoring one, it commits it before returning — nothing is left
+    pending, every event of it has its result."""
+    scorer = _scorer(stream_config, bento_model)
+    client = scorer.transport.client
+    for i, row in enumerate(iris_registered.X.head(120).to_dict(orient="records")):
+        client.xadd(stream_config.input_stream, iris_event(row, i))
+    checks = iter([False, True])
+    scorer.run(lambda: next(checks))  # one batch read and scored, then the stop
+    assert client.xlen(stream_config.output_stream) == stream_config.batch_size
+    assert scorer.transport.group_state(scorer.group)["pending"] == 0
+    # Run to the end: every event once, in input order.
+    scorer.run(lambda: scorer.metrics.events["scored"] >= 120)
+    ids = [s["event_id"] for s in _entries(client, stream_config.output_stream)]
+    assert ids == [f"e{i}" for i in range(120)]
+
+
+def test_scored_events_are_logged_for_live_quality(stream_config, tmp_path):
+    """With a prediction log, each event the scorer wrote is logged once — its entity keys, its event
+    time (the event's own, else when it arrived), the prediction and the positive-class score — so
+    live quality joins labels to the stream's predictions as it does to batch scoring's."""
+    import dataclasses
+
+    import pandas as pd
+
+    from airflow_mlpipe.monitoring.prediction_log import read_log
+
+    log_uri = str(tmp_path / "log")
+    config = dataclasses.replace(stream_config, prediction_log={"uri": log_uri, "keys": ["customer_id"]})
+    model, estimator, rows = _binary_model()
+    scorer = _scorer(config, model)
+    client = scorer.transport.client
+    sent = {}
+    for i, row in enumerate(rows[:80]):
+        # The keys and event time travel beside the model's columns (which are all ``data`` holds).
+        event = {"event_id": f"e{i}", "data": json.dumps(row), "customer_id": f"c{i}"}
+        if i % 2:
+            event["event_timestamp"] = f"2026-11-{1 + i % 28:02d}T10:00:00+00:00"
+        sent[f"c{i}"] = client.xadd(config.input_stream, event)
+    # A redelivered event (same event_id) has one result, so one log row; one without its key, none.
+    client.xadd(config.input_stream, {"event_id": "e3", "data": json.dumps(rows[3]), "customer_id": "c3"})
+    client.xadd(config.input_stream, {"event_id": "e80", "data": json.dumps(rows[80])})
+    scorer.run(lambda: scorer.metrics.events["duplicate"] + scorer.metrics.events["scored"] >= 82)
+    assert scorer.prediction_log is not None and scorer.prediction_log.skipped == 1
+
+    log = read_log(log_uri).sort_values("customer_id", key=lambda k: k.str[1:].astype(int))
+    assert log["customer_id"].tolist() == [f"c{i}" for i in range(80)]
+    frame = pd.DataFrame(rows[:80])
+    assert log["prediction"].tolist() == estimator.predict(frame).tolist()
+    assert log["score"].tolist() == pytest.approx(estimator.predict_proba(frame)[:, 1].tolist(), rel=1e-9)
+    assert set(log["model_version"]) == {"7"}
+    for i, when in enumerate(log["event_timestamp"]):
+        if i % 2:
+            assert when == pd.Timestamp(f"2026-11-{1 + i % 28:02d}T10:00:00Z")
+        else:  # when it arrived: the entry id's milliseconds
+            assert when == pd.Timestamp(int(sent[f"c{i}"].split("-")[0]), unit="ms", tz="UTC")

@@ -29,6 +29,35 @@ def test_bad_canary_is_a_config_error():
         BentoDeployOperator(task_id="deploy", model_name="m", canary=0.1)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("batching", "expected"),
+    [
+        (None, (True, 64, 10_000)),  # left out: batching on with the default limits
+        ({"enabled": False}, (False, 64, 10_000)),
+        ({"max_batch_size": 8, "max_latency_ms": 500}, (True, 8, 500)),
+    ],
+)
+def test_batching_argument(batching, expected):
+    op = BentoDeployOperator(task_id="deploy", model_name="m", batching=batching)
+    assert (op.batching.enabled, op.batching.max_batch_size, op.batching.max_latency_ms) == expected
+
+
+@pytest.mark.parametrize(
+    ("batching", "needle"),
+    [
+        ({"max_batch_size": 0}, "max_batch_size must be in 1..10000"),
+        ({"max_batch_size": 2.5}, "max_batch_size must be an integer"),
+        ({"max_latency_ms": 1}, "max_latency_ms must be in 10..600000"),
+        ({"enabled": "yes"}, "enabled must be true or false"),
+        ({"max_rows": 5}, "unknown key(s) ['max_rows']"),
+    ],
+)
+def test_bad_batching_is_a_config_error(batching, needle):
+    with pytest.raises(ConfigError) as err:
+        BentoDeployOperator(task_id="deploy", model_name="m", batching=batching)
+    assert needle in str(err.value)
+
+
 @pytest.mark.parametrize("promote", [True, False])
 def test_a_rejected_version_fails_the_task_without_a_retry(monkeypatch, promote):
     """A rejection is final (the candidate is withdrawn): no retry that could only fail again."""

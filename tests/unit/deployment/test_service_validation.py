@@ -139,3 +139,43 @@ def test_integers_out_of_range_are_refused(service):
         service.validate_rows([{"i": 2**31, "l": 2**63}], inputs, max_rows=10)
     assert "2147483648 is out of range for integer" in err.value.problems[0]
     assert "out of range for long" in err.value.problems[1]
+
+
+class _FailsOnNegative:
+    """A model that raises on any row with a negative ``a`` (a fault injected into one row)."""
+
+    classes_ = [0, 1]
+
+    def _check(self, frame):
+        if (frame["a"] < 0).any():
+            raise ValueError("negative a")
+
+    def predict(self, frame):
+        self._check(frame)
+        return (frame["a"] > 1).astype(int).to_numpy()
+
+    def predict_proba(self, frame):
+        import numpy as np
+
+        self._check(frame)
+        p = (frame["a"] > 1).astype(float).to_numpy()
+        return np.column_stack([1 - p, p])
+
+
+def test_a_row_the_model_raises_on_fails_only_itself(service):
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": [0.5, 2.0, -1.0, 3.0, 0.0]})
+    scored = service.score_rows(_FailsOnNegative(), frame, True)
+    assert [r.get("prediction") for r in scored] == [0, 1, None, 1, 0]
+    assert scored[2] == {"error": "ValueError: negative a"}
+    assert service.joined_scores(scored[:2]) == {
+        "predictions": [0, 1],
+        "classes": [0, 1],
+        "probabilities": [[1.0, 0.0], [0.0, 1.0]],
+        "scores": [0.0, 1.0],
+    }
+    with pytest.raises(service.RequestError) as err:
+        service.joined_scores(scored)
+    assert err.value.status == 422
+    assert err.value.problems == ["rows[2]: ValueError: negative a"]

@@ -274,6 +274,14 @@ def test_prediction_log_wires_batch_scoring_to_the_drift_checks_quality(base_con
     assert drift["cooldown_batches"] == 3  # the same cooldown as drift
     batch = g.training_graph(cfg).nodes["deploy.batch_score"].params
     assert batch["prediction_log"] == {"uri": "/tmp/toy/predictions", "keys": ["id"]}
+    # The stream scorer logs to it too; a stream's own prediction_log wins.
+    base_config["streaming"] = {"enabled": True, "stream": dict(STREAM)}
+    stream = g.training_graph(_build(base_config, "event")).nodes["deploy.stream"].params["stream"]
+    assert stream == {**STREAM, "prediction_log": {"uri": "/tmp/toy/predictions", "keys": ["id"]}}
+    own = {"uri": "/tmp/toy/stream-log", "keys": ["id"]}
+    base_config["streaming"]["stream"]["prediction_log"] = own
+    stream = g.training_graph(_build(base_config, "event")).nodes["deploy.stream"].params["stream"]
+    assert stream["prediction_log"] == own
 
 
 def test_quality_without_a_prediction_log_or_with_column_names_is_refused(base_config):

@@ -11,12 +11,12 @@ import pytest
 NAMES = ["a", "b", "c"]
 
 
-def _stream_model(estimator: Any) -> Any:
+def _stream_model(estimator: Any, names: list[str] = NAMES, **kwargs: Any) -> Any:
     import pandas as pd
 
     from airflow_mlpipe._serving.stream import BentoStreamModel
 
-    inputs = [{"name": n, "type": "double"} for n in NAMES]
+    inputs = [{"name": n, "type": "double"} for n in names]
     module = SimpleNamespace(
         to_frame=lambda rows, cols: pd.DataFrame(rows, columns=[c["name"] for c in cols])
     )
@@ -27,7 +27,7 @@ def _stream_model(estimator: Any) -> Any:
         inputs=inputs,
         config={"framework": "sklearn"},
     )
-    return BentoStreamModel(module, service)
+    return BentoStreamModel(module, service, **kwargs)
 
 
 def _data() -> tuple[Any, Any]:
@@ -41,13 +41,13 @@ def _data() -> tuple[Any, Any]:
 
 
 def _expected(estimator: Any, rows: list[dict[str, float]]) -> list[tuple[Any, float]]:
-    """The model's answers for the frame the service builds of ``rows``."""
+    """The model's answers for the frame the service builds of ``rows`` (a binary model: the
+    positive class's probability)."""
     import pandas as pd
 
     X = pd.DataFrame(rows, columns=NAMES)
     labels = estimator.predict(X).tolist()
-    proba = estimator.predict_proba(X)
-    return [(p, float(proba[i, list(estimator.classes_).index(p)])) for i, p in enumerate(labels)]
+    return list(zip(labels, estimator.predict_proba(X)[:, 1].tolist(), strict=True))
 
 
 def _reorder_named(X: Any) -> Any:
@@ -126,5 +126,40 @@ def test_after_the_first_batch_no_frame_is_built(column_major):
         frame = frame_of(batch)
         labels = estimator.predict(frame).tolist()
         proba = estimator.predict_proba(frame)
-        assert model.predict(batch) == [(p, float(proba[i, p])) for i, p in enumerate(labels)]
+        assert model.predict(batch) == [(p, float(proba[i, 1])) for i, p in enumerate(labels)]
     assert model._array is True and len(frames) == 1
+
+
+def test_binary_gives_the_positive_class_score_multiclass_the_predicted_class_probability():
+    """Two classes: ``score`` is P(classes[1]) whatever is predicted — the HTTP service's ``scores``
+    (:func:`class_scores`), not the predicted class's probability; more classes: ``probability``
+    of the predicted class; no probabilities asked: none."""
+    import numpy as np
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from airflow_mlpipe.core.class_scores import class_scores
+
+    X, y = _data()
+    binary = LogisticRegression().fit(X, y)
+    model = _stream_model(binary)
+    rows = X.to_dict(orient="records")
+    answers = model.predict(rows)
+    assert model.score_field == "score"
+    assert [s for _, s in answers] == pytest.approx(class_scores(binary, X)["scores"], rel=1e-12)
+    negatives = [s for p, s in answers if p == 0]
+    assert negatives and all(s < 0.5 for s in negatives)  # not the predicted class's probability
+
+    iris = load_iris(as_frame=True).frame
+    names = [c for c in iris.columns if c != "target"]
+    multi = LogisticRegression(max_iter=1000).fit(iris[names], iris["target"])
+    model = _stream_model(multi, names)
+    answers = model.predict(iris[names].to_dict(orient="records"))
+    proba = multi.predict_proba(iris[names])
+    assert model.score_field == "probability"
+    assert [p for p, _ in answers] == multi.predict(iris[names]).tolist()
+    assert np.allclose([s for _, s in answers], proba.max(axis=1))
+
+    model = _stream_model(binary, probabilities=False)
+    assert model.score_field is None
+    assert [s for _, s in model.predict(rows[:5])] == [None] * 5

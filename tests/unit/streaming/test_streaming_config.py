@@ -19,6 +19,8 @@ def test_defaults_and_group_names():
     assert cfg.dead_letter_stream == "in.dead"
     assert cfg.group("s_v1") == "mlpipe.s_v1"
     assert StreamConfig.from_mapping(cfg.as_dict()) == cfg
+    logged = _cfg(prediction_log={"uri": "/tmp/log", "keys": ["id"]})
+    assert StreamConfig.from_mapping(logged.as_dict()) == logged  # as the scorer process gets it
 
 
 @pytest.mark.parametrize(
@@ -28,6 +30,8 @@ def test_defaults_and_group_names():
         ({"output_stream": "in"}, "three different keys"),
         ({"input_stream": "has space"}, "input_stream"),
         ({"batch_size": 0}, "batch_size"),
+        ({"prediction_log": {"uri": "/tmp/log"}}, "'uri' and 'keys'"),
+        ({"prediction_log": {"uri": "/tmp/log", "keys": "id"}}, "list of column names"),
         ({"claim_idle_ms": 0}, "claim_idle_ms"),
         ({"max_len": 0}, "max_len"),
     ],

@@ -1,0 +1,46 @@
+"""Labels taken from the class probabilities are exactly ``predict``'s, and only where that holds."""
+
+from __future__ import annotations
+
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+
+from airflow_mlpipe.core.class_scores import labels_are_argmax, predictions_and_scores
+
+
+class Thresholded(RandomForestClassifier):
+    """A subclass may define ``predict`` its own way: not the class of the highest probability."""
+
+    def predict(self, X):
+        return self.classes_[(self.predict_proba(X)[:, 0] > 0.9).astype(int)]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        RandomForestClassifier(n_estimators=10, random_state=0),
+        HistGradientBoostingClassifier(max_iter=10),
+        DecisionTreeClassifier(max_depth=2),
+        make_pipeline(StandardScaler(), ExtraTreesClassifier(n_estimators=5, random_state=0)),
+        LogisticRegression(max_iter=500),
+        Thresholded(n_estimators=10, random_state=0),
+    ],
+)
+def test_labels_equal_predict(model):
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    model.fit(X, y)
+    labels, scores = predictions_and_scores(model, X, True)
+    assert labels == model.predict(X).tolist()
+    assert scores["classes"] == [0, 1, 2]
+
+
+def test_only_listed_classifiers_skip_predict():
+    assert labels_are_argmax(RandomForestClassifier())
+    assert labels_are_argmax(make_pipeline(StandardScaler(), HistGradientBoostingClassifier()))
+    assert not labels_are_argmax(Thresholded())
+    assert not labels_are_argmax(LogisticRegression())
