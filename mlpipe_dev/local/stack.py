@@ -169,6 +169,34 @@ class AirflowApi:
 
 
 @dataclass
+class CeleryWorker:
+    """One ``airflow celery worker`` of the stack, set up like a worker on a host of its own.
+
+    :param name: names its log (``celery-worker-<name>.log``) and Celery hostname.
+    :param queue: the queue it consumes (a task chooses one with ``queue=``); default Airflow's.
+    :param cwd: its working directory (default the stack's home).
+    :param env: its environment on top of the stack's (``HOME``, ``BENTOML_HOME`` …).
+    """
+
+    name: str
+    queue: str | None = None
+    cwd: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def args(self) -> list[str]:
+        queue = ["--queues", self.queue] if self.queue else []
+        return [
+            "celery",
+            "worker",
+            "--skip-serve-logs",
+            "--celery-hostname",
+            f"worker-{self.name}@%h",
+            *queue,
+        ]
+
+
+@dataclass
 class LocalAirflow:
     """Real Airflow processes on loopback; a context manager that stops all it started.
 
@@ -178,6 +206,8 @@ class LocalAirflow:
     :param sql_alchemy_conn: metadata DB; default SQLite in ``home``.
     :param celery_broker_url: broker for CeleryExecutor (e.g. ``redis://127.0.0.1:6379/5``).
     :param celery_workers: number of ``airflow celery worker`` processes for CeleryExecutor.
+    :param workers: the Celery workers one by one (queue, working directory, environment) instead of
+        ``celery_workers`` alike ones.
     :param parallelism: executor slots; each LocalExecutor slot is a forked worker (~150 MB).
     :param env: extra environment for every process (artifact root, connections, …).
     """
@@ -188,6 +218,7 @@ class LocalAirflow:
     sql_alchemy_conn: str | None = None
     celery_broker_url: str | None = None
     celery_workers: int = 2
+    workers: list[CeleryWorker] = field(default_factory=list)
     parallelism: int = 4
     env: dict[str, str] = field(default_factory=dict)
     api_port: int = 0
@@ -256,7 +287,7 @@ class LocalAirflow:
                 "postgresql://", "postgresql+psycopg2://", 1
             )
             env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(
-                max(1, self.parallelism // max(1, self.celery_workers))
+                max(1, self.parallelism // max(1, len(self.workers) or self.celery_workers))
             )
         env.update(self.env)
         return env
@@ -268,15 +299,17 @@ class LocalAirflow:
             path.write_text(secrets.token_urlsafe(32))
         return path.read_text().strip()
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(
+        self, name: str, args: list[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
         log = open(self.home / "logs" / f"{name}.log", "ab")
         self._logs.append(log)
         self._procs[name] = subprocess.Popen(
             [sys.executable, "-m", "airflow", *args],
-            env=self.process_env,
+            env={**self.process_env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
-            cwd=self.home,
+            cwd=cwd or self.home,
             start_new_session=True,  # own process group: stop() ends the forked workers too
         )
 
@@ -304,19 +337,12 @@ class LocalAirflow:
         self._spawn("dag-processor", ["dag-processor"])
         self._spawn("triggerer", ["triggerer", "--skip-serve-logs"])
         if self.executor == "CeleryExecutor":
-            for i in range(self.celery_workers):
-                self._spawn(
-                    f"celery-worker-{i}",
-                    [
-                        "celery",
-                        "worker",
-                        "--skip-serve-logs",
-                        "--celery-hostname",
-                        f"worker{i}@%h",
-                        "--pid",
-                        str(self.home / f"celery-worker-{i}.pid"),
-                    ],
-                )
+            for worker in self.workers or [CeleryWorker(str(i)) for i in range(self.celery_workers)]:
+                name = f"celery-worker-{worker.name}"
+                if worker.cwd is not None:
+                    Path(worker.cwd).mkdir(parents=True, exist_ok=True)
+                pid = ["--pid", str(self.home / f"{name}.pid")]
+                self._spawn(name, [*worker.args, *pid], cwd=worker.cwd, env=worker.env)
         self._wait_ready(timeout)
         return self
 
