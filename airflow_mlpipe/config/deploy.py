@@ -49,6 +49,10 @@ class CanaryConfig(MappingConfig):
     :param max_error_rate_increase: canary error rate may exceed stable's by at most this much.
     :param max_p95_ratio: canary p95 latency may be at most this multiple of stable's p95 …
     :param p95_slack_ms: … plus this many milliseconds (latency histograms have coarse buckets).
+    :param warmup_requests: one-row requests sent straight to the new version (from the smoke test's
+        holdout rows) before its window starts, so that its first, cold requests (lazy imports, new
+        connections, the batcher learning its latency) are not judged against a warm stable; they
+        fall before the window's first latency snapshot. ``0`` sends none.
     :param enabled: ``False`` switches straight to the new version after the smoke test.
     :param no_traffic: what a window with fewer than ``min_requests`` canary requests means: ``"rollback"``
         (no evidence, the default) or ``"promote"`` — for an endpoint nobody uses yet, the smoke test
@@ -62,6 +66,7 @@ class CanaryConfig(MappingConfig):
     max_error_rate_increase: float = 0.01
     max_p95_ratio: float = 1.5
     p95_slack_ms: float = 25.0
+    warmup_requests: int = 50
     enabled: bool = True
     no_traffic: str = "rollback"
 
@@ -80,6 +85,10 @@ class CanaryConfig(MappingConfig):
             raise ConfigError("CanaryConfig error-rate thresholds must be within [0, 1].")
         if self.max_p95_ratio < 1 or self.p95_slack_ms < 0:
             raise ConfigError("CanaryConfig.max_p95_ratio must be >= 1 and p95_slack_ms >= 0.")
+        if not 0 <= self.warmup_requests <= 10_000:
+            raise ConfigError(
+                f"CanaryConfig.warmup_requests must be in 0..10000, got {self.warmup_requests}."
+            )
 
     @classmethod
     def from_mapping(

@@ -107,6 +107,28 @@ def smoke_test(
 _DURATION = "bentoml_service_request_duration_seconds"
 
 
+def warm_up(url: str, rows: list[dict[str, Any]], requests: int) -> dict[str, Any]:
+    """Send ``requests`` one-row requests to ``url``/predict, cycling through ``rows``; answers are
+    not judged (the smoke test did), failures are counted.
+
+    :return: ``{"requests": ..., "failed": ..., "seconds": ...}``
+    """
+    import time
+
+    started, failed = time.monotonic(), 0
+    for i in range(requests if rows else 0):
+        try:
+            status, _ = post_json(f"{url}/predict", {"rows": [rows[i % len(rows)]]})
+        except OSError:
+            status = 0
+        failed += status != 200
+    return {
+        "requests": requests if rows else 0,
+        "failed": failed,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
 def _successful(samples: list[Sample], endpoint: str) -> dict[float, float]:
     return histogram_buckets(
         samples,

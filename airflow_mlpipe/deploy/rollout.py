@@ -20,6 +20,7 @@ from airflow_mlpipe.config.deploy import BatchingConfig, CanaryConfig, SmokeTest
 from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.core import registry
 from airflow_mlpipe.core.registry import RegistryModel
+from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.deploy.bento import build_bento
 from airflow_mlpipe.deploy.checks import (
     CanaryFailed,
@@ -29,6 +30,7 @@ from airflow_mlpipe.deploy.checks import (
     holdout_rows,
     smoke_test,
     snapshot,
+    warm_up,
 )
 from airflow_mlpipe.deploy.targets.base import Backend, DeploymentTarget
 
@@ -99,6 +101,10 @@ def deploy(
                 )
                 log(f"smoke test passed on {len(frame)} holdout rows")
             if stable is not None and canary.enabled and target.health(stable).ok:
+                if smoke is not None and canary.warmup_requests:
+                    rows = jsonable(frame.head(20).to_dict(orient="records"))
+                    result["warm_up"] = warm_up(candidate.url, rows, canary.warmup_requests)
+                    log(f"warmed up the new version: {result['warm_up']}")
                 result["canary"] = _canary(target, stable, candidate, canary, log)
                 if not result["canary"]["passed"]:
                     raise CanaryFailed(

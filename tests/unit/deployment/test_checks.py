@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from airflow_mlpipe.config.deploy import CanaryConfig, SmokeTestConfig, WatchConfig
-from airflow_mlpipe.deploy.checks import analyse_canary, analyse_watch, latency_buckets, quantile
+from airflow_mlpipe.deploy.checks import analyse_canary, analyse_watch, latency_buckets, quantile, warm_up
 from airflow_mlpipe.exceptions import ConfigError
 
 
@@ -87,7 +90,14 @@ def test_latency_buckets_keep_successful_predict_only():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"share": 0}, {"share": 1.5}, {"window_seconds": 0}, {"min_requests": 0}, {"max_p95_ratio": 0.5}],
+    [
+        {"share": 0},
+        {"share": 1.5},
+        {"window_seconds": 0},
+        {"min_requests": 0},
+        {"max_p95_ratio": 0.5},
+        {"warmup_requests": -1},
+    ],
 )
 def test_canary_config_rejects_bad_values(kwargs):
     with pytest.raises(ConfigError):
@@ -167,3 +177,33 @@ def test_generated_haproxy_config_is_valid(tmp_path):
     with pytest.raises(ConfigError):
         proxy.render([])
     assert shutil.which("haproxy") or haproxy_binary()
+
+
+def test_warm_up_sends_one_row_requests_and_counts_failures():
+    """Each warm-up request carries one row, cycling through the rows; non-200 answers are counted."""
+    seen: list[list[dict]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body["rows"])
+            status = 500 if len(seen) % 4 == 0 else 200
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rows = [{"x": 1}, {"x": 2}, {"x": 3}]
+        report = warm_up(f"http://127.0.0.1:{server.server_address[1]}", rows, 8)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == [[rows[i % 3]] for i in range(8)]
+    assert report["requests"] == 8 and report["failed"] == 2
+    assert warm_up("http://127.0.0.1:9", [], 5)["requests"] == 0
