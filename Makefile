@@ -12,7 +12,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: system-deps container-deps venv test lint typecheck pytest demo bench docs clean
+.PHONY: system-deps container-deps test-containers venv test lint typecheck pytest demo bench docs clean
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (Debian: apt-get install python3.11-venv)"; exit 1; }
@@ -53,7 +53,12 @@ typecheck: venv
 pytest: venv
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-test: system-deps container-deps lint typecheck pytest
+test: system-deps lint typecheck pytest
+
+# The container suites: the compose stack (two Celery worker containers) and the container
+# deployment target, on a Docker Engine started when none answers (docs/howto/production.md).
+test-containers: system-deps container-deps venv
+	$(VENV)/bin/python -m pytest -m "compose or containers" $(PYTEST_ARGS)
 
 demo: system-deps venv
 	$(VENV)/bin/python -m mlpipe_dev.demo $(DEMO_ARGS)
