@@ -3,7 +3,7 @@
 Every model version runs as a container of its bento's image (:mod:`.image`), the stable endpoint
 is an HAProxy container (:mod:`.proxy`), all driven through the Docker Engine API with host
 networking. Nothing a later rollout needs lives on the worker that started it: containers are
-found by name and labels (``mlpipe.deployment``, ``mlpipe.role``, ``mlpipe.bento``) on the engine,
+found by name and labels (``airflow-mlpipe.deployment``, ``airflow-mlpipe.role``, ``airflow-mlpipe.bento``) on the engine,
 and the deployment state with its lock lives in the state store, by default a SQL store that every
 worker reaches (the option ``state_conn_id``). So a rollout on one Celery worker stops the backend
 another worker started.
@@ -27,8 +27,8 @@ from airflow_mlpipe.deploy.targets.local import free_port, http_ok, probe, weigh
 from airflow_mlpipe.deploy.targets.state import FileStateStore, StateStore
 from airflow_mlpipe.exceptions import ConfigError, MlpipeError
 
-DEPLOYMENT_LABEL = "mlpipe.deployment"
-ROLE_LABEL = "mlpipe.role"
+DEPLOYMENT_LABEL = "airflow-mlpipe.deployment"
+ROLE_LABEL = "airflow-mlpipe.role"
 #: the official HAProxy image; a registry-less site names its own (same config path and start)
 DEFAULT_HAPROXY_IMAGE = "haproxy:2.8"
 
@@ -206,7 +206,7 @@ class DockerTarget:
             name=container_name,
             network_mode="host",
             detach=True,
-            labels=self._labels("backend", **{BENTO_LABEL: bento_tag, "mlpipe.port": str(port)}),
+            labels=self._labels("backend", **{BENTO_LABEL: bento_tag, "airflow-mlpipe.port": str(port)}),
             environment={"BENTOML_DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"},
         )
         backend = Backend(

@@ -25,9 +25,9 @@ from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.exceptions import MlpipeError
 
 #: label on every image and container the docker target makes (value: the bento tag)
-BENTO_LABEL = "mlpipe.bento"
+BENTO_LABEL = "airflow-mlpipe.bento"
 #: label of an image: digest of the bento's files it was built from
-DIGEST_LABEL = "mlpipe.bento_digest"
+DIGEST_LABEL = "airflow-mlpipe.bento_digest"
 _FROM = re.compile(r"^FROM (\S+) AS base-container$", re.MULTILINE)
 _CA_NAME = "mlpipe-build-ca.crt"
 
