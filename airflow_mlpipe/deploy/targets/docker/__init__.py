@@ -23,9 +23,9 @@ from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.deploy.targets.base import Backend, BackendStartError, DeploymentState, Health
 from airflow_mlpipe.deploy.targets.docker.image import BENTO_LABEL, ensure_image
 from airflow_mlpipe.deploy.targets.docker.proxy import ContainerProxy
-from airflow_mlpipe.deploy.targets.local import free_port, http_ok, probe, weighted_servers
+from airflow_mlpipe.deploy.targets.local import ProxiedTarget, free_port, http_ok, probe
 from airflow_mlpipe.deploy.targets.state import FileStateStore, StateStore
-from airflow_mlpipe.exceptions import ConfigError, MlpipeError
+from airflow_mlpipe.exceptions import ConfigError
 
 DEPLOYMENT_LABEL = "airflow-mlpipe.deployment"
 ROLE_LABEL = "airflow-mlpipe.role"
@@ -33,7 +33,7 @@ ROLE_LABEL = "airflow-mlpipe.role"
 DEFAULT_HAPROXY_IMAGE = "haproxy:2.8"
 
 
-class DockerTarget:
+class DockerTarget(ProxiedTarget):
     """Serve bentos as containers behind an HAProxy container on one Docker Engine.
 
     :param name: deployment name (``[A-Za-z0-9_-]``): container names and labels.
@@ -276,18 +276,6 @@ class DockerTarget:
             and found.id == backend.extra.get("container_id", found.id)
         )
         return probe(backend, alive, f"container {backend.extra.get('container')} is not running")
-
-    # -- traffic -----------------------------------------------------------------------------
-    def route(self, stable: Backend, canary: Backend | None = None, share: float = 0.0) -> None:
-        old = self.proxy.apply(weighted_servers(stable, canary, share))
-        if old and not self.proxy.wait_drained(old):
-            raise MlpipeError(f"HAProxy workers {old} did not drain within 60 s after the reload")
-
-    def traffic(self) -> dict[str, dict[str, Any]]:
-        return self.proxy.stats() if self.proxy.running() else {}
-
-    def proxy_running(self) -> bool:
-        return self.proxy.running()
 
     def containers(self) -> list[Any]:
         """Every container of this deployment on the engine (found by label)."""

@@ -67,7 +67,26 @@ def weighted_servers(stable: Backend, canary: Backend | None, share: float) -> l
     ]
 
 
-class LocalTarget:
+class ProxiedTarget:
+    """Traffic through an HAProxy (``self.proxy``: the local process or the container), the same
+    for every target that routes with one."""
+
+    proxy: Any
+
+    def route(self, stable: Backend, canary: Backend | None = None, share: float = 0.0) -> None:
+        old = self.proxy.apply(weighted_servers(stable, canary, share))
+        # The old proxy processes keep serving the requests they accepted; wait until they drained.
+        if old and not self.proxy.wait_drained(old):
+            raise MlpipeError(f"HAProxy processes {old} did not drain within 60 s after the reload")
+
+    def traffic(self) -> dict[str, dict[str, Any]]:
+        return self.proxy.stats() if self.proxy.running() else {}
+
+    def proxy_running(self) -> bool:
+        return bool(self.proxy.running())
+
+
+class LocalTarget(ProxiedTarget):
     """Serve bentos as local processes behind HAProxy on ``127.0.0.1:<port>``.
 
     :param state_dir: directory of the deployment's state (created).
@@ -252,19 +271,6 @@ class LocalTarget:
 
     def health(self, backend: Backend) -> Health:
         return probe(backend, _is_backend_process(backend), f"process {backend.pid} is not running")
-
-    # -- traffic -----------------------------------------------------------------------------
-    def route(self, stable: Backend, canary: Backend | None = None, share: float = 0.0) -> None:
-        old = self.proxy.apply(weighted_servers(stable, canary, share))
-        # The old proxy process keeps serving the requests it accepted; wait until it has drained.
-        if old and not self.proxy.wait_drained(old):
-            raise MlpipeError(f"HAProxy processes {old} did not drain within 60 s after the reload")
-
-    def traffic(self) -> dict[str, dict[str, Any]]:
-        return self.proxy.stats() if self.proxy.running() else {}
-
-    def proxy_running(self) -> bool:
-        return self.proxy.running()
 
     def shutdown(self) -> None:
         """Stop the proxy and every backend of this deployment (tests, demo teardown)."""
