@@ -7,6 +7,9 @@ per level; each level runs against both services back to back. Reported per leve
 (req/s) and p50/p99 latency, as ratios generated ÷ hand-written. Goals: throughput at 32 clients
 >= 3x, p99 at one client no worse (<= 1.0x).
 
+Then the generated service with a prediction log (every row logged, with a key sent beside the
+features) against the same service without one, at 1 and 32 clients: what logging costs a request.
+
 The model is a ``RandomForestClassifier`` (100 trees), the provider's default estimator: its
 per-call cost is what batching spreads over the requests of a batch.
 """
@@ -76,10 +79,12 @@ def run(quick: bool) -> list[Result]:
     from sklearn.datasets import load_breast_cancer
     from sklearn.ensemble import RandomForestClassifier
 
+    from airflow_mlpipe.config.monitoring import PredictionLogWriterConfig
     from airflow_mlpipe.core.registry import resolve_model
     from airflow_mlpipe.deploy.bento import build_bento, use_bentoml_home
     from airflow_mlpipe.deploy.targets.local import free_port
     from airflow_mlpipe.hooks.mlflow import MlflowHook
+    from airflow_mlpipe.monitoring.prediction_log import read_log
 
     use_bentoml_home(work / "bentoml")
     hook = MlflowHook()
@@ -100,6 +105,7 @@ def run(quick: bool) -> list[Result]:
     gen = _serve([built.tag], pg, str(work), env, log=work / "generated.log")
     base = _serve(["baseline_service:Baseline"], pb, str(work / "baseline"), env, log=work / "baseline.log")
     results: list[Result] = []
+    logged = None
     try:
         seconds = 4.0 if quick else 8.0
         for port in (pb, pg):  # warm-up: imports, first predictions, the dispatcher's first estimates
@@ -128,7 +134,33 @@ def run(quick: bool) -> list[Result]:
                     1.0 if clients == 1 else None,
                 )
             )
+        # The prediction log's cost: the same model, logging every row (written off the request's path).
+        _stop(base)
+        log = PredictionLogWriterConfig(uri=str(work / "prediction-log"), keys=["row_id"])
+        with_log = build_bento(hook, model, prediction_log=log)
+        pl = free_port()
+        logged = _serve([with_log.tag], pl, str(work), env, log=work / "logged.log")
+        keyed = [
+            json.dumps({"rows": [{**row, "row_id": i}]}).encode()
+            for i, row in enumerate(X.head(200).to_dict(orient="records"))
+        ]
+        _load(pl, keyed, 8, 2.0)
+        for clients in (1, 32):
+            to, lo = _load(pg, bodies, clients, seconds)
+            tl, ll = _load(pl, keyed, clients, seconds)
+            note = f"{tl:.0f} req/s logging vs {to:.0f} req/s without"
+            results.append(
+                Result(f"prediction log: throughput, {clients} client(s)", to, tl, "/s", 0.9, note, True)
+            )
+            results.append(
+                Result(f"prediction log: p50 latency, {clients} client(s)", _pct(lo, 50), _pct(ll, 50), "ms")
+            )
     finally:
         _stop(gen)
-        _stop(base)
+        if logged is not None:
+            _stop(logged)
+        if base.poll() is None:
+            _stop(base)
+    rows = read_log(str(work / "prediction-log"))
+    print(f"prediction log: {len(rows)} rows logged in {rows['logged_at'].nunique()} part(s)")
     return results

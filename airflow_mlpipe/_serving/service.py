@@ -12,6 +12,10 @@ adaptive dispatcher). A bad request is refused before it reaches a batch; a row 
 cannot score fails only the request it came from. With batching off, the receiving process loads the
 model and scores each request alone.
 
+With a prediction log configured (``prediction_log`` in the configuration), every row scored is
+logged by :class:`~airflow_mlpipe._serving.request_log.RequestLog` (``mlpipe_request_log``), off the
+request's path.
+
 API (see ``docs/stages/deployment.md``)::
 
     POST /predict  {"rows": [{col: value, ...}, ...]}      -> {"predictions": [...], "model_version": ...}
@@ -20,6 +24,8 @@ API (see ``docs/stages/deployment.md``)::
                                                                (per row, ordered as "classes") and,
                                                                binary only, "scores" (P(classes[1]))
     POST /predict  {"entities": [{key: value, ...}, ...]}   (when an online spec is configured)
+    POST /predict  {"rows": [{col: value, ..., key: ..., ts: ...}]}  with a prediction log: its key
+                                                               and timestamp fields beside the features
     POST /predict  {..., "return_features": true}           -> also {"features": [{col: value}, ...]},
                                                                the feature values the model was given
                    valid rows the model raises on           -> 422 naming those rows
@@ -36,6 +42,7 @@ malformed request never reaches the model. So does an entity the online store ha
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import json
 import os
@@ -58,6 +65,10 @@ try:  # in a bento: copied beside this file
     from mlpipe_scores import score_rows, scores_of
 except ImportError:  # imported from the installed provider
     from airflow_mlpipe.core.class_scores import score_rows, scores_of
+try:  # in a bento: copied beside this file
+    from mlpipe_request_log import RequestLog  # type: ignore[import-not-found]
+except ImportError:  # imported from the installed provider
+    from airflow_mlpipe._serving.request_log import RequestLog
 
 RequestError = _schema.RequestError
 validate_rows = _schema.validate_rows
@@ -146,6 +157,16 @@ def load_model(config: dict[str, Any]) -> Any:
 _CONFIG = load_config()
 #: bentos built before batching existed have no entry: they keep scoring each request alone
 _BATCHING: dict[str, Any] = _CONFIG.get("batching") or {"enabled": False}
+#: rows the prediction log wrote, failed to write, or skipped (no entity key), over every worker
+_LOGGED = (
+    bentoml.metrics.Counter(
+        name="mlpipe_prediction_log_rows",
+        documentation="Scored rows by what became of them in the prediction log",
+        labelnames=["outcome"],
+    )
+    if _CONFIG.get("prediction_log")
+    else None
+)
 
 
 def joined_scores(scored: list[dict[str, Any]], what: str = "rows") -> dict[str, Any]:
@@ -345,6 +366,21 @@ class MlpipeModelService:
             # Resolves the feature service now: a version mismatch stops the service at start-up.
             self.key_schema = entity_key_schema(self.reader)
         self.identity = _identity(self.config)
+        self.log: RequestLog | None = None
+        if self.config.get("prediction_log"):
+            self.log = RequestLog(
+                self.config["prediction_log"],
+                self.inputs,
+                [c["name"] for c in self.key_schema],
+                self.identity["model_version"],
+                count=_count_logged,
+            )
+
+    @bentoml.on_shutdown
+    async def write_prediction_log(self) -> None:
+        """The rows scored since the last log part are written before the process exits."""
+        if self.log is not None:
+            await self.log.close()
 
     @functools.cached_property
     def model(self) -> Any:
@@ -393,7 +429,17 @@ class MlpipeModelService:
         entities: list[Any] | None = None,
         return_features: bool = False,
     ) -> dict[str, Any]:
+        logged: list[dict[str, Any]] = []  # the log's fields of each request row
+        arrived = ""
         try:
+            if self.log is not None:
+                arrived = dt.datetime.now(dt.UTC).isoformat()
+                try:
+                    logged = self.log.take_fields(rows if entities is None else entities, _what(entities))
+                except ValueError as exc:
+                    raise RequestError(
+                        f"invalid '{_what(entities)}': {exc.args[0][0]}", exc.args[0]
+                    ) from None
             if (rows is None) == (entities is None):
                 raise RequestError(
                     "send exactly one of 'rows' (feature values) or 'entities' (entity keys)"
@@ -405,13 +451,24 @@ class MlpipeModelService:
             else:  # the online store is read with blocking I/O: off the event loop
                 frame = await asyncio.to_thread(self._features_for, entities)
                 rows = frame.to_dict(orient="records")
-            answer = joined_scores(await self._score(rows), "rows" if entities is None else "entities")
+            answer = joined_scores(await self._score(rows), _what(entities))
         except RequestError as exc:
             ctx.response.status_code = exc.status
             return _schema.error_body(str(exc), exc.problems, self.identity)
+        if self.log is not None:
+            self.log.add(rows if entities is None else entities, logged, answer, arrived)
         if return_features:  # the values as the model was given them (signature dtypes)
             answer["features"] = to_frame(rows, self.inputs).to_dict(orient="records")
         return {**answer, **self.identity}
+
+
+def _count_logged(outcome: str, rows: int) -> None:
+    if _LOGGED is not None:
+        _LOGGED.labels(outcome=outcome).inc(rows)
+
+
+def _what(entities: Any) -> str:
+    return "rows" if entities is None else "entities"
 
 
 cast(Any, MlpipeModelService).add_asgi_middleware(  # a bentoml Service, not the class mypy sees

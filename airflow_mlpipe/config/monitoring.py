@@ -301,3 +301,44 @@ class PredictionLogConfig(MappingConfig):
                     "prediction_log.lookback_seconds must exceed label_delay_seconds, or no prediction "
                     "old enough to have its label would be judged."
                 )
+
+
+@dataclasses.dataclass
+class PredictionLogWriterConfig(MappingConfig):
+    """Where a serving path (batch scoring, the stream scorer, the HTTP service) logs its predictions:
+    the writer's part of :class:`PredictionLogConfig`.
+
+    :param uri: directory of the prediction log (as ``monitoring.prediction_log.uri``).
+    :param keys: entity key columns that identify what was predicted.
+    :param timestamp_column: the event time column; without a value for it, the time the prediction
+        was asked for.
+    """
+
+    uri: str
+    keys: Sequence[str]
+    timestamp_column: str = "event_timestamp"
+
+    def __post_init__(self) -> None:
+        for name in ("uri", "timestamp_column"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"prediction_log.{name} must be a non-empty string, got {value!r}.")
+        self.keys = list(_names("prediction_log.keys", self.keys) or ())
+        if not self.keys:
+            raise ConfigError("prediction_log.keys is empty: name the entity key columns of a prediction.")
+        if self.timestamp_column in self.keys:
+            raise ConfigError(f"prediction_log.timestamp_column {self.timestamp_column!r} is also a key.")
+
+    @classmethod
+    def of(cls, value: Any, where: str) -> PredictionLogWriterConfig | None:
+        """From a mapping of its fields (``None``: no log; a ``null`` timestamp column: the default)."""
+        if value is None:
+            return None
+        if isinstance(value, Mapping):
+            if not (value.get("uri") and value.get("keys")):
+                raise ConfigError(
+                    f"{where} needs 'uri' and 'keys' (the log directory and entity key columns), "
+                    f"got {dict(value)!r}."
+                )
+            value = {k: v for k, v in value.items() if not (k == "timestamp_column" and v is None)}
+        return from_mapping(cls, value, where)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from airflow_mlpipe.config.base import MappingConfig
+from airflow_mlpipe.config.monitoring import PredictionLogWriterConfig
 from airflow_mlpipe.exceptions import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:{}\-]+$")
@@ -78,15 +79,7 @@ class StreamConfig(MappingConfig):
         if self.block_ms < 1 or self.claim_idle_ms < 1:
             raise ConfigError("StreamConfig.block_ms and claim_idle_ms must be >= 1 (milliseconds).")
         if self.prediction_log is not None:
-            log = self.prediction_log
-            if not isinstance(log, dict) or not log.get("uri") or not log.get("keys"):
-                raise ConfigError(
-                    f"StreamConfig.prediction_log needs 'uri' and 'keys' (entity key columns), got {log!r}."
-                )
-            if isinstance(log["keys"], str) or not all(isinstance(k, str) and k for k in log["keys"]):
-                raise ConfigError(
-                    f"StreamConfig.prediction_log.keys must be a list of column names, got {log['keys']!r}."
-                )
+            PredictionLogWriterConfig.of(self.prediction_log, "StreamConfig.prediction_log")
         if self.max_len is not None and self.max_len < 1:
             raise ConfigError(f"StreamConfig.max_len must be >= 1 or None, got {self.max_len}.")
 

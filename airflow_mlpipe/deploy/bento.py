@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlpipe.config.deploy import BatchingConfig
+from airflow_mlpipe.config.monitoring import PredictionLogWriterConfig
 from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.core.registry import RegistryModel, load_model
 from airflow_mlpipe.exceptions import ConfigError
@@ -31,16 +32,20 @@ if TYPE_CHECKING:
     from airflow_mlpipe.hooks.mlflow import MlflowHook
 
 SERVICE_MODULE = "mlpipe_service"
-SCHEMA_MODULE = "mlpipe_schema"  # the service imports it under this name inside a bento
 SERVICE_CLASS = "MlpipeModelService"
 CONFIG_FILE = "mlpipe_service.json"  # must match airflow_mlpipe._serving.service.CONFIG_FILE
-_SERVICE_SOURCE = Path(__file__).resolve().parents[1] / "_serving" / "service.py"
-_SCHEMA_SOURCE = Path(__file__).resolve().with_name("schema.py")
-_SCORES_SOURCE = Path(__file__).resolve().parents[1] / "core" / "class_scores.py"
-SCORES_MODULE = "mlpipe_scores"  # the service imports it under this name
+_PACKAGE = Path(__file__).resolve().parents[1]
+#: the top-level modules of a bento's ``src`` and their sources: the service imports the others
+#: by these names (a bento runs without the provider installed)
+BENTO_SOURCES = {
+    SERVICE_MODULE: _PACKAGE / "_serving" / "service.py",
+    "mlpipe_schema": _PACKAGE / "deploy" / "schema.py",
+    "mlpipe_scores": _PACKAGE / "core" / "class_scores.py",
+    "mlpipe_log_parts": _PACKAGE / "monitoring" / "log_parts.py",
+    "mlpipe_request_log": _PACKAGE / "_serving" / "request_log.py",
+}
+BENTO_MODULES = tuple(BENTO_SOURCES)
 _TAG_UNSAFE = re.compile(r"[^a-z0-9_.-]+")
-#: the top-level modules of a bento's ``src`` (the service imports the other two by these names)
-BENTO_MODULES = (SERVICE_MODULE, SCHEMA_MODULE, SCORES_MODULE)
 #: where the service module reads its configuration from (else the file beside it)
 CONFIG_ENV = "MLPIPE_SERVICE_CONFIG"
 
@@ -132,6 +137,7 @@ def build_bento(
     workers: int = 1,
     max_rows: int = 10_000,
     batching: BatchingConfig | None = None,
+    prediction_log: PredictionLogWriterConfig | None = None,
 ) -> BuiltBento:
     """Build (or reuse) the bento serving ``model``.
 
@@ -142,6 +148,8 @@ def build_bento(
     :param max_rows: largest batch one request may carry.
     :param batching: adaptive batching of concurrent requests (default: on, with
         :class:`~airflow_mlpipe.config.deploy.BatchingConfig`'s limits).
+    :param prediction_log: the service logs every scored row to this prediction log (a local
+        directory the serving process can write to).
     """
     bentoml = require("bentoml")
     # `bentoml build` freezes requirements with uv: from PATH if one is there, else `python -m uv`
@@ -155,6 +163,16 @@ def build_bento(
         extra = f"-o{_digest(online_spec)}"
     # Batching changes the service a bento runs: another setting is another bento.
     extra += f"-b{_digest(batching_settings)}"
+    log_settings = None
+    if prediction_log is not None:
+        from airflow_mlpipe.monitoring.prediction_log import log_directory
+
+        log_settings = {
+            "directory": log_directory(prediction_log.uri),
+            "keys": list(prediction_log.keys),
+            "timestamp_column": prediction_log.timestamp_column,
+        }
+        extra += f"-l{_digest(log_settings)}"
     name, version = bento_name(model), bento_version(model, extra)
     tag = f"{name}:{version}"
     try:
@@ -180,17 +198,19 @@ def build_bento(
         "workers": workers,
         "max_rows": max_rows,
         "batching": batching_settings,
+        "prediction_log": log_settings,
     }
     packages = [_pkg(p) for p in ("bentoml", "pandas", "scikit-learn")]
     if config["framework"] == "mlflow":
         packages.append(_pkg("mlflow"))
     if online_spec is not None:
         packages.append(_pkg("feast"))
+    if log_settings is not None:
+        packages.append(_pkg("pyarrow"))  # the log's parquet parts
     ctx = Path(tempfile.mkdtemp(prefix="mlpipe-bento-"))
     try:
-        shutil.copyfile(_SERVICE_SOURCE, ctx / f"{SERVICE_MODULE}.py")
-        shutil.copyfile(_SCHEMA_SOURCE, ctx / f"{SCHEMA_MODULE}.py")
-        shutil.copyfile(_SCORES_SOURCE, ctx / f"{SCORES_MODULE}.py")
+        for module, source in BENTO_SOURCES.items():
+            shutil.copyfile(source, ctx / f"{module}.py")
         (ctx / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
         with bento_service_imports(ctx):  # the build imports this context's service
             bento = bentoml.bentos.build(
@@ -198,7 +218,7 @@ def build_bento(
                 name=name,
                 version=version,
                 build_ctx=str(ctx),
-                include=[f"{SERVICE_MODULE}.py", f"{SCHEMA_MODULE}.py", f"{SCORES_MODULE}.py", CONFIG_FILE],
+                include=[*(f"{m}.py" for m in BENTO_MODULES), CONFIG_FILE],
                 labels={
                     "mlpipe.model_name": model.name,
                     "mlpipe.model_version": model.version,

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlpipe.config.deploy import BatchingConfig, CanaryConfig, SmokeTestConfig, WatchConfig
+from airflow_mlpipe.config.monitoring import PredictionLogWriterConfig
 from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.core.registry import RegistryModel, resolve_model, version_by_alias
 from airflow_mlpipe.deploy.checks import CanaryFailed, SmokeTestFailed, analyse_watch
@@ -78,6 +79,7 @@ def release(
     watch: WatchConfig,
     online_spec: dict[str, Any] | None = None,
     batching: BatchingConfig | None = None,
+    prediction_log: PredictionLogWriterConfig | None = None,
     require_blessed: bool = True,
     log: Log = print,
 ) -> dict[str, Any]:
@@ -100,6 +102,7 @@ def release(
                 canary=canary,
                 online_spec=online_spec,
                 batching=batching,
+                prediction_log=prediction_log,
                 keep_previous=watch.enabled,
                 log=log,
             )
@@ -123,6 +126,8 @@ def release(
                     check=cv.RolloutCheck.WATCH,
                     reasons=decision["reasons"],
                     figures=decision,
+                    online_spec=online_spec,
+                    prediction_log=prediction_log,
                     log=log,
                 )
                 _verify_unchanged(client, model.name, before)
@@ -210,6 +215,7 @@ def roll_back(
     figures: Any = None,
     smoke: SmokeTestConfig | None = None,
     online_spec: dict[str, Any] | None = None,
+    prediction_log: PredictionLogWriterConfig | None = None,
     log: Log = print,
 ) -> dict[str, Any]:
     """Serve ``to_version`` again in one step and make the registry name it, under the lock.
@@ -227,7 +233,7 @@ def roll_back(
         raise PromotionError(f"{model_name} has no version to roll back to (no {cv.ALIAS_PREVIOUS!r} alias).")
     with registry_lock(client, model_name):
         replaced = target.load_state().stable
-        result = _serve_again(target, hook, model_name, to_version, smoke, online_spec, log)
+        result = _serve_again(target, hook, model_name, to_version, smoke, online_spec, prediction_log, log)
         before = aliases(client, model_name)
         if replaced is not None and replaced.model_version != to_version:
             if before[cv.ALIAS_CHAMPION] == replaced.model_version:
@@ -262,6 +268,7 @@ def _serve_again(
     version: str,
     smoke: SmokeTestConfig | None,
     online_spec: dict[str, Any] | None,
+    prediction_log: PredictionLogWriterConfig | None,
     log: Log,
 ) -> dict[str, Any]:
     with target.locked():
@@ -292,6 +299,7 @@ def _serve_again(
         smoke=smoke,
         canary=CanaryConfig(enabled=False),
         online_spec=online_spec,
+        prediction_log=prediction_log,
         status="rolled_back",
         log=log,
     )
@@ -304,6 +312,7 @@ def manual_rollback(
     *,
     smoke: SmokeTestConfig | None = None,
     online_spec: dict[str, Any] | None = None,
+    prediction_log: PredictionLogWriterConfig | None = None,
     reason: str = "rolled back by hand",
     log: Log = print,
 ) -> dict[str, Any]:
@@ -318,5 +327,6 @@ def manual_rollback(
         reasons=[reason],
         smoke=smoke,
         online_spec=online_spec,
+        prediction_log=prediction_log,
         log=log,
     )

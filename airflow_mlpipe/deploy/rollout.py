@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlpipe.config.deploy import BatchingConfig, CanaryConfig, SmokeTestConfig
+from airflow_mlpipe.config.monitoring import PredictionLogWriterConfig
 from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.core import registry
 from airflow_mlpipe.core.registry import RegistryModel
@@ -53,6 +54,7 @@ def deploy(
     canary: CanaryConfig,
     online_spec: dict[str, Any] | None = None,
     batching: BatchingConfig | None = None,
+    prediction_log: PredictionLogWriterConfig | None = None,
     status: str = "deployed",
     keep_previous: bool = False,
     log: Log = print,
@@ -61,13 +63,16 @@ def deploy(
 
     :param batching: adaptive batching of the served bento (default: on, with
         :class:`~airflow_mlpipe.config.deploy.BatchingConfig`'s limits).
+    :param prediction_log: the served bento logs its predictions there.
     :param keep_previous: leave the former stable backend running (without traffic) as
         ``state.previous``; the caller stops it with :func:`retire_previous` or switches back to it.
 
     :raises SmokeTestFailed: the new version never got traffic.
     :raises CanaryFailed: the canary was rolled back; stable serves as before.
     """
-    bento = build_bento(hook, model, online_spec=online_spec, batching=batching)
+    bento = build_bento(
+        hook, model, online_spec=online_spec, batching=batching, prediction_log=prediction_log
+    )
     log(f"bento {bento.tag} ({'built' if bento.created else 'reused'})")
     result: dict[str, Any] = {
         "model_name": model.name,

@@ -138,6 +138,22 @@ def row_schema(inputs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _add_log_fields(row: dict[str, Any] | None, log: dict[str, Any]) -> None:
+    """A row may also carry the prediction log's keys and event time (optional; see
+    ``airflow_mlpipe/_serving/request_log.py``)."""
+    if row is None:
+        return
+    key = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}], "nullable": True}
+    fields = {k: {**key, "description": "prediction log key"} for k in log["keys"]}
+    fields[log["timestamp_column"]] = {
+        "type": "string",
+        "nullable": True,
+        "description": "prediction log event time, ISO 8601 (UTC without an offset)",
+    }
+    for name, schema in fields.items():
+        row["properties"].setdefault(name, schema)
+
+
 _IDENTITY = {
     "model_name": {"type": "string"},
     "model_version": {"type": "string"},
@@ -171,6 +187,9 @@ def openapi_spec(
     if key_schema:
         properties["entities"] = {**batch, "items": {"$ref": "#/components/schemas/EntityRow"}}
         schemas["EntityRow"] = row_schema(key_schema)
+    if config.get("prediction_log"):
+        for row in (schemas["Row"], schemas.get("EntityRow")):
+            _add_log_fields(row, config["prediction_log"])
         request["oneOf"] = [{"required": ["rows"]}, {"required": ["entities"]}]
     else:
         request["required"] = ["rows"]

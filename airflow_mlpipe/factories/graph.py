@@ -315,6 +315,8 @@ def training_graph(config: PipelineConfig) -> Graph:
                     "holdout_uri": holdout_uri,
                     "mlflow_conn_id": conn,
                     "target": d.target,
+                    # The HTTP service logs its predictions too, unless the options say otherwise.
+                    **_prediction_log_writer(config),
                     **d.options,
                 },
                 outlets=[asset_key(DEPLOYED, name), asset_key(CHAMPION, name)],
@@ -467,8 +469,8 @@ def monitoring_graph(config: PipelineConfig) -> Graph:
 
 
 def _prediction_log_writer(config: PipelineConfig) -> dict[str, Any]:
-    """Batch scoring and the stream scorer write the prediction log that monitoring judges (when one
-    is configured)."""
+    """The HTTP service, batch scoring and the stream scorer write the prediction log that
+    monitoring judges (when one is configured)."""
     log = config.monitoring.prediction_log if config.monitoring else None
     if not log:
         return {}

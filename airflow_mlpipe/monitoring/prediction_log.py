@@ -2,8 +2,9 @@
 
 **Where.** Plain parquet files under one directory (``monitoring.prediction_log.uri``, usually
 under the artifact root): ``<uri>/<YYYY-MM-DD>/<time>-<random>.parquet``, one file per write (a
-batch-scoring run, a stream chunk). Each file is written under a temporary name and renamed, so a
-reader never sees half a write, and writers never share a file, so no locking is needed.
+batch-scoring run, a stream chunk, a few seconds of HTTP requests). Each file is written under a
+temporary name and renamed, so a reader never sees half a write, and writers never share a file, so
+no locking is needed. The format is defined once, in :mod:`airflow_mlpipe.monitoring.log_parts`.
 
 **Columns.** The entity keys, the event time of the prediction (``timestamp_column``: the
 request's, else when the prediction was made), ``prediction``, ``score`` (the positive-class
@@ -24,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -32,20 +32,21 @@ from airflow_mlpipe.config.monitoring import PredictionLogConfig, QualityConfig
 from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.core.storage import local_path, resolve
 from airflow_mlpipe.exceptions import ConfigError, DataError
+from airflow_mlpipe.monitoring.log_parts import LOGGED_AT, MODEL_VERSION, PREDICTION, SCORE, write_part
 
 if TYPE_CHECKING:
     import pandas as pd
 
-PREDICTION, SCORE, MODEL_VERSION, LOGGED_AT = "prediction", "score", "model_version", "logged_at"
 #: the label column of a joined frame (whatever the label table calls it)
 LABEL = "label"
 
 
-def _directory(uri: str) -> str:
+def log_directory(uri: str) -> str:
+    """The absolute local directory of the log at ``uri`` (a local path or ``file://`` URI)."""
     local = local_path(resolve(uri))
     if local is None:
         raise ConfigError(f"The prediction log is a local directory in this version; got {uri!r}.")
-    return str(local)
+    return os.path.abspath(local)
 
 
 def write_log(
@@ -81,20 +82,13 @@ def write_log(
     out[PREDICTION] = frame[prediction_column].to_numpy()
     out[SCORE] = frame[score_column].astype(float).to_numpy() if score_column else float("nan")
     out[MODEL_VERSION] = str(model_version)
-    out[LOGGED_AT] = stamp
-    directory = os.path.join(_directory(uri), now.strftime("%Y-%m-%d"))
-    os.makedirs(directory, exist_ok=True)
-    final = os.path.join(directory, f"{now.strftime('%H%M%S%f')}-{uuid.uuid4().hex[:12]}.parquet")
-    tmp = os.path.join(directory, f".{os.path.basename(final)}.tmp")
-    out.to_parquet(tmp, index=False)
-    os.replace(tmp, final)
-    return final
+    return write_part(out, log_directory(uri), now)
 
 
 def read_log(uri: str) -> pd.DataFrame:
     """Every logged prediction (an empty frame when nothing was logged yet)."""
     pd = require("pandas")
-    root = _directory(uri)
+    root = log_directory(uri)
     parts = sorted(
         os.path.join(d, f)
         for d, _, files in os.walk(root)

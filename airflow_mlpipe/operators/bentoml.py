@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow.sdk import BaseOperator
 
 from airflow_mlpipe.config.deploy import BatchingConfig, CanaryConfig, SmokeTestConfig, WatchConfig
+from airflow_mlpipe.config.monitoring import PredictionLogWriterConfig
 from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.core.results import jsonable
 from airflow_mlpipe.exceptions import ConfigError, QualityGateFailed
@@ -129,6 +130,10 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
     :param online_spec: Feast online spec: the service takes ``entities`` and reads features online.
     :param batching: :class:`~airflow_mlpipe.config.deploy.BatchingConfig` or its dict: adaptive
         batching of concurrent requests (default on); ``{"enabled": False}`` scores each request alone.
+    :param prediction_log: the service logs every row it scores to the prediction log monitoring
+        judges: ``{"uri", "keys", "timestamp_column"}``
+        (:class:`~airflow_mlpipe.config.monitoring.PredictionLogWriterConfig`); ``rows`` requests
+        then also take these fields beside the features (see ``docs/stages/deployment.md``).
     :param bentoml_home: BentoML store (default ``$BENTOML_HOME`` or ``<artifact root>/bentoml``).
     :param mlflow_conn_id: MLflow connection.
     """
@@ -142,6 +147,7 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
         "state_dir",
         "target",
         "online_spec",
+        "prediction_log",
         "bentoml_home",
         "mlflow_conn_id",
     )
@@ -164,12 +170,15 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
         target: dict[str, Any] | str | None = None,
         online_spec: dict[str, Any] | str | None = None,
         batching: BatchingConfig | dict[str, Any] | None = None,
+        prediction_log: Mapping[str, Any] | None = None,
         bentoml_home: str | None = None,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.batching = BatchingConfig.from_mapping(batching, "batching")
+        PredictionLogWriterConfig.of(prediction_log, "prediction_log")  # templated values: again at run time
+        self.prediction_log = prediction_log
         self.model_name = model_name
         self.alias = alias
         self.version = version
@@ -200,6 +209,7 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
             "canary": self.canary,
             "online_spec": _parse_spec(self.online_spec),
             "batching": self.batching,
+            "prediction_log": PredictionLogWriterConfig.of(self.prediction_log, "prediction_log"),
         }
         try:
             if self.promote:
@@ -238,6 +248,8 @@ class BentoRollbackOperator(_TargetMixin, BaseOperator):
     :param target: where the deployment runs: ``{"kind": "local", <options>}`` or your own target
         (:class:`~airflow_mlpipe.config.deploy.TargetSpec`); default the local target.
     :param holdout_uri: optional smoke-test dataset.
+    :param online_spec: the deployment's Feast online spec (as the deploy operator's).
+    :param prediction_log: the deployment's prediction log (as the deploy operator's).
     """
 
     template_fields: Sequence[str] = (
@@ -246,6 +258,7 @@ class BentoRollbackOperator(_TargetMixin, BaseOperator):
         "holdout_uri",
         "state_dir",
         "target",
+        "prediction_log",
         "bentoml_home",
         "mlflow_conn_id",
     )
@@ -261,11 +274,14 @@ class BentoRollbackOperator(_TargetMixin, BaseOperator):
         state_dir: str | None = None,
         target: dict[str, Any] | str | None = None,
         online_spec: dict[str, Any] | str | None = None,
+        prediction_log: Mapping[str, Any] | None = None,
         bentoml_home: str | None = None,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        PredictionLogWriterConfig.of(prediction_log, "prediction_log")
+        self.prediction_log = prediction_log
         self.model_name = model_name
         self.deployment_name = deployment_name or model_name
         self.holdout_uri = holdout_uri
@@ -291,6 +307,7 @@ class BentoRollbackOperator(_TargetMixin, BaseOperator):
             self.model_name,
             smoke=smoke,
             online_spec=_parse_spec(self.online_spec),
+            prediction_log=PredictionLogWriterConfig.of(self.prediction_log, "prediction_log"),
             log=self.log.info,
         )
         record_deployment(hook, result)
@@ -386,9 +403,7 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
         if prediction_log is not None:
-            missing = [k for k in ("uri", "keys") if not prediction_log.get(k)]
-            if missing:
-                raise ConfigError(f"prediction_log needs {missing}; got {dict(prediction_log)!r}.")
+            PredictionLogWriterConfig.of(prediction_log, "prediction_log")
             absent = [k for k in prediction_log["keys"] if k not in (keep_columns or [])]
             if absent:
                 raise ConfigError(

@@ -72,6 +72,7 @@ class StreamPredictionLog:
 
     def flush(self) -> str | None:
         """Write the buffered rows as one log part; the path written (``None``: nothing buffered)."""
+        from airflow_mlpipe.monitoring.log_parts import utc_time
         from airflow_mlpipe.monitoring.prediction_log import write_log
 
         self._due = time.monotonic() + FLUSH_SECONDS
@@ -79,8 +80,9 @@ class StreamPredictionLog:
             return None
         pd = require("pandas")
         frame = pd.DataFrame.from_records(self.rows)
+        # Element by element: pandas reads a naive time among aware ones in the others' offset.
         frame[self.timestamp_column] = pd.to_datetime(
-            frame[self.timestamp_column], utc=True, format="ISO8601"
+            [utc_time(v) for v in frame[self.timestamp_column]], utc=True
         )
         path = write_log(
             frame,

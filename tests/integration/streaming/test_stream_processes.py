@@ -13,21 +13,12 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.services import wait_until as _wait
 from tests.integration.streaming.conftest import iris_event, malformed_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.streaming]
 
 TOTAL = 10_000
-
-
-def _wait(what: str, check: Any, timeout: float = 180.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def _owner(routes: list[dict[str, Any]], position: str, key: str) -> str:

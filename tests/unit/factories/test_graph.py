@@ -251,7 +251,7 @@ def test_docs_schedule_on_assets_the_factories_emit():
     assert scheduled and {f"mlpipe://{stage}/<name>{rest}" for stage, rest in scheduled} <= emitted
 
 
-def test_prediction_log_wires_batch_scoring_to_the_drift_checks_quality(base_config):
+def test_prediction_log_wires_the_serving_paths_to_the_drift_checks_quality(base_config):
     log = {
         "uri": "/tmp/toy/predictions",
         "labels_uri": "/tmp/toy/labels",
@@ -274,6 +274,14 @@ def test_prediction_log_wires_batch_scoring_to_the_drift_checks_quality(base_con
     assert drift["cooldown_batches"] == 3  # the same cooldown as drift
     batch = g.training_graph(cfg).nodes["deploy.batch_score"].params
     assert batch["prediction_log"] == {"uri": "/tmp/toy/predictions", "keys": ["id"]}
+    # So does the HTTP service; deployment.options may name another log.
+    serve = g.training_graph(cfg).nodes["deploy.serve"].params
+    assert serve["prediction_log"] == {"uri": "/tmp/toy/predictions", "keys": ["id"]}
+    base_config["deployment"]["options"] = {"prediction_log": None}
+    assert (
+        g.training_graph(_build(base_config, "event")).nodes["deploy.serve"].params["prediction_log"] is None
+    )
+    base_config["deployment"]["options"] = {}
     # The stream scorer logs to it too; a stream's own prediction_log wins.
     base_config["streaming"] = {"enabled": True, "stream": dict(STREAM)}
     stream = g.training_graph(_build(base_config, "event")).nodes["deploy.stream"].params["stream"]
