@@ -28,13 +28,14 @@ API (see ``docs/stages/deployment.md``)::
                                                                and timestamp fields beside the features
     POST /predict  {..., "return_features": true}           -> also {"features": [{col: value}, ...]},
                                                                the feature values the model was given
-                   valid rows the model raises on           -> 422 naming those rows
+                   valid rows the model raises on           -> 500 naming those rows
+                   the model's process died (restarting)    -> 503, at once: retry elsewhere
     GET  /info     model name, version, fingerprint, bento tag, request schema
     GET  /docs.json  the OpenAPI document: the request schema of the model signature
     GET  /readyz, /livez, /metrics                          (BentoML)
 
-Every 4xx answer has one shape, ``{"error", "problems", "model_name", "model_version",
-"fingerprint"}``, whoever refused the request (this service, or BentoML's request parser): a
+Every 4xx answer, and the 500 naming rows the model raised on, has one shape: ``{"error",
+"problems", "model_name", "model_version", "fingerprint"}``, whoever refused the request (this service, or BentoML's request parser): a
 malformed request never reaches the model. So does an entity the online store has no features for
 (unknown key, or never materialized), a missing join key or a key of the wrong type.
 """
@@ -46,6 +47,7 @@ import datetime as dt
 import functools
 import json
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -172,14 +174,15 @@ _LOGGED = (
 def joined_scores(scored: list[dict[str, Any]], what: str = "rows") -> dict[str, Any]:
     """The answer's ``predictions`` and class-score fields from :func:`score_rows`' per-row results.
 
-    :raises RequestError: (HTTP 422) some rows could not be scored, naming them.
+    :raises RequestError: (HTTP 500) some rows could not be scored, naming them: the request was
+        valid, so the failure is the model's (and a canary or watch window counts it as one).
     """
     failed = [(i, r["error"]) for i, r in enumerate(scored) if "error" in r]
     if failed:
         raise RequestError(
             f"the model could not score {len(failed)} of {len(scored)} {what}: {failed[0][1]}",
             [f"{what}[{i}]: {error}" for i, error in failed[:MAX_PROBLEMS]],
-            status=422,
+            status=500,
         )
     body: dict[str, Any] = {"predictions": [r["prediction"] for r in scored]}
     if scored and scored[0]["classes"] is not None:
@@ -309,6 +312,55 @@ def _identity(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class BatcherLink:
+    """The front's calls to the batcher process, failing fast while that process is down.
+
+    A call whose connection breaks is tried once more on a new connection: the batcher may have
+    closed a kept-alive connection just as it was reused (scoring has no side effects). If it broke
+    because the process died, BentoML restarts it and the replacement loads the model first; no
+    request is held for that. The second try waits at most ``retry_s``; if it fails too, the link is
+    *broken*: each request gets a 503 at once (the proxy retries it on another backend, a canary
+    counts it), except one at a time that probes the batcher, again for at most ``retry_s``. The
+    first call that succeeds mends the link.
+    """
+
+    def __init__(self, retry_s: float = 5.0) -> None:
+        self.retry_s = retry_s
+        self.broken = False
+        self._probing = False
+
+    async def call(self, send: Callable[[], Awaitable[Any]]) -> Any:
+        """``await send()`` (a new call to the batcher each time), as described above.
+
+        :raises RequestError: (HTTP 503) the batcher is not available.
+        """
+        if self.broken:
+            if self._probing:
+                raise self._unavailable("restarting")
+            self._probing = True
+            try:
+                return await self._bounded(send)
+            finally:
+                self._probing = False
+        try:
+            return await send()
+        except aiohttp.ClientConnectionError:
+            return await self._bounded(send)
+
+    async def _bounded(self, send: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            answer = await asyncio.wait_for(send(), self.retry_s)
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            self.broken = True
+            raise self._unavailable(type(exc).__name__) from None
+        self.broken = False
+        return answer
+
+    @staticmethod
+    def _unavailable(why: str) -> Exception:
+        return RequestError(f"the model process is not available ({why}); retry the request", status=503)
+
+
 @bentoml.service(
     name="mlpipe_model_batcher",
     workers=1,  # one model process: every request's rows meet in its batches
@@ -355,6 +407,7 @@ class MlpipeModelService:
         self.inputs: list[dict[str, Any]] = self.config["inputs"]
         self.max_rows = int(self.config.get("max_rows", 10_000))
         self.batching = bool(_BATCHING.get("enabled"))
+        self.link = BatcherLink()
         self.classifier = self.config.get("task_type") == "classification"
         self.reader = None
         self.key_schema: list[dict[str, Any]] = []
@@ -391,12 +444,7 @@ class MlpipeModelService:
     async def _score(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """:func:`score_rows` of validated ``rows``: in the batcher's next batch, or here."""
         if self.batching:
-            try:
-                return list(await self.batcher.to_async.score(rows=rows))
-            except aiohttp.ClientConnectionError:
-                # The batcher closed a kept-alive connection just as it was reused (its idle
-                # timeout); scoring has no side effects, so a second try on a new connection is safe.
-                return list(await self.batcher.to_async.score(rows=rows))
+            return list(await self.link.call(lambda: self.batcher.to_async.score(rows=rows)))
         return await asyncio.to_thread(
             lambda: score_rows(self.model, to_frame(rows, self.inputs), self.classifier)
         )

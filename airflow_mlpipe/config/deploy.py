@@ -52,7 +52,8 @@ class CanaryConfig(MappingConfig):
     :param warmup_requests: one-row requests sent straight to the new version (from the smoke test's
         holdout rows) before its window starts, so that its first, cold requests (lazy imports, new
         connections, the batcher learning its latency) are not judged against a warm stable; they
-        fall before the window's first latency snapshot. ``0`` sends none.
+        fall before the window's first latency snapshot. ``0`` sends none. The warm-up stops after
+        ``window_seconds`` (at least 10 s) whatever it has sent: a slow version is the window's to judge.
     :param enabled: ``False`` switches straight to the new version after the smoke test.
     :param no_traffic: what a window with fewer than ``min_requests`` canary requests means: ``"rollback"``
         (no evidence, the default) or ``"promote"`` — for an endpoint nobody uses yet, the smoke test

@@ -107,26 +107,31 @@ def smoke_test(
 _DURATION = "bentoml_service_request_duration_seconds"
 
 
-def warm_up(url: str, rows: list[dict[str, Any]], requests: int) -> dict[str, Any]:
-    """Send ``requests`` one-row requests to ``url``/predict, cycling through ``rows``; answers are
-    not judged (the smoke test did), failures are counted.
+def warm_up(url: str, rows: list[dict[str, Any]], requests: int, budget_s: float) -> dict[str, Any]:
+    """Send up to ``requests`` one-row requests to ``url``/predict, cycling through ``rows``;
+    answers are not judged (the smoke test did, the canary will), failures are counted.
 
-    :return: ``{"requests": ..., "failed": ..., "seconds": ...}``
+    Stops early after ``budget_s`` seconds: a version that answers slowly or restarts under load
+    must not hold the rollout here; its canary window judges it.
+
+    :return: ``{"requests": sent, "failed": ..., "seconds": ...}``
     """
     import time
 
-    started, failed = time.monotonic(), 0
-    for i in range(requests if rows else 0):
+    started, failed, sent = time.monotonic(), 0, 0
+    deadline = started + budget_s
+    while rows and sent < requests and time.monotonic() < deadline:
         try:
-            status, _ = post_json(f"{url}/predict", {"rows": [rows[i % len(rows)]]})
+            status, _ = post_json(
+                f"{url}/predict",
+                {"rows": [rows[sent % len(rows)]]},
+                timeout=max(1.0, deadline - time.monotonic()),
+            )
         except OSError:
             status = 0
+        sent += 1
         failed += status != 200
-    return {
-        "requests": requests if rows else 0,
-        "failed": failed,
-        "seconds": round(time.monotonic() - started, 3),
-    }
+    return {"requests": sent, "failed": failed, "seconds": round(time.monotonic() - started, 3)}
 
 
 def _successful(samples: list[Sample], endpoint: str) -> dict[float, float]:

@@ -108,7 +108,9 @@ def deploy(
             if stable is not None and canary.enabled and target.health(stable).ok:
                 if smoke is not None and canary.warmup_requests:
                     rows = jsonable(frame.head(20).to_dict(orient="records"))
-                    result["warm_up"] = warm_up(candidate.url, rows, canary.warmup_requests)
+                    result["warm_up"] = warm_up(
+                        candidate.url, rows, canary.warmup_requests, budget_s=max(10.0, canary.window_seconds)
+                    )
                     log(f"warmed up the new version: {result['warm_up']}")
                 result["canary"] = _canary(target, stable, candidate, canary, log)
                 if not result["canary"]["passed"]:

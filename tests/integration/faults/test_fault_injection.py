@@ -132,7 +132,7 @@ def assert_converged(stack: FaultStack, champion: str) -> None:
     stable = stack.target.load_state().stable
     procs = deployment_processes(stack.target.dir)
     assert procs.backend_ports == {stable.port}, procs  # no orphaned backend or port
-    assert len(procs.backend_leaders) == 1, procs
+    assert len(procs.backends) == 1, procs  # no orphaned process of a former backend
     assert len(procs.proxies) == 1, procs  # the old proxy processes drained and exited
     assert proxy_servers(stack.target.dir) == [stable.server]
     assert stack.target.traffic()[stable.server]["status"].startswith("UP")

@@ -7,6 +7,7 @@ import math
 import shutil
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -200,10 +201,38 @@ def test_warm_up_sends_one_row_requests_and_counts_failures():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         rows = [{"x": 1}, {"x": 2}, {"x": 3}]
-        report = warm_up(f"http://127.0.0.1:{server.server_address[1]}", rows, 8)
+        report = warm_up(f"http://127.0.0.1:{server.server_address[1]}", rows, 8, budget_s=60)
     finally:
         server.shutdown()
         server.server_close()
     assert seen == [[rows[i % 3]] for i in range(8)]
     assert report["requests"] == 8 and report["failed"] == 2
-    assert warm_up("http://127.0.0.1:9", [], 5)["requests"] == 0
+    assert warm_up("http://127.0.0.1:9", [], 5, budget_s=60)["requests"] == 0
+
+
+def test_warm_up_stops_at_its_budget_when_the_version_hangs():
+    """A version that does not answer (a model process restarting) holds the rollout for the
+    budget, not for ``requests`` × the HTTP timeout; the unanswered request counts as failed."""
+    release = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            release.wait(30)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        started = time.monotonic()
+        report = warm_up(f"http://127.0.0.1:{server.server_address[1]}", [{"x": 1}], 50, budget_s=1.5)
+        took = time.monotonic() - started
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+    assert report["requests"] == 1 and report["failed"] == 1, report
+    assert took < 10, took  # the 30 s the handler would hold it, or 50 such requests, were not waited

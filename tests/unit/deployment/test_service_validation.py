@@ -177,5 +177,64 @@ def test_a_row_the_model_raises_on_fails_only_itself(service):
     }
     with pytest.raises(service.RequestError) as err:
         service.joined_scores(scored)
-    assert err.value.status == 422
+    assert err.value.status == 500  # a server error: canaries and watch windows count it
     assert err.value.problems == ["rows[2]: ValueError: negative a"]
+
+
+def test_batcher_link_retries_a_connection_closed_as_it_was_reused(service):
+    """The first call's connection breaks (kept-alive, closed by the batcher): a second call on a
+    new connection answers, and the link stays whole."""
+    import asyncio
+
+    import aiohttp
+
+    calls = []
+
+    async def send():
+        calls.append(1)
+        if len(calls) == 1:
+            raise aiohttp.ServerDisconnectedError()
+        return ["ok"]
+
+    link = service.BatcherLink(retry_s=5)
+    assert asyncio.run(link.call(send)) == ["ok"]
+    assert len(calls) == 2 and not link.broken
+
+
+def test_batcher_link_fails_fast_while_the_batcher_process_is_down(service):
+    """A batcher that died mid-call and whose replacement does not answer yet: the request gets a
+    503 after ``retry_s``, not after the HTTP timeout; while one request probes, the others get
+    their 503 at once; the first answer mends the link."""
+    import asyncio
+    import time
+
+    import aiohttp
+
+    async def scenario():
+        replacement_ready = asyncio.Event()
+
+        async def send():
+            if not link.broken and not probing_started.is_set():
+                probing_started.set()
+                raise aiohttp.ServerDisconnectedError()  # the process died under the call
+            await replacement_ready.wait()  # the replacement is loading the model
+            return ["ok"]
+
+        probing_started = asyncio.Event()
+        link = service.BatcherLink(retry_s=0.3)
+        started = time.monotonic()
+        with pytest.raises(service.RequestError) as err:
+            await link.call(send)
+        assert err.value.status == 503 and link.broken
+        assert time.monotonic() - started < 3
+        probe = asyncio.create_task(link.call(send))  # waits on the replacement
+        await asyncio.sleep(0)  # let the probe start (a scheduling step, not a wait on time)
+        with pytest.raises(service.RequestError) as err:
+            await link.call(send)  # another request meanwhile: refused at once
+        assert err.value.status == 503
+        replacement_ready.set()
+        assert await probe == ["ok"]
+        assert not link.broken
+        assert await link.call(send) == ["ok"]
+
+    asyncio.run(scenario())
