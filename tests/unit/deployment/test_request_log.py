@@ -187,3 +187,19 @@ def test_the_openapi_document_names_the_log_fields_a_row_may_carry():
     assert set(row["properties"]) == {"x", "store_id", "customer_id", "ts"}
     assert row["properties"]["store_id"] == plain["properties"]["store_id"]  # a model input stays one
     assert row["required"] == plain["required"] and row["additionalProperties"] is False
+
+
+def test_an_entities_request_logs_its_entity_keys_and_keeps_them_for_the_online_store(tmp_path: Path):
+    log = _log(tmp_path)  # customer_id is the entity key
+    entities: list[Any] = [{"customer_id": 7, "ts": "2026-01-02T00:00:00+02:00"}, {"customer_id": 8}]
+    fields = log.take_fields(entities, "entities")
+    assert entities == [{"customer_id": 7}, {"customer_id": 8}]  # only the timestamp is taken out
+
+    async def serve() -> None:
+        log.add(entities, fields, {"predictions": [1.5, 2.5]}, arrived=T0.isoformat())
+        await log.close()
+
+    asyncio.run(serve())
+    logged = read_log(str(tmp_path / "log")).sort_values("customer_id")
+    assert logged["customer_id"].tolist() == [7, 8] and logged["prediction"].tolist() == [1.5, 2.5]
+    assert logged["ts"].tolist() == [pd.Timestamp("2026-01-01T22:00:00Z"), pd.Timestamp(T0)]
