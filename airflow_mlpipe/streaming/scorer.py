@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
+
 from airflow_mlpipe.config.streaming import StreamConfig
 from airflow_mlpipe.streaming.logged import StreamPredictionLog
 from airflow_mlpipe.streaming.metrics import StreamMetrics
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: a dead letter keeps at most this much of the raw event
 MAX_DEAD_PAYLOAD = 65_536
+
+_decode = msgspec.json.Decoder().decode
 
 
 class StreamModel(Protocol):
@@ -75,6 +79,23 @@ def _json(value: Any) -> str:
     if type(value) is int or (type(value) is float and math.isfinite(value)):
         return repr(value)
     return json.dumps(value)
+
+
+def parse_json(raw: str) -> Any:
+    """``json.loads(raw)``, in a quarter of its time: msgspec decodes what it accepts to the same
+    values; what it refuses (invalid JSON, but also ``NaN``, ``1e400``, a lone surrogate, which the
+    standard library reads) gets the standard library's value or error.
+
+    :raises ValueError: ``raw`` is not valid JSON, saying why.
+    """
+    try:
+        return _decode(raw)
+    except msgspec.MsgspecError:
+        pass
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"'data' is not valid JSON: {exc}") from None
 
 
 def _problems(exc: BaseException) -> list[str]:
@@ -318,10 +339,7 @@ class StreamScorer:
         raw = event.fields.get("data")
         if raw is None:
             raise ValueError(f"event has no 'data' field (fields: {sorted(event.fields)[:10]})")
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise ValueError(f"'data' is not valid JSON: {exc}") from None
+        return parse_json(raw)
 
     @staticmethod
     def _dead(event: Event, exc: BaseException, kind: str) -> Result:
