@@ -6,6 +6,7 @@ every outcome, so "zero failed requests during a switch" is something a test can
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import json
 import threading
@@ -114,7 +115,9 @@ class LoadLoop:
             except Exception as exc:  # connection refused/reset: exactly what we count
                 status, version = type(exc).__name__, None
                 with self._lock:
-                    self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+                    # when it was sent (UTC), to line it up with the logs of a rollout
+                    sent = dt.datetime.fromtimestamp(time.time() - (time.perf_counter() - t0), dt.UTC)
+                    self.stats.errors.append(f"{type(exc).__name__}: {exc} (sent {sent:%H:%M:%S.%f})")
             finally:
                 conn.close()
             elapsed = time.perf_counter() - t0

@@ -324,7 +324,7 @@ class BatcherLink:
     first call that succeeds mends the link.
     """
 
-    def __init__(self, retry_s: float = 5.0) -> None:
+    def __init__(self, retry_s: float = 1.0) -> None:
         self.retry_s = retry_s
         self.broken = False
         self._probing = False
@@ -344,13 +344,17 @@ class BatcherLink:
                 self._probing = False
         try:
             return await send()
-        except aiohttp.ClientConnectionError:
+        except (aiohttp.ClientConnectionError, RuntimeError) as exc:
+            if not _connection_broke(exc):
+                raise
             return await self._bounded(send)
 
     async def _bounded(self, send: Callable[[], Awaitable[Any]]) -> Any:
         try:
             answer = await asyncio.wait_for(send(), self.retry_s)
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+        except (aiohttp.ClientConnectionError, RuntimeError, TimeoutError) as exc:
+            if not _connection_broke(exc):
+                raise
             self.broken = True
             raise self._unavailable(type(exc).__name__) from None
         self.broken = False
@@ -359,6 +363,15 @@ class BatcherLink:
     @staticmethod
     def _unavailable(why: str) -> Exception:
         return RequestError(f"the model process is not available ({why}); retry the request", status=503)
+
+
+def _connection_broke(exc: BaseException) -> bool:
+    """The call's connection to the batcher closed or timed out: aiohttp says so with a
+    ``ClientConnectionError``, or with ``RuntimeError("Connection closed.")`` when it closed while
+    the answer's body was being read."""
+    if isinstance(exc, RuntimeError):
+        return str(exc).startswith("Connection closed")
+    return True
 
 
 @bentoml.service(

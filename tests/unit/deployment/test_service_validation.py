@@ -188,17 +188,24 @@ def test_batcher_link_retries_a_connection_closed_as_it_was_reused(service):
 
     import aiohttp
 
-    calls = []
+    for broke in (aiohttp.ServerDisconnectedError(), RuntimeError("Connection closed.")):
+        calls = []
 
-    async def send():
-        calls.append(1)
-        if len(calls) == 1:
-            raise aiohttp.ServerDisconnectedError()
-        return ["ok"]
+        async def send(broke=broke, calls=calls):
+            calls.append(1)
+            if len(calls) == 1:
+                raise broke  # aiohttp's RuntimeError: closed while the answer's body was read
+            return ["ok"]
 
-    link = service.BatcherLink(retry_s=5)
-    assert asyncio.run(link.call(send)) == ["ok"]
-    assert len(calls) == 2 and not link.broken
+        link = service.BatcherLink(retry_s=5)
+        assert asyncio.run(link.call(send)) == ["ok"]
+        assert len(calls) == 2 and not link.broken
+
+    async def fails():
+        raise RuntimeError("something else")  # not a connection: the error is the request's
+
+    with pytest.raises(RuntimeError, match="something else"):
+        asyncio.run(service.BatcherLink(retry_s=5).call(fails))
 
 
 def test_batcher_link_fails_fast_while_the_batcher_process_is_down(service):
