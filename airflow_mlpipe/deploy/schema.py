@@ -187,12 +187,12 @@ def openapi_spec(
     if key_schema:
         properties["entities"] = {**batch, "items": {"$ref": "#/components/schemas/EntityRow"}}
         schemas["EntityRow"] = row_schema(key_schema)
-    if config.get("prediction_log"):
-        for row in (schemas["Row"], schemas.get("EntityRow")):
-            _add_log_fields(row, config["prediction_log"])
         request["oneOf"] = [{"required": ["rows"]}, {"required": ["entities"]}]
     else:
         request["required"] = ["rows"]
+    if config.get("prediction_log"):
+        for row in (schemas["Row"], schemas.get("EntityRow")):
+            _add_log_fields(row, config["prediction_log"])
     schemas["PredictRequest"] = request
     schemas["PredictResponse"] = {
         "type": "object",

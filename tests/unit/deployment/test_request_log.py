@@ -203,3 +203,19 @@ def test_an_entities_request_logs_its_entity_keys_and_keeps_them_for_the_online_
     logged = read_log(str(tmp_path / "log")).sort_values("customer_id")
     assert logged["customer_id"].tolist() == [7, 8] and logged["prediction"].tolist() == [1.5, 2.5]
     assert logged["ts"].tolist() == [pd.Timestamp("2026-01-01T22:00:00Z"), pd.Timestamp(T0)]
+
+
+def test_the_log_does_not_change_which_request_fields_are_required():
+    """``rows`` alone without an online spec, one of ``rows``/``entities`` with one: with or
+    without a prediction log."""
+    from airflow_mlpipe.deploy.schema import openapi_spec
+
+    config = {"model_name": "m", "model_version": "1", "max_rows": 10}
+    log = {"directory": "/l", "keys": ["customer_id"], "timestamp_column": "ts"}
+    keys = [{"name": "customer_id", "type": "long"}]
+    for cfg in (config, {**config, "prediction_log": log}):
+        rows_only = openapi_spec(cfg, INPUTS, [])["components"]["schemas"]["PredictRequest"]
+        assert rows_only.get("required") == ["rows"] and "oneOf" not in rows_only, cfg
+        either = openapi_spec(cfg, INPUTS, keys)["components"]["schemas"]["PredictRequest"]
+        assert either["oneOf"] == [{"required": ["rows"]}, {"required": ["entities"]}], cfg
+        assert "required" not in either
