@@ -1,9 +1,12 @@
 """Scored events into the prediction log, so live quality judges the stream as it judges batch scoring.
 
 The scorer hands over each event its commit wrote (a redelivered duplicate is not logged twice); the
-rows are buffered and written as one log part (:func:`~airflow_mlpipe.monitoring.prediction_log.write_log`)
-every :data:`FLUSH_SECONDS` or :data:`FLUSH_ROWS` rows, and when the scorer stops. A scorer killed
-meanwhile loses the rows not written yet: the log is for monitoring, the output stream is the record.
+rows are buffered (:class:`~airflow_mlpipe.monitoring.log_parts.PredictionBuffer`, the buffer the HTTP
+service uses too) and written as one log part every
+:data:`~airflow_mlpipe.monitoring.log_parts.FLUSH_SECONDS` or
+:data:`~airflow_mlpipe.monitoring.log_parts.FLUSH_ROWS` rows, and when the scorer stops. A scorer
+killed meanwhile loses the rows not written yet: the log is for monitoring, the output stream is the
+record.
 """
 
 from __future__ import annotations
@@ -13,12 +16,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_mlpipe.core.deps import require
-
-#: a log part is written at least this often while events are scored …
-FLUSH_SECONDS = 5.0
-#: … and at the latest when this many rows are buffered
-FLUSH_ROWS = 10_000
+from airflow_mlpipe.monitoring.log_parts import PredictionBuffer
+from airflow_mlpipe.monitoring.prediction_log import log_directory
 
 
 class StreamPredictionLog:
@@ -33,14 +32,17 @@ class StreamPredictionLog:
     """
 
     def __init__(self, spec: Mapping[str, Any], *, model_version: str) -> None:
-        self.uri = str(spec["uri"])
         self.keys = [str(k) for k in spec["keys"]]
         self.timestamp_column = str(spec.get("timestamp_column") or "event_timestamp")
-        self.model_version = model_version
-        self.rows: list[dict[str, Any]] = []
-        self.written = 0
+        self.buffer = PredictionBuffer(
+            log_directory(str(spec["uri"])), self.keys, self.timestamp_column, model_version
+        )
         self.skipped = 0  # events whose data lacks an entity key: nothing to join a label to
-        self._due = time.monotonic() + FLUSH_SECONDS
+
+    @property
+    def written(self) -> int:
+        """Rows written to the log so far."""
+        return self.buffer.written
 
     def add(
         self,
@@ -52,49 +54,24 @@ class StreamPredictionLog:
     ) -> None:
         """Buffer one scored event: ``data``, its parsed input; ``fields``, the event's own fields;
         ``score``, the positive-class probability, else ``None``."""
-        row = {k: _lookup(k, data, fields) for k in self.keys}
-        if any(v is None for v in row.values()):
+        keys = [_lookup(k, data, fields) for k in self.keys]
+        if any(v is None for v in keys):
             self.skipped += 1
             return
         when = _lookup(self.timestamp_column, data, fields)
         if when is None:
             seconds = (arrived_ms if arrived_ms is not None else time.time() * 1000) / 1000
-            when = dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat()
-        row[self.timestamp_column] = when
-        row["prediction"] = prediction
-        row["score"] = score
-        self.rows.append(row)
+            when = dt.datetime.fromtimestamp(seconds, dt.UTC)
+        self.buffer.add((*keys, when, prediction, score))
 
     def flush_due(self) -> None:
         """Write the buffer when it is old or large enough."""
-        if len(self.rows) >= FLUSH_ROWS or (self.rows and time.monotonic() >= self._due):
+        if self.buffer.full() or (self.buffer.rows and time.monotonic() >= self.buffer.due):
             self.flush()
 
     def flush(self) -> str | None:
         """Write the buffered rows as one log part; the path written (``None``: nothing buffered)."""
-        from airflow_mlpipe.monitoring.log_parts import utc_time
-        from airflow_mlpipe.monitoring.prediction_log import write_log
-
-        self._due = time.monotonic() + FLUSH_SECONDS
-        if not self.rows:
-            return None
-        pd = require("pandas")
-        frame = pd.DataFrame.from_records(self.rows)
-        # Element by element: pandas reads a naive time among aware ones in the others' offset.
-        frame[self.timestamp_column] = pd.to_datetime(
-            [utc_time(v) for v in frame[self.timestamp_column]], utc=True
-        )
-        path = write_log(
-            frame,
-            self.uri,
-            keys=self.keys,
-            model_version=self.model_version,
-            timestamp_column=self.timestamp_column,
-            score_column="score" if frame["score"].notna().any() else None,
-        )
-        self.written += len(self.rows)
-        self.rows = []
-        return path
+        return self.buffer.write(self.buffer.take())
 
 
 def _lookup(name: str, data: Any, fields: Mapping[str, str]) -> Any:
