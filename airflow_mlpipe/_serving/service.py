@@ -374,10 +374,18 @@ def _connection_broke(exc: BaseException) -> bool:
     return True
 
 
+#: The front keeps its client session to the batcher for the process's lifetime. BentoML's default
+#: (``runner_connection``: a new session every 100 calls or 300 s) closes the old session under the
+#: calls still running on it: they fail, or one waits for an answer the batcher already sent until
+#: the timeout (HTTP 504). Connections that break are still retried (:class:`BatcherLink`).
+BATCHER_CONNECTION = {"max_requests": 2**31 - 1, "max_age": 10.0 * 365 * 24 * 3600}
+
+
 @bentoml.service(
     name="mlpipe_model_batcher",
     workers=1,  # one model process: every request's rows meet in its batches
     traffic={"timeout": int(_CONFIG.get("timeout", 30))},
+    runner_connection=BATCHER_CONNECTION,
 )
 class MlpipeModelBatcher:
     """Holds the model and scores the rows of concurrent requests in one call."""

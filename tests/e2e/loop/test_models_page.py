@@ -157,6 +157,26 @@ def _wait_for_state(loop: LiveLoop, run_id: str, state: str, timeout: float) -> 
     raise AssertionError(f"{APPROVAL_DAG}.{APPROVAL_TASK} is {seen!r}, not {state!r}, after {timeout} s")
 
 
+def _why(loop: LiveLoop, run_id: str) -> str:
+    """The approval task's states and its log, to tell why the run did not succeed."""
+    from mlpipe_dev.demo.progress import task_log_file
+
+    logs = loop.airflow.home / "logs"
+    parts = []
+    for ti in loop.airflow.api.task_instances(APPROVAL_DAG, run_id):
+        path = task_log_file(logs, APPROVAL_DAG, run_id, ti)
+        text = path.read_text(errors="replace")[-6000:] if path.exists() else f"(no log at {path})"
+        parts.append(f"{ti['task_id']}: {ti['state']} (try {ti.get('try_number')})\n{text}")
+    for component in ("scheduler", "triggerer"):
+        path = logs / f"{component}.log"
+        if path.exists():
+            parts.append(
+                f"--- {component}.log, last lines\n"
+                + "\n".join(path.read_text(errors="replace").splitlines()[-60:])
+            )
+    return "\n".join(parts)
+
+
 def test_a_pending_approval_is_answered_through_the_page(
     page: Page, live_loop: LiveLoop, screenshots: Path
 ) -> None:
@@ -180,6 +200,7 @@ def test_a_pending_approval_is_answered_through_the_page(
     )
     assert detail["chosen_options"] == ["Approve"], detail
     assert (detail["responded_by_user"] or {}).get("name") == live_loop.airflow.username, detail
-    assert api.wait_run(APPROVAL_DAG, run_id, timeout=scaled(120)) == "success"
+    state = api.wait_run(APPROVAL_DAG, run_id, timeout=scaled(120))
+    assert state == "success", _why(live_loop, run_id)
     # The page reloads after the answer: nothing is waiting any more.
     expect(page.get_by_text("No approval is waiting.")).to_be_visible()

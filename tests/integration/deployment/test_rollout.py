@@ -17,7 +17,7 @@ import pendulum
 import pytest
 
 from airflow_mlpipe.core import conventions as cv
-from tests.fixtures.deployment import kill_backend
+from tests.fixtures.deployment import kill_backend, proxy_trouble
 from tests.fixtures.release import kill_when
 
 pytestmark = pytest.mark.integration
@@ -122,7 +122,7 @@ def test_canary_promotes_with_zero_failed_requests(run_dag, live_deployment, iri
     assert out["status"] == "deployed" and out["version"] == v2
     assert out["canary"]["passed"] is True and out["canary"]["canary"]["requests"] >= 5
     assert out["endpoint"] == live_deployment.endpoint
-    assert stats.failed == 0, stats.summary()
+    assert stats.failed == 0, f"{stats.summary()}\nproxy log:\n{proxy_trouble(live_deployment)}"
     assert stats.total >= 100 and set(stats.versions) == {iris_registered.versions[0], v2}
     assert res.xcom("deploy", key="mlpipe_serving_endpoint") == f"{live_deployment.endpoint}/info"
     events = dict(res.asset_events())
@@ -179,7 +179,7 @@ def test_bad_bentos_never_get_traffic(live_deployment, iris_registered):
     finally:
         with open(model_file, "wb") as fh:
             fh.write(original)
-    assert load.stats.failed == 0, load.stats.summary()
+    assert load.stats.failed == 0, f"{load.stats.summary()}\nproxy log:\n{proxy_trouble(live_deployment)}"
     assert set(load.stats.versions) == {stable.model_version}
     state = live_deployment.load_state()
     assert state.stable.bento_tag == stable.bento_tag and state.canary is None
@@ -237,7 +237,10 @@ def test_failing_canary_is_rolled_back(live_deployment, iris_registered):
     killer.join(5)
     assert killed, "the canary never went live"
     assert err.value.summary["status"] == "rolled_back"
-    assert load.stats.failed == 0, load.stats.summary()  # HAProxy retried the canary's failures on stable
+    assert load.stats.failed == 0, (
+        load.stats.summary(),
+        proxy_trouble(live_deployment),
+    )  # HAProxy retried the canary's failures on stable
     state = live_deployment.load_state()
     assert state.stable.bento_tag == stable.bento_tag and state.canary is None
     assert (

@@ -43,6 +43,7 @@ from tests.fixtures.fault_stack import (
     write_dags,
 )
 from tests.fixtures.release import aliases_now, assert_registry_names_what_serves
+from tests.fixtures.syslog import SyslogReceiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -76,6 +77,7 @@ def stack(tmp_path_factory, iris_frame) -> Iterator[FaultStack]:
     from mlpipe_dev.local.stack import LocalAirflow
 
     root = tmp_path_factory.mktemp("faults")
+    proxy_log = SyslogReceiver()
     data = root / "data"
     data.mkdir()
     iris_frame.to_parquet(data / "train.parquet", index=False)
@@ -89,6 +91,7 @@ def stack(tmp_path_factory, iris_frame) -> Iterator[FaultStack]:
         "training_set": str(data / "train.parquet"),
         "holdout": str(data / "holdout.parquet"),
         "landing": str(root / "landing"),
+        "access_log": proxy_log.address,
     }
     write_dags(root / "dags", **paths)
     (root / "landing").mkdir()
@@ -112,8 +115,10 @@ def stack(tmp_path_factory, iris_frame) -> Iterator[FaultStack]:
                     landing=root / "landing",
                     rows=iris_frame.drop(columns="target").head(4).to_dict(orient="records"),
                     batch=batch,
+                    proxy_log=proxy_log,
                 )
         finally:
+            proxy_log.close()
             target.shutdown()
             stop_leftovers(target.dir)
             if saved is None:
@@ -210,7 +215,7 @@ def test_deploy_killed_during_the_traffic_switch_converges_when_airflow_retries_
     # The backend the killed try had switched to is gone (the retry started its own).
     assert stack.target.load_state().stable.pid != killed["backend"]["pid"]
     assert_converged(stack, v2)
-    assert load.stats.failed == 0, load.stats.summary()
+    assert load.stats.failed == 0, f"{load.stats.summary()}\nproxy log:\n{stack.proxy_trouble()}"
 
 
 def test_backend_killed_under_live_traffic_is_restarted_by_the_health_check(stack, record_property):

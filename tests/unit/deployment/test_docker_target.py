@@ -82,3 +82,14 @@ def test_docker_kind_refuses_a_worker_local_state_store_unless_asked(tmp_path):
         resolve_target({"kind": "docker"}, deployment_name="iris")
     with pytest.raises(ConfigError, match="single_host: true"):
         resolve_target({"kind": "docker", "state_dir": str(tmp_path)}, deployment_name="iris")
+
+
+def test_proxy_access_log_is_off_unless_a_destination_is_given():
+    servers = [ServerEntry("b_v1", 4001, 100)]
+    common = dict(name="iris", port=4000, bind_host="127.0.0.1", pid_file="/tmp/p", stats_socket="/tmp/s")
+    assert "httplog" not in render_config(servers, **common)
+    logged = render_config(servers, **common, access_log="127.0.0.1:5140")
+    assert "log 127.0.0.1:5140 len 2048 local0 info" in logged and "option httplog" in logged
+    for bad in ("", "127.0.0.1:5140 local7", "a\nb"):
+        with pytest.raises(ConfigError, match="access_log"):
+            render_config(servers, **common, access_log=bad)

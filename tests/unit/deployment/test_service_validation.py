@@ -245,3 +245,62 @@ def test_batcher_link_fails_fast_while_the_batcher_process_is_down(service):
         assert await link.call(send) == ["ok"]
 
     asyncio.run(scenario())
+
+
+def _calls_through_sessions(sock_path, connection: dict[str, float], calls: int = 240) -> list[str]:
+    """``calls`` concurrent calls (4 at a time) through BentoML's client session manager, set up as
+    the front's proxy to the batcher is from ``runner_connection``, against a real server on a UNIX
+    socket; returns how the failed ones failed."""
+    import asyncio
+
+    from _bentoml_impl.client.proxy2 import SessionManager
+    from aiohttp import web
+
+    async def score(request: web.Request) -> web.Response:
+        await request.read()
+        await asyncio.sleep(0.002)
+        return web.json_response([1])
+
+    async def run() -> list[str]:
+        app = web.Application()
+        app.router.add_post("/score", score)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.UnixSite(runner, str(sock_path)).start()
+        sessions = SessionManager(
+            f"file://{sock_path}",
+            timeout=10,
+            headers={},
+            max_requests=int(connection["max_requests"]),
+            max_age=float(connection["max_age"]),
+        )
+        failures: list[str] = []
+
+        async def client() -> None:
+            for _ in range(calls // 4):
+                try:
+                    session = await sessions.get_session()
+                    async with session.post("/score", json={"rows": [1]}) as resp:
+                        await resp.read()
+                except Exception as exc:
+                    failures.append(type(exc).__name__)
+
+        try:
+            await asyncio.gather(*(client() for _ in range(4)))
+        finally:
+            await sessions.close()
+            await runner.cleanup()
+        return failures
+
+    return asyncio.run(run())
+
+
+def test_the_front_never_recycles_its_session_to_the_batcher_under_running_calls(service, tmp_path):
+    # BentoML's recycling (a new session every few calls) closes the old session under calls
+    # still running on it: they fail (a call can also wait for an answer until the timeout)
+    recycled = _calls_through_sessions(tmp_path / "recycled.sock", {"max_requests": 3, "max_age": 300.0})
+    assert recycled, "recycling the session under running calls broke none of them"
+    # the batcher's service config keeps one session for the process's lifetime: nothing breaks
+    batcher = service.MlpipeModelBatcher.config["runner_connection"]
+    assert batcher == service.BATCHER_CONNECTION
+    assert _calls_through_sessions(tmp_path / "kept.sock", batcher) == []

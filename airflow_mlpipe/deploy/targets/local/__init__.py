@@ -96,6 +96,7 @@ class LocalTarget(ProxiedTarget):
     :param ready_timeout: seconds a new backend may take to answer ``/readyz``.
     :param state_store: where the deployment state and its lock live (default: ``state.json`` in
         ``state_dir``).
+    :param access_log: syslog destination of the proxy's per-request log (``None``: no log).
     """
 
     host = "127.0.0.1"
@@ -110,6 +111,7 @@ class LocalTarget(ProxiedTarget):
         bentoml_home: str | None = None,
         ready_timeout: float = 180.0,
         state_store: StateStore | None = None,
+        access_log: str | None = None,
     ) -> LocalTarget:
         """The local target of a target spec (``kind: local``), with defaults under the artifact root.
 
@@ -120,6 +122,8 @@ class LocalTarget(ProxiedTarget):
         :param ready_timeout: seconds a new backend may take to answer ``/readyz``.
         :param state_store: the deployment state's store (:func:`~airflow_mlpipe.deploy.targets.resolve_target`
             passes the SQL store of ``state_conn_id``); default ``state.json`` in ``state_dir``.
+        :param access_log: the proxy's per-request log, sent to this syslog destination
+            (``host:port`` over UDP, or a UNIX datagram socket path such as ``/dev/log``).
         """
         from airflow_mlpipe.core.storage import artifact_root, local_path, safe_segment
         from airflow_mlpipe.deploy.bento import use_bentoml_home
@@ -143,6 +147,7 @@ class LocalTarget(ProxiedTarget):
             bentoml_home=home,
             ready_timeout=ready_timeout,
             state_store=state_store,
+            access_log=access_log,
         )
 
     def __init__(
@@ -156,6 +161,7 @@ class LocalTarget(ProxiedTarget):
         haproxy_binary: str | None = None,
         env: dict[str, str] | None = None,
         state_store: StateStore | None = None,
+        access_log: str | None = None,
     ) -> None:
         if not name.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"Deployment name {name!r} may only contain letters, digits, '-' and '_'.")
@@ -175,7 +181,13 @@ class LocalTarget(ProxiedTarget):
         self.port = int(meta.get("port") or port or free_port(self.host))
         if not meta:
             write_json(self.dir / "endpoint.json", {"port": self.port, "name": name})
-        self.proxy = HAProxy(self.dir, name=name.replace("-", "_"), port=self.port, binary=haproxy_binary)
+        self.proxy = HAProxy(
+            self.dir,
+            name=name.replace("-", "_"),
+            port=self.port,
+            binary=haproxy_binary,
+            access_log=access_log,
+        )
 
     # -- state -----------------------------------------------------------------------------
     @property

@@ -92,6 +92,7 @@ def render_config(
     server_timeout: str = "30s",
     server_host: str = "127.0.0.1",
     stats_port: int | None = None,
+    access_log: str | None = None,
 ) -> str:
     """The HAProxy config of a deployment's proxy from ``templates/haproxy.cfg.j2`` (every target's).
 
@@ -102,14 +103,20 @@ def render_config(
     :param server_host: address of the backend servers.
     :param stats_port: also serve the statistics as CSV over HTTP on ``bind_host:stats_port``
         (``/stats;csv``), for a proxy whose stats socket is out of reach (in a container).
+    :param access_log: where the proxy sends one syslog line per request (HAProxy's HTTP log
+        format: backend server, timers, status, termination state): ``host:port`` (UDP) or the
+        path of a UNIX datagram socket (``/dev/log``). ``None`` logs nothing.
     """
     import jinja2
 
     if not servers:
         raise ConfigError("The proxy needs at least one backend server.")
+    if access_log is not None and (not access_log.strip() or any(c.isspace() for c in access_log)):
+        raise ConfigError(f"access_log must be host:port or a socket path, not {access_log!r}.")
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
     return env.from_string(TEMPLATE.read_text()).render(
         name=name,
+        access_log=access_log,
         bind_host=bind_host,
         port=port,
         pid_file=pid_file,
@@ -153,6 +160,7 @@ class HAProxy:
 
     :param name: config section names (``[A-Za-z0-9_]``).
     :param port: loopback port of the stable endpoint.
+    :param access_log: syslog destination of the per-request log (:func:`render_config`).
     """
 
     def __init__(
@@ -164,8 +172,10 @@ class HAProxy:
         bind_host: str = "127.0.0.1",
         server_timeout: str = "30s",
         binary: str | None = None,
+        access_log: str | None = None,
     ) -> None:
         self.dir = Path(state_dir)
+        self.access_log = access_log
         self.name = name
         self.port = port
         self.bind_host = bind_host
@@ -184,6 +194,7 @@ class HAProxy:
             pid_file=str(self.pid_file),
             stats_socket=str(self.socket_path),
             server_timeout=self.server_timeout,
+            access_log=self.access_log,
         )
 
     def pids(self) -> list[int]:
