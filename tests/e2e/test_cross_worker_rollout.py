@@ -173,8 +173,9 @@ def test_second_rollout_on_another_worker_stops_the_first_ones_backend(
             )
             for c in (0.05, 5.0)
         )
-        # The test process sees the deployment as any worker does: through the SQL store.
-        monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "observer-bentoml"))
+        # The test process sees the deployment as any worker does: through the SQL store. Its
+        # BentoML store is the session's (BentoML keeps the first home a process uses), which
+        # neither worker uses.
         target = resolve_target(spec, deployment_name=MODEL)
         assert isinstance(target.store, SqlStateStore)
         af = LocalAirflow(
