@@ -12,7 +12,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: system-deps container-deps test-containers venv test lint typecheck pytest demo bench docs clean
+.PHONY: system-deps container-deps test-containers test-compose venv test lint typecheck pytest demo bench docs clean
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (Debian: apt-get install python3.11-venv)"; exit 1; }
@@ -59,6 +59,11 @@ test: system-deps lint typecheck pytest
 # deployment target, on a Docker Engine started when none answers (docs/howto/production.md).
 test-containers: system-deps container-deps venv
 	$(VENV)/bin/python -m pytest -m "compose or containers" $(PYTEST_ARGS)
+
+# The compose stack alone: CI runs it after `make test` (the container target's suite takes longer
+# and runs with `make test-containers`).
+test-compose: system-deps container-deps venv
+	$(VENV)/bin/python -m pytest -m compose $(PYTEST_ARGS)
 
 demo: system-deps venv
 	$(VENV)/bin/python -m mlpipe_dev.demo $(DEMO_ARGS)
