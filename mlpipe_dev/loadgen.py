@@ -29,6 +29,8 @@ class LoadStats:
     versions: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: each failed request's error type and when it was sent (``time.time()``)
+    failures: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -116,8 +118,10 @@ class LoadLoop:
                 status, version = type(exc).__name__, None
                 with self._lock:
                     # when it was sent (UTC), to line it up with the logs of a rollout
-                    sent = dt.datetime.fromtimestamp(time.time() - (time.perf_counter() - t0), dt.UTC)
+                    sent_at = time.time() - (time.perf_counter() - t0)
+                    sent = dt.datetime.fromtimestamp(sent_at, dt.UTC)
                     self.stats.errors.append(f"{type(exc).__name__}: {exc} (sent {sent:%H:%M:%S.%f})")
+                    self.stats.failures.append((type(exc).__name__, sent_at))
             finally:
                 conn.close()
             elapsed = time.perf_counter() - t0

@@ -256,6 +256,13 @@ def _store_model(hook: MlflowHook, model: RegistryModel, tag: str) -> str:
     return str(saved.tag)
 
 
+def bento_service_config(bento_tag: str) -> dict[str, Any]:
+    """The service configuration the bento ``bento_tag`` was built with (model, inputs, batching,
+    prediction log, ...), from the BentoML store in effect."""
+    bentoml = require("bentoml")
+    return _read_config(bentoml.bentos.get(bento_tag))
+
+
 def _read_config(bento: Any) -> dict[str, Any]:
     path = Path(bento.path) / "src" / CONFIG_FILE
     return dict(json.loads(path.read_text())) if path.exists() else {}

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from airflow_mlpipe.deploy.checks import post_json
-from tests.fixtures.deployment import load_factor, register_model
+from tests.fixtures.deployment import TARGET_KINDS, docker_spec, load_factor, register_model
 from tests.fixtures.services import wait_until
 
 pytestmark = pytest.mark.integration
@@ -27,9 +27,10 @@ pytestmark = pytest.mark.integration
 _LOGGED = re.compile(r'^mlpipe_prediction_log_rows_total\{[^}]*outcome="(\w+)"[^}]*\} (\S+)$')
 
 
-@pytest.fixture(scope="module")
-def logged_service(test_home: Path, breast_cancer_frame: Any) -> Any:
-    """A binary model's bento with a prediction log, served by ``bentoml serve``; stopped after."""
+@pytest.fixture(scope="module", params=TARGET_KINDS)
+def logged_service(request: pytest.FixtureRequest, test_home: Path, breast_cancer_frame: Any) -> Any:
+    """A binary model's bento with a prediction log, served on each target kind (``bentoml serve``
+    as a process, or its image as a container with the log directory mounted); stopped after."""
     from sklearn.linear_model import LogisticRegression
 
     from airflow_mlpipe.config.monitoring import PredictionLogWriterConfig
@@ -49,8 +50,13 @@ def logged_service(test_home: Path, breast_cancer_frame: Any) -> Any:
     log = PredictionLogWriterConfig(uri=str(log_dir), keys=["customer_id"], timestamp_column="event_ts")
     bento = build_bento(hook, model, prediction_log=log)
     assert bento.config["prediction_log"]["directory"] == str(log_dir)
-    spec = {"kind": "local", "state_dir": str(test_home / "deployments" / name), "bentoml_home": home}
-    target = resolve_target({**spec, "ready_timeout": 60 * load_factor()}, deployment_name="logged")
+    state_dir = test_home / "deployments" / f"{name}-{request.param}"
+    if request.param == "docker":
+        spec = docker_spec(state_dir=state_dir, ready_timeout=90 * load_factor())
+    else:
+        spec = {"kind": "local", "state_dir": str(state_dir), "bentoml_home": home}
+        spec["ready_timeout"] = 60 * load_factor()
+    target = resolve_target(spec, deployment_name=f"logged-{request.param}")
     backend = target.start(bento.tag, model_name=name, model_version=version)
     try:
         yield target, backend, log, version, X

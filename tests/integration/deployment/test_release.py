@@ -30,6 +30,7 @@ from tests.fixtures.release import (
     assert_registry_names_what_serves,
     kill_when,
     release_version,
+    unexplained_failures,
     version_tags,
 )
 
@@ -149,7 +150,9 @@ def test_canary_that_crashes_is_rejected_with_its_figures(site):
             release_version(site, v3)
     killer.join(5)
     assert killed, "the canary never went live"
-    assert load.stats.failed == 0, load.stats.summary()  # the proxy retried the canary's failures on stable
+    # The proxy retried the canary's failures on stable; only an answer the canary had begun when
+    # it was killed can be lost.
+    assert not unexplained_failures(load.stats, killed[0], clients=2), load.stats.summary()
     assert aliases_now(site) == {**before, "candidate": None}
     tags = version_tags(site, v3)
     assert (tags[cv.TAG_ROLLOUT_STATUS], tags[cv.TAG_ROLLOUT_CHECK]) == ("rejected", "canary")

@@ -18,7 +18,7 @@ import pytest
 
 from airflow_mlpipe.core import conventions as cv
 from tests.fixtures.deployment import kill_backend, proxy_trouble
-from tests.fixtures.release import kill_when
+from tests.fixtures.release import kill_when, unexplained_failures
 
 pytestmark = pytest.mark.integration
 
@@ -237,10 +237,12 @@ def test_failing_canary_is_rolled_back(live_deployment, iris_registered):
     killer.join(5)
     assert killed, "the canary never went live"
     assert err.value.summary["status"] == "rolled_back"
-    assert load.stats.failed == 0, (
-        load.stats.summary(),
-        proxy_trouble(live_deployment),
-    )  # HAProxy retried the canary's failures on stable
+    # HAProxy retried the canary's failures on stable; only an answer the canary had begun when it
+    # was killed can be lost.
+    unexplained = unexplained_failures(load.stats, killed[0], clients=2)
+    assert not unexplained, (
+        f"{unexplained}\n{load.stats.summary()}\nproxy log:\n{proxy_trouble(live_deployment)}"
+    )
     state = live_deployment.load_state()
     assert state.stable.bento_tag == stable.bento_tag and state.canary is None
     assert (

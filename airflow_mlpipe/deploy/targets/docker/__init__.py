@@ -208,6 +208,7 @@ class DockerTarget(ProxiedTarget):
             detach=True,
             labels=self._labels("backend", **{BENTO_LABEL: bento_tag, "airflow-mlpipe.port": str(port)}),
             environment={"BENTOML_DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"},
+            volumes=log_mounts(bento_tag) or None,
         )
         backend = Backend(
             server=server,
@@ -303,3 +304,19 @@ def bento_digest(bento_tag: str) -> str:
                 st = path.stat()
                 h.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
+
+
+def log_mounts(bento_tag: str) -> dict[str, dict[str, str]]:
+    """Bind mounts of a backend container: the bento's prediction log directory, at the same path
+    inside as outside, so that the rows the service logs land where the monitoring tasks read them.
+
+    The path is one on the engine's host (created here when the engine is this machine's): with a
+    remote engine it must be a filesystem the monitoring tasks read as well.
+    """
+    from airflow_mlpipe.deploy.bento import bento_service_config
+
+    directory = (bento_service_config(bento_tag).get("prediction_log") or {}).get("directory")
+    if not directory:
+        return {}
+    os.makedirs(directory, exist_ok=True)
+    return {directory: {"bind": directory, "mode": "rw"}}
