@@ -311,7 +311,9 @@ def log_mounts(bento_tag: str) -> dict[str, dict[str, str]]:
     inside as outside, so that the rows the service logs land where the monitoring tasks read them.
 
     The path is one on the engine's host (created here when the engine is this machine's): with a
-    remote engine it must be a filesystem the monitoring tasks read as well.
+    remote engine it must be a filesystem the monitoring tasks read as well. The service in the
+    container runs as the image's own user (``bentoml``), so the directory is made writable for
+    every user.
     """
     from airflow_mlpipe.deploy.bento import bento_service_config
 
@@ -319,4 +321,5 @@ def log_mounts(bento_tag: str) -> dict[str, dict[str, str]]:
     if not directory:
         return {}
     os.makedirs(directory, exist_ok=True)
+    os.chmod(directory, 0o777)  # the container's user writes the log's parts here
     return {directory: {"bind": directory, "mode": "rw"}}
