@@ -215,7 +215,7 @@ def test_deploy_killed_during_the_traffic_switch_converges_when_airflow_retries_
     # The backend the killed try had switched to is gone (the retry started its own).
     assert stack.target.load_state().stable.pid != killed["backend"]["pid"]
     assert_converged(stack, v2)
-    assert load.stats.failed == 0, f"{load.stats.summary()}\nproxy log:\n{stack.proxy_trouble()}"
+    assert load.stats.failed == 0, f"{load.stats.summary()}\nproxy log:\n{stack.proxy_log.report()}"
 
 
 def test_backend_killed_under_live_traffic_is_restarted_by_the_health_check(stack, record_property):
