@@ -35,12 +35,12 @@ COPY pyproject.toml uv.lock README.md ./
 RUN --mount=type=cache,id=mlpipe-uv-cache,target=/root/.cache/uv \
     --mount=type=secret,id=ca-certificates \
     if [ -s /run/secrets/ca-certificates ]; then export SSL_CERT_FILE=/run/secrets/ca-certificates; fi \
-    && uv sync --frozen --all-extras --no-dev --no-install-project
+    && uv sync --frozen --extra all --no-dev --no-install-project
 COPY airflow_mlpipe ./airflow_mlpipe
 RUN --mount=type=cache,id=mlpipe-uv-cache,target=/root/.cache/uv \
     --mount=type=secret,id=ca-certificates \
     if [ -s /run/secrets/ca-certificates ]; then export SSL_CERT_FILE=/run/secrets/ca-certificates; fi \
-    && uv sync --frozen --all-extras --no-dev
+    && uv sync --frozen --extra all --no-dev
 # The example use case the reference DAGs run (churn data generator and estimator); not in the wheel.
 COPY mlpipe_dev ./mlpipe_dev
 

@@ -27,16 +27,21 @@ venv: $(VENV)/.synced
 
 # OS packages the project runs: HAProxy splits and switches serving traffic (deployment stage);
 # Chromium runs the browser tests of the Airflow UI plugin (Playwright drives it by path); the demo
-# runs its stream (streaming inference) on a private redis-server.
-# Idempotent: installs only what is missing (needs root or sudo the first time).
-SYSTEM_PACKAGES := haproxy:/usr/sbin/haproxy chromium:/usr/bin/chromium redis-server:/usr/bin/redis-server
+# runs its stream (streaming inference) on a private redis-server; Java runs Spark for batch scoring
+# with engine: spark (local mode in the tests).
+# Idempotent: installs only what is missing (needs root or sudo the first time). Each entry is
+# package:program, the program an absolute path or a command looked up on PATH (any Java will do).
+SYSTEM_PACKAGES := haproxy:/usr/sbin/haproxy chromium:/usr/bin/chromium redis-server:/usr/bin/redis-server \
+	default-jre-headless:java
 # The container tests (compose stack, container deployment target) also need a Docker Engine and
 # debootstrap, which builds their stand-in base image (mlpipe_dev/containers/standin.py).
 CONTAINER_PACKAGES := docker.io:/usr/sbin/dockerd debootstrap:/usr/sbin/debootstrap
 system-deps container-deps:
 	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); missing=""; \
 	for entry in $(if $(filter container-deps,$@),$(CONTAINER_PACKAGES),$(SYSTEM_PACKAGES)); do \
-	  test -x "$${entry#*:}" || missing="$$missing $${entry%%:*}"; \
+	  program="$${entry#*:}"; \
+	  case "$$program" in /*) test -x "$$program";; *) command -v "$$program" >/dev/null;; esac \
+	    || missing="$$missing $${entry%%:*}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  $$SUDO apt-get install -y $$missing || { $$SUDO apt-get update && $$SUDO apt-get install -y $$missing; }; \

@@ -22,8 +22,8 @@ from bench._util import Result, print_table
 HERE = Path(__file__).resolve().parent
 
 
-#: long benchmarks run only when named (each runs the whole loop for many minutes)
-ON_REQUEST = frozenset({"demo", "loop"})
+#: long benchmarks run only when named (whole loops, or data sets of millions of rows)
+ON_REQUEST = frozenset({"demo", "loop", "startup", "scale"})
 
 
 def available() -> list[str]:

@@ -52,27 +52,45 @@ def _data(root: Path, rows: int) -> tuple[Path, Any]:
     return path, frame
 
 
-def _store(root: Path, project: str, defs: Path) -> Any:
-    from airflow_mlpipe.features.definitions import apply_definitions, load_definitions
-    from airflow_mlpipe.hooks.feast import FeastHook
+def entity_frame(customers: int, rows: int) -> Any:
+    """A seeded entity/label table: random customers, stamped in days 2–6, binary label."""
+    import numpy as np
+    import pandas as pd
 
-    config = {
+    rng = np.random.default_rng(1)
+    return pd.DataFrame(
+        {
+            "customer_id": rng.integers(0, customers, rows).astype("int64"),
+            "event_timestamp": pd.Timestamp(START)
+            + pd.to_timedelta(rng.integers(86_400, 6 * 86_400, rows), unit="s"),
+            "label": rng.integers(0, 2, rows),
+        }
+    )
+
+
+def store_config(root: Path, project: str, offline: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A Feast store of its own under ``root`` (registry file, SQLite online store); file offline store."""
+    return {
         "project": project,
         "provider": "local",
         "registry": {"registry_type": "file", "path": f"{root}/{project}.db"},
         "online_store": {"type": "sqlite", "path": f"{root}/{project}_online.db"},
-        "offline_store": {"type": "file"},
+        "offline_store": offline or {"type": "file"},
         "entity_key_serialization_version": 3,
         "repo_path": str(root),
     }
-    store = FeastHook("mlpipe_feast_bench_absent", config=config).get_store()
+
+
+def _store(root: Path, project: str, defs: Path) -> Any:
+    from airflow_mlpipe.features.definitions import apply_definitions, load_definitions
+    from airflow_mlpipe.hooks.feast import FeastHook
+
+    store = FeastHook("mlpipe_feast_bench_absent", config=store_config(root, project)).get_store()
     apply_definitions(store, load_definitions(str(defs)))
     return store
 
 
 def run(quick: bool) -> list[Result]:
-    import pandas as pd
-
     from airflow_mlpipe.config.features import MaterializeConfig, TrainingSetConfig
     from airflow_mlpipe.features.materialize import materialize_window
     from airflow_mlpipe.features.training_set import retrieve
@@ -101,17 +119,7 @@ def run(quick: bool) -> list[Result]:
                     subj_m.append(time.perf_counter() - t0)
         assert summary[0]["rows_written"] == rows // 5
 
-        import numpy as np
-
-        rng = np.random.default_rng(1)
-        entities = pd.DataFrame(
-            {
-                "customer_id": rng.integers(0, rows // 5, entity_rows).astype("int64"),
-                "event_timestamp": pd.Timestamp(START)
-                + pd.to_timedelta(rng.integers(86_400, 6 * 86_400, entity_rows), unit="s"),
-                "label": rng.integers(0, 2, entity_rows),
-            }
-        )
+        entities = entity_frame(rows // 5, entity_rows)
         cfg = TrainingSetConfig(feature_service="svc", entity_source="bench", label="label")
         service = direct.get_feature_service("svc")
         base_t, subj_t = [], []

@@ -1,5 +1,5 @@
 """Typed configuration of a deployment: where it runs (target), how the service batches requests,
-smoke test, canary analysis and post-switch watch window."""
+smoke test, canary analysis, post-switch watch window, and the engine batch scoring runs on."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from airflow_mlpipe.exceptions import ConfigError
 
 #: the SQL state store's table unless a target spec names another (``state_table``)
 DEFAULT_STATE_TABLE = "mlpipe_deployment_state"
+#: environment variable of a worker's default target spec (JSON), for configs that name none
+TARGET_ENV = "MLPIPE_DEPLOYMENT_TARGET"
 
 
 @dataclass
@@ -225,3 +227,61 @@ class TargetSpec(MappingConfig):
 
 #: keys of a target mapping that belong to the spec itself, not to the target's factory
 _SPEC_KEYS = ("kind", "state_conn_id", "state_table")
+
+
+#: how batch scoring runs: in the task's own process, or as a Spark job
+BATCH_ENGINES = ("in_process", "spark")
+
+
+@dataclass
+class BatchScoringConfig(MappingConfig):
+    """How a dataset is batch-scored (``BatchInferenceOperator``): the same checks, model and output
+    in either engine.
+
+    :param engine: ``"in_process"`` (the default): chunks of the dataset scored one after another in
+        the task's process; ``"spark"``: the dataset read by Spark and scored by a pandas UDF on its
+        executors (``pip install 'airflow-mlpipe[spark]'`` and a Java runtime).
+    :param batch_size: rows per chunk the model scores at once (``spark``: Arrow batches of the UDF).
+    :param spark_conn_id: Airflow connection naming the cluster's master (conn type ``spark``, host
+        ``spark://h``, port ``7077``; or a host such as ``yarn`` or ``k8s://https://h``). ``None``:
+        Spark's local mode on the worker (``local[*]``).
+    :param spark_conf: Spark properties (``spark.*``) over the provider's defaults, e.g.
+        ``{"spark.driver.memory": "2g", "spark.executor.memory": "4g"}``.
+    """
+
+    engine: str = "in_process"
+    batch_size: int = 100_000
+    spark_conn_id: str | None = None
+    spark_conf: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.engine not in BATCH_ENGINES:
+            raise ConfigError(
+                f"Batch scoring engine must be one of {list(BATCH_ENGINES)}, got {self.engine!r}."
+            )
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}.")
+        if self.spark_conf is None:
+            self.spark_conf = {}
+        if not isinstance(self.spark_conf, Mapping):
+            raise ConfigError(
+                f"spark_conf must be a mapping of Spark properties, got {type(self.spark_conf).__name__}."
+            )
+        self.spark_conf = dict(self.spark_conf)
+        if self.spark_conn_id is not None and (
+            not isinstance(self.spark_conn_id, str) or not self.spark_conn_id.strip()
+        ):
+            raise ConfigError("spark_conn_id must name an Airflow connection (a Spark master), or be None.")
+        if self.engine != "spark" and (self.spark_conn_id is not None or self.spark_conf):
+            raise ConfigError(
+                "spark_conn_id and spark_conf apply to engine 'spark' only; set engine='spark' or remove them."
+            )
+        for key, value in self.spark_conf.items():
+            if not isinstance(key, str) or not key.startswith("spark."):
+                raise ConfigError(f"spark_conf keys are Spark properties (spark.*), got {key!r}.")
+            if key == "spark.master":
+                raise ConfigError("spark_conf cannot set spark.master: name the master with spark_conn_id.")
+            if isinstance(value, (dict, list, tuple, set)) or value is None:
+                raise ConfigError(
+                    f"spark_conf[{key!r}] must be a string, number or boolean, got {type(value).__name__}."
+                )

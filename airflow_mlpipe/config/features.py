@@ -18,6 +18,8 @@ from airflow_mlpipe.exceptions import ConfigError
 NAIVE_TIMESTAMPS = ("error", "utc")
 #: where a materialization window came from (see ``FeastMaterializeOperator``)
 WINDOW_SOURCES = ("data_interval", "arguments", "triggering_batch", "catch_up")
+#: rows per fetch and parquet row group when a training set is streamed from PostgreSQL
+DEFAULT_CHUNK_ROWS = 100_000
 
 
 def _names(value: Any, where: str, *, allow_none: bool = True) -> list[str] | None:
@@ -116,6 +118,8 @@ class TrainingSetConfig:
     :param full_feature_names: name features ``<view>__<feature>`` (needed when two views share a
         feature name).
     :param output_name: file name of the parquet file under the task's artifact directory.
+    :param chunk_rows: with the ``postgres`` offline store, rows fetched from the database and
+        written as one parquet row group at a time (the worker holds one chunk of features).
     """
 
     feature_service: str
@@ -126,6 +130,7 @@ class TrainingSetConfig:
     naive_timestamps: str = "error"
     full_feature_names: bool = False
     output_name: str = "training_set.parquet"
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
 
     def __post_init__(self) -> None:
         for name in ("feature_service", "entity_source", "timestamp_column"):
@@ -144,6 +149,8 @@ class TrainingSetConfig:
             raise ConfigError(f"output_name={self.output_name!r} must be a file name ending in .parquet.")
         if self.label is not None and self.label == self.timestamp_column:
             raise ConfigError("label and timestamp_column name the same column.")
+        if isinstance(self.chunk_rows, bool) or not isinstance(self.chunk_rows, int) or self.chunk_rows < 1:
+            raise ConfigError(f"chunk_rows must be a positive integer, got {self.chunk_rows!r}.")
 
 
 #: how the rows a model learns from are chosen (see docs/concepts/training-data.md)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from airflow_mlpipe.config.base import MappingConfig, from_mapping
-from airflow_mlpipe.config.deploy import TargetSpec
+from airflow_mlpipe.config.deploy import BatchScoringConfig, TargetSpec
 from airflow_mlpipe.core.yamlio import load_yaml
 from airflow_mlpipe.exceptions import ConfigError
 
@@ -286,25 +286,33 @@ class DeploymentSection(_Config):
 
     :param enabled: deploy after promotion (off = promote only).
     :param batch_score_input: URI of the table to score after deployment (empty = no batch scoring).
-    :param target: where the model is served: ``{"kind": "local", <options>}`` (the default) or
-        another target kind (:class:`~airflow_mlpipe.config.deploy.TargetSpec`).
+    :param target: where the model is served: ``{"kind": "local", <options>}`` or another target
+        kind (:class:`~airflow_mlpipe.config.deploy.TargetSpec`); ``None`` (the default): the
+        workers' own default, ``$MLPIPE_DEPLOYMENT_TARGET`` where it is set, else the local target.
     :param options: extra keyword arguments for the deployment operator.
-    :param batch_options: extra keyword arguments for the batch-inference operator.
+    :param batch_options: extra keyword arguments for the batch-inference operator; its engine
+        settings (``engine``, ``batch_size``, ``spark_conn_id``, ``spark_conf``) are checked here, as
+        :class:`~airflow_mlpipe.config.deploy.BatchScoringConfig`.
     """
 
     section: ClassVar[str] = "deployment"
 
     enabled: bool = True
     batch_score_input: str = ""
-    target: dict[str, Any] = field(default_factory=lambda: {"kind": "local"})
+    target: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     batch_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _require_mapping(self.target, "deployment.target")
-        TargetSpec.from_mapping(self.target, "deployment.target")
+        if self.target is not None:
+            _require_mapping(self.target, "deployment.target")
+            TargetSpec.from_mapping(self.target, "deployment.target")
         _require_mapping(self.options, "deployment.options")
         _require_mapping(self.batch_options, "deployment.batch_options")
+        engine_keys = {f.name for f in dataclasses.fields(BatchScoringConfig)}
+        BatchScoringConfig.from_mapping(
+            {k: v for k, v in self.batch_options.items() if k in engine_keys}, "deployment.batch_options"
+        )
 
 
 #: the fields a ``streaming.stream`` mapping must have (the others have defaults)
@@ -387,6 +395,9 @@ class MonitoringSection(_Config):
     :param retrain_on_drift: ask for retraining when drift is found (an asset event for the
         ``event`` pattern, a triggered training run otherwise).
     :param poll_interval_seconds: how often the watcher / sensor lists ``watch_path``.
+    :param min_file_age_seconds: ``event`` pattern: a file younger than this may still be being
+        written, and waits for a later listing; ``0`` for writers that rename complete files into
+        place (a half-written file never shows under its final name).
     :param process_backlog: ``event`` pattern: on the watcher's very first start, announce the
         files already in ``watch_path`` (a backlog) instead of treating them as history.
     :param rebase_reference: once a model version serves, compare batches with the data it was
@@ -414,6 +425,7 @@ class MonitoringSection(_Config):
     drift: dict[str, Any] = field(default_factory=dict)
     retrain_on_drift: bool = True
     poll_interval_seconds: float = 30.0
+    min_file_age_seconds: float = 2.0
     process_backlog: bool = False
     rebase_reference: bool = True
     retrain_cooldown_batches: int = 3
@@ -447,6 +459,9 @@ class MonitoringSection(_Config):
             )
         if self.poll_interval_seconds <= 0:
             raise ConfigError("monitoring.poll_interval_seconds must be positive.")
+        age = self.min_file_age_seconds
+        if isinstance(age, bool) or not isinstance(age, (int, float)) or age < 0:
+            raise ConfigError(f"monitoring.min_file_age_seconds={age!r} must be a number >= 0.")
         _require_mapping(self.options, "monitoring.options")
 
 

@@ -67,20 +67,36 @@ def class_scores(model: Any, frame: Any) -> dict[str, Any]:
     """``{"classes", "probabilities"}`` (per row, ordered as ``classes``) and, for two classes,
     ``"scores"`` (the probability of ``classes[1]``, the positive class); ``{}`` without probabilities.
     """
-    found = proba_model(model)
+    found = class_probabilities(model, frame)
     if found is None:
         return {}
-    proba = found.predict_proba(frame)
-    classes = [c.item() if hasattr(c, "item") else c for c in found.classes_]
+    classes, proba = found
     return scores_of(classes, proba.tolist() if hasattr(proba, "tolist") else [list(r) for r in proba])
+
+
+def class_probabilities(model: Any, frame: Any) -> tuple[list[Any], Any] | None:
+    """The model's classes and ``predict_proba`` of ``frame`` as the model returns it (an array, a
+    row per row of ``frame``, a column per class); ``None`` when the model has no probabilities."""
+    found = proba_model(model)
+    if found is None:
+        return None
+    classes = [c.item() if hasattr(c, "item") else c for c in found.classes_]
+    return classes, found.predict_proba(frame)
+
+
+def positive_class(classes: list[Any]) -> int | None:
+    """The index of the positive class, whose probability is ``scores``: ``1`` when there are two
+    classes, else ``None`` (no ``scores``)."""
+    return 1 if len(classes) == 2 else None
 
 
 def scores_of(classes: list[Any], probabilities: list[list[float]]) -> dict[str, Any]:
     """The answer's class-score fields from ``classes`` and per-row ``probabilities`` (ordered as
     ``classes``): also how the batched service joins the rows of one request back together."""
     out: dict[str, Any] = {"classes": classes, "probabilities": probabilities}
-    if len(classes) == 2:
-        out["scores"] = [r[1] for r in probabilities]
+    positive = positive_class(classes)
+    if positive is not None:
+        out["scores"] = [r[positive] for r in probabilities]
     return out
 
 

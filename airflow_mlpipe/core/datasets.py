@@ -143,8 +143,41 @@ def file_digest(uri: str | os.PathLike[str], *, algorithm: str = "sha256") -> st
 
 def frame_digest(df: pd.DataFrame) -> str:
     """Content digest of a DataFrame (values, column names and dtypes; index ignored)."""
-    pd = require("pandas")
-    h = hashlib.sha256()
-    h.update(repr([(str(c), str(t)) for c, t in df.dtypes.items()]).encode())
-    h.update(pd.util.hash_pandas_object(df, index=False).values.tobytes())
-    return f"sha256:{h.hexdigest()}"
+    return ChunkedFrameDigest().add(df).result(lambda i, dtypes: df)
+
+
+class ChunkedFrameDigest:
+    """:func:`frame_digest` of a table that arrives in row chunks and is never whole in memory.
+
+    It equals ``frame_digest(pd.concat(chunks))``: the rows' hashes are kept (8 bytes a row), and
+    the dtypes are those the whole table would have. A chunk whose dtype differs from the whole
+    table's (an integer column that has missing values elsewhere is float there) is hashed again
+    from ``reread(i, dtypes)``, which gives that chunk back (e.g. from the written file).
+    """
+
+    def __init__(self) -> None:
+        self._chunks: list[tuple[Any, bytes]] = []
+
+    def add(self, chunk: pd.DataFrame) -> ChunkedFrameDigest:
+        pd = require("pandas")
+        self._chunks.append((chunk.dtypes, pd.util.hash_pandas_object(chunk, index=False).values.tobytes()))
+        return self
+
+    def result(self, reread: Any) -> str:
+        """The digest; ``reread(i, dtypes) -> DataFrame`` gives chunk ``i`` back when needed."""
+        pd = require("pandas")
+        from pandas.core.dtypes.cast import find_common_type
+
+        if not self._chunks:
+            raise DataError("No chunk to digest: add at least one (it may have no rows).")
+        names = list(self._chunks[0][0].index)
+        final = [find_common_type([d.iloc[j] for d, _ in self._chunks]) for j in range(len(names))]
+        h = hashlib.sha256()
+        h.update(repr([(str(c), str(t)) for c, t in zip(names, final, strict=True)]).encode())
+        for i, (dtypes, hashed) in enumerate(self._chunks):
+            if list(dtypes) != final:
+                chunk = reread(i, dict(zip(names, final, strict=True)))
+                chunk = chunk.astype(dict(zip(names, final, strict=True)))
+                hashed = pd.util.hash_pandas_object(chunk, index=False).values.tobytes()
+            h.update(hashed)
+        return f"sha256:{h.hexdigest()}"

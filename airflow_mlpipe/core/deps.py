@@ -24,6 +24,7 @@ _EXTRA_OF = {
     "uv": "deploy",  # `bentoml build` runs `python -m uv` from the same environment
     "evidently": "monitoring",
     "redis": "streaming",
+    "pyspark": "spark",  # batch scoring with engine: spark
     "pandas": "validation",
     "pyarrow": "validation",
 }

@@ -122,6 +122,11 @@ def use_bentoml_home(home: str | os.PathLike[str] | None) -> str:
     return effective
 
 
+def _dist_name(requirement: str) -> str:
+    """The normalised distribution name of ``name==version`` (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", requirement.split("==", 1)[0]).lower()
+
+
 def _pkg(name: str) -> str:
     try:
         return f"{name}=={metadata.version(name)}"
@@ -181,7 +186,7 @@ def build_bento(
     except bentoml.exceptions.NotFound:
         pass
 
-    model_tag = _store_model(hook, model, f"{name}:{version}")
+    model_tag, model_requirements = _store_model(hook, model, f"{name}:{version}")
     config = {
         "model_name": model.name,
         "model_version": model.version,
@@ -207,6 +212,9 @@ def build_bento(
         packages.append(_pkg("feast"))
     if log_settings is not None:
         packages.append(_pkg("pyarrow"))  # the log's parquet parts
+    # What the model's pickle imports when loaded (e.g. dill, or a library of a custom estimator).
+    declared = {_dist_name(p) for p in packages}
+    packages += [r for r in model_requirements if _dist_name(r) not in declared]
     ctx = Path(tempfile.mkdtemp(prefix="mlpipe-bento-"))
     try:
         for module, source in BENTO_SOURCES.items():
@@ -237,23 +245,37 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
-def _store_model(hook: MlflowHook, model: RegistryModel, tag: str) -> str:
-    """Put the model into the BentoML model store under ``tag`` (reused when already there)."""
+def _store_model(hook: MlflowHook, model: RegistryModel, tag: str) -> tuple[str, list[str]]:
+    """Put the model into the BentoML model store under ``tag`` (reused when already there);
+    return its tag and the pinned requirements its pickle needs beyond the bento's own packages
+    (:mod:`airflow_mlpipe.deploy.pickle_deps`, kept in the stored model's metadata)."""
     bentoml = require("bentoml")
     try:
-        return str(bentoml.models.get(tag).tag)
+        stored = bentoml.models.get(tag)
+        return str(stored.tag), _stored_requirements(stored)
     except bentoml.exceptions.NotFound:
         pass
     labels = {"mlpipe.model_name": model.name, "mlpipe.model_version": model.version}
     meta = {"fingerprint": model.fingerprint, "model_uri": model.model_uri, "run_id": model.run_id or ""}
     if "sklearn" in model.flavors:
+        from airflow_mlpipe.deploy.pickle_deps import requirements
+
         with hook.activate():
             estimator = load_model(model)
+        meta[_REQUIREMENTS_KEY] = " ".join(requirements(estimator))
         saved = bentoml.sklearn.save_model(tag, estimator, labels=labels, metadata=meta)
     else:
         with hook.activate():
             saved = bentoml.mlflow.import_model(tag, model.model_uri, labels=labels, metadata=meta)
-    return str(saved.tag)
+    return str(saved.tag), _stored_requirements(saved)
+
+
+#: stored model metadata: the requirements its pickle needs, space-separated
+_REQUIREMENTS_KEY = "pickle_requirements"
+
+
+def _stored_requirements(stored: Any) -> list[str]:
+    return str(stored.info.metadata.get(_REQUIREMENTS_KEY, "")).split()
 
 
 def bento_service_config(bento_tag: str) -> dict[str, Any]:

@@ -387,6 +387,7 @@ def monitoring_graph(config: PipelineConfig) -> Graph:
                 "path": m.watch_path,
                 "pattern": m.pattern,
                 "poll_interval": m.poll_interval_seconds,
+                "min_age": m.min_file_age_seconds,
                 "include_existing": m.process_backlog,
             },
         )

@@ -76,7 +76,8 @@ def schedule_of(graph: Graph) -> Any:
             render_now(spec["path"]),
             spec["pattern"],
             spec["poll_interval"],
-            spec.get("include_existing", False),
+            include_existing=spec.get("include_existing", False),
+            min_age=spec["min_age"],
         )
         return [
             Asset(

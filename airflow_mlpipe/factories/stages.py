@@ -106,10 +106,16 @@ def build_task(node: g.Node, params: dict[str, Any], outlets: list[Any]) -> Any:
 
 
 def new_batch_watcher(
-    name: str, path: str, pattern: str, poll_interval: float, include_existing: bool = False
+    name: str,
+    path: str,
+    pattern: str,
+    poll_interval: float,
+    *,
+    include_existing: bool,
+    min_age: float,
 ) -> Any:
-    """An ``AssetWatcher`` announcing each new batch file under ``path`` (and, with
-    ``include_existing``, the files already there on its very first start)."""
+    """An ``AssetWatcher`` announcing each new batch file under ``path`` once it is ``min_age``
+    seconds old (and, with ``include_existing``, the files already there on its very first start)."""
     from airflow.sdk import AssetWatcher
 
     from airflow_mlpipe.triggers.monitoring import NewBatchEventTrigger
@@ -117,6 +123,10 @@ def new_batch_watcher(
     return AssetWatcher(
         name=name,
         trigger=NewBatchEventTrigger(
-            uri=path, pattern=pattern, poll_interval=poll_interval, include_existing=include_existing
+            uri=path,
+            pattern=pattern,
+            poll_interval=poll_interval,
+            min_age_seconds=min_age,
+            include_existing=include_existing,
         ),
     )

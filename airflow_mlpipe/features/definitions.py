@@ -5,6 +5,10 @@ repository, as ``feast apply`` reads it) or an importable module (``my_pkg.featu
 Every Feast object found at module level — entities, data sources, feature views, on-demand
 views, feature services — is applied. The digest of the source files is the lineage that ties a
 training set and a model to the exact definition code that produced their features.
+
+A view's batch source must be one the store's offline store reads: ``FileSource`` (parquet) with
+the ``file`` offline store, ``PostgreSQLSource(name=..., table=... or query=..., timestamp_field=...)``
+with the ``postgres`` one. A mismatch is refused before anything is applied, naming what to set.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.exceptions import ConfigError
+from airflow_mlpipe.hooks.feast import POSTGRES_OFFLINE_EXAMPLE, offline_store_type
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -164,12 +169,70 @@ def load_definitions(definitions: str, search_paths: Sequence[str | os.PathLike[
     return Definitions(objects=objects, files=files, digest=digest, source=str(where), names=names)
 
 
+def _source_kind(source: Any) -> str | None:
+    """``"file"`` / ``"postgres"`` for the batch sources this project supports, else ``None``."""
+    from feast import FileSource
+    from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
+
+    if isinstance(source, PostgreSQLSource):
+        return "postgres"
+    if isinstance(source, FileSource):
+        return "file"
+    return None
+
+
+def _check_postgres_source(source: Any, owner: str) -> None:
+    options = source._postgres_options  # Feast exposes no public accessor for these
+    table, query = options._table or None, options._query or None
+    if bool(table) == bool(query):
+        raise ConfigError(
+            f"{owner}PostgreSQLSource {source.name!r} needs exactly one of table= (a table or view, "
+            f"optionally schema-qualified) or query= (a SELECT); it has {'both' if table else 'neither'}."
+        )
+    if not source.timestamp_field:
+        raise ConfigError(
+            f"{owner}PostgreSQLSource {source.name!r} needs timestamp_field= (its event-time column); "
+            "the point-in-time join and materialization filter on it."
+        )
+
+
+def check_sources(objects: Sequence[Any], store_type: str) -> None:
+    """Refuse batch sources the offline store ``store_type`` cannot read, saying what to set.
+
+    :param objects: Feast objects (data sources and feature views; others are ignored).
+    :raises ConfigError: a ``PostgreSQLSource`` without the ``postgres`` offline store, a
+        ``FileSource`` with it, or a ``PostgreSQLSource`` without table/query or timestamp field.
+    """
+    require("feast")
+    for obj in objects:
+        source = getattr(obj, "batch_source", obj)
+        owner = "" if source is obj else f"{type(obj).__name__} {obj.name!r}: "
+        kind = _source_kind(source)
+        if kind == "postgres":
+            _check_postgres_source(source, owner)
+            if store_type != "postgres":
+                raise ConfigError(
+                    f"{owner}PostgreSQLSource {source.name!r} needs the postgres offline store, but "
+                    f"the Feast store's offline store is {store_type!r}. Set it in the Feast "
+                    f"connection's extra (or feature_store.yaml), e.g. {POSTGRES_OFFLINE_EXAMPLE}."
+                )
+        elif kind == "file" and store_type == "postgres":
+            raise ConfigError(
+                f"{owner}FileSource {source.name!r} cannot be read by the postgres offline store. "
+                "Load the data into a table and declare PostgreSQLSource(name=..., table=... or "
+                'query=..., timestamp_field=...), or use {"offline_store": {"type": "file"}}.'
+            )
+
+
 def apply_definitions(store: FeatureStore, defs: Definitions, *, prune: bool = False) -> list[str]:
     """Register ``defs`` in the store (idempotent); with ``prune`` remove registered objects they lack.
 
     :returns: the names of the objects removed.
+    :raises ConfigError: Feast refuses the definitions, or a source does not fit the offline store
+        (see :func:`check_sources`).
     """
     feast = require("feast")
+    check_sources(defs.objects, offline_store_type(store.config))
     to_delete: list[Any] = []
     if prune:
         defined = {(type(o).__name__, o.name) for o in defs.objects}

@@ -3,7 +3,9 @@
 Feast's local engine reads the window *inclusive of both ends*. Consecutive Airflow data intervals
 share their boundary, so the window handed to Feast ends one nanosecond before the interval's end:
 ``[start - overlap, end)``. A row stamped exactly on a boundary belongs to the later interval only
-— no gap, no double count. Re-running an interval writes the same latest value per entity again,
+— no gap, no double count. PostgreSQL keeps microseconds and rounds a bound finer than that to the
+nearest microsecond (``…59.999999999`` becomes the boundary itself), so with the ``postgres``
+offline store the window ends one microsecond before the interval's end instead. Re-running an interval writes the same latest value per entity again,
 so a rerun is idempotent.
 
 Feast reports no row counts, so the online store's ``online_write_batch`` is wrapped for the
@@ -24,6 +26,7 @@ from airflow_mlpipe.core.deps import require
 from airflow_mlpipe.core.lineage import stage_asset
 from airflow_mlpipe.exceptions import DataError
 from airflow_mlpipe.features.registry import check_feature_views
+from airflow_mlpipe.hooks.feast import offline_store_type
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -75,7 +78,7 @@ def catch_up_start(store: FeatureStore, views: list[str] | None, end: dt.datetim
         view = store.get_feature_view(name)
         last = view.most_recent_end_time
         if last is not None:
-            # Windows end 1 ns before their interval's end (see above): resume exactly there.
+            # Windows end 1 ns (1 µs) before their interval's end (see above): resume exactly there.
             starts.append((pd.Timestamp(last) + pd.Timedelta(1, "ns")).ceil("us").to_pydatetime())
         elif view.ttl:
             starts.append(end - view.ttl)
@@ -108,7 +111,9 @@ def materialize_window(store: FeatureStore, cfg: MaterializeConfig) -> list[dict
     pd = require("pandas")
     views = check_feature_views(store, cfg.feature_views)
     start = pd.Timestamp(cfg.window_start)
-    end = pd.Timestamp(cfg.end) - pd.Timedelta(1, "ns")  # half-open window, see module docstring
+    # Half-open window, see the module docstring.
+    before = pd.Timedelta(1, "us" if offline_store_type(store.config) == "postgres" else "ns")
+    end = pd.Timestamp(cfg.end) - before
     if not views:
         return []
     with count_online_writes(store) as counts:

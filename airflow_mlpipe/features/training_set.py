@@ -172,8 +172,13 @@ def retrieve(
     return result, info
 
 
-def summary(cfg: TrainingSetConfig, info: ServiceInfo, uri: str, digest: str, rows: int) -> dict[str, Any]:
-    """The XCom / lineage summary of a training set (see interfaces: Features)."""
+def summary(
+    cfg: TrainingSetConfig, info: ServiceInfo, uri: str, digest: str, rows: int, offline_store: str = "file"
+) -> dict[str, Any]:
+    """The XCom / lineage summary of a training set (see interfaces: Features).
+
+    :param offline_store: the type of the offline store that joined it (``file``, ``postgres``).
+    """
     return {
         "training_set_uri": uri,
         "row_count": rows,
@@ -185,4 +190,5 @@ def summary(cfg: TrainingSetConfig, info: ServiceInfo, uri: str, digest: str, ro
         "timestamp_column": cfg.timestamp_column,
         "label": cfg.label,
         "entity_source": cfg.entity_source,
+        "offline_store": offline_store,
     }

@@ -10,7 +10,8 @@ Where the store's configuration comes from, in order:
 
 The connection's *extra* is merged on top, key by key (``{"online_store": {...}, "registry":
 {...}}`` turns the embedded default or a repository into a production store, e.g. Redis online
-store + SQL registry on PostgreSQL), and may name the repository as ``{"repo_path": ...}``.
+store + SQL registry on PostgreSQL, or ``{"offline_store": {"type": "postgres", ...}}`` for
+training sets joined in the warehouse), and may name the repository as ``{"repo_path": ...}``.
 
 The hook keeps the configuration as a plain, JSON-able dict (:meth:`FeastHook.repo_config`) so it
 can travel to the serving process (:mod:`airflow_mlpipe.features.online`). ``${VAR}`` references
@@ -37,6 +38,13 @@ if TYPE_CHECKING:
 
 DEFAULT_PROJECT = "mlpipe"
 _YAML = "feature_store.yaml"
+#: settings a ``{"type": "postgres"}`` offline store cannot do without (Feast has no default for them)
+POSTGRES_OFFLINE_REQUIRED = ("host", "database", "user", "password")
+#: a complete ``postgres`` offline store setting, quoted by the errors that ask for one
+POSTGRES_OFFLINE_EXAMPLE = (
+    '{"offline_store": {"type": "postgres", "host": "pg.internal", "port": 5432, "database": "warehouse", '
+    '"db_schema": "public", "user": "feast", "password": "${FEAST_PG_PASSWORD}"}}'
+)
 
 
 def default_repo_config() -> dict[str, Any]:
@@ -99,7 +107,46 @@ def normalise_repo_config(config: Mapping[str, Any]) -> dict[str, Any]:
     online = cfg.get("online_store")
     if isinstance(online, Mapping) and online.get("type", "sqlite") == "sqlite" and "path" in online:
         cfg["online_store"] = {**online, "path": _absolute(online["path"], repo)}
+    check_offline_store(cfg)
     return cfg
+
+
+def offline_store_type(config: Mapping[str, Any] | Any) -> str:
+    """The offline store's ``type`` (``"file"`` when unset) of a configuration dict or ``RepoConfig``."""
+    if isinstance(config, Mapping):
+        offline = config.get("offline_store")
+        if offline is None:
+            return "file"
+        if isinstance(offline, str):
+            return offline
+        return str(offline.get("type", "file")) if isinstance(offline, Mapping) else "file"
+    offline = getattr(config, "offline_store", None)
+    return str(getattr(offline, "type", "file") or "file")
+
+
+def check_offline_store(config: Mapping[str, Any]) -> None:
+    """Refuse a ``postgres`` offline store that lacks a setting, naming it and showing a complete one.
+
+    Feast's own message for this is a pydantic dump; this one says what to set. ``password`` may be
+    ``""`` for trust authentication; keep a real one in the environment (``"${FEAST_PG_PASSWORD}"``).
+    """
+    offline = config.get("offline_store")
+    if offline_store_type(config) != "postgres" or not isinstance(offline, Mapping):
+        return
+    missing = [k for k in POSTGRES_OFFLINE_REQUIRED if offline.get(k) is None]
+    if missing:
+        raise ConfigError(
+            f"The postgres offline store lacks {missing}; set them in the Feast connection's extra "
+            f'(or feature_store.yaml), e.g. {POSTGRES_OFFLINE_EXAMPLE}. password may be "" for trust auth.'
+        )
+    wrong = [k for k in POSTGRES_OFFLINE_REQUIRED if not isinstance(offline[k], str)]
+    if wrong:
+        raise ConfigError(
+            f"offline_store setting(s) {wrong} must be strings, got {[offline[k] for k in wrong]}."
+        )
+    port = offline.get("port", 5432)
+    if isinstance(port, bool) or not str(port).isdigit():
+        raise ConfigError(f"offline_store.port must be a port number, got {port!r}.")
 
 
 def _expand(value: Any) -> Any:

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
 
-from airflow_mlpipe.config.deploy import BatchingConfig, CanaryConfig, SmokeTestConfig, WatchConfig
+from airflow_mlpipe.config.deploy import (
+    BatchingConfig,
+    BatchScoringConfig,
+    CanaryConfig,
+    SmokeTestConfig,
+    WatchConfig,
+)
 from airflow_mlpipe.config.monitoring import PredictionLogWriterConfig
 from airflow_mlpipe.core import conventions as cv
 from airflow_mlpipe.core.results import jsonable
@@ -77,8 +83,9 @@ class _RegistryModelMixin:
 
 
 class _TargetMixin:
-    """The deployment target from ``target`` (a target spec), or the local target's shorthand
-    arguments ``state_dir``/``port``/``bentoml_home`` when no spec is given."""
+    """The deployment target from ``target`` (a target spec); without one, the worker's default
+    (``$MLPIPE_DEPLOYMENT_TARGET``, else the local target, which also takes the shorthand arguments
+    ``state_dir``/``port``/``bentoml_home``)."""
 
     deployment_name: str
     target: Any
@@ -88,9 +95,10 @@ class _TargetMixin:
 
     def _target(self) -> Any:
         from airflow_mlpipe.config.deploy import TargetSpec
-        from airflow_mlpipe.deploy.targets import resolve_target
+        from airflow_mlpipe.deploy.targets import resolve_target, site_target
 
-        spec = TargetSpec.from_mapping(_parse_json("target", self.target))
+        given_spec = _parse_json("target", self.target)
+        spec = TargetSpec.from_mapping(site_target() if given_spec is None else given_spec)
         local = {"state_dir": self.state_dir, "port": self.port, "bentoml_home": self.bentoml_home}
         given = {k: v for k, v in local.items() if v not in (None, "", 0)}
         if given and spec.kind != "local":
@@ -126,7 +134,8 @@ class BentoDeployOperator(_RegistryModelMixin, _TargetMixin, BaseOperator):
     :param port: stable endpoint port on 127.0.0.1 (first deploy; kept afterwards). Default: free port.
     :param state_dir: deployment state (default ``<artifact root>/deployments/<deployment_name>``).
     :param target: where the deployment runs: ``{"kind": "local", <options>}`` or your own target
-        (:class:`~airflow_mlpipe.config.deploy.TargetSpec`); default the local target.
+        (:class:`~airflow_mlpipe.config.deploy.TargetSpec`); default: the worker's ``$MLPIPE_DEPLOYMENT_TARGET``,
+        else the local target.
     :param online_spec: Feast online spec: the service takes ``entities`` and reads features online.
     :param batching: :class:`~airflow_mlpipe.config.deploy.BatchingConfig` or its dict: adaptive
         batching of concurrent requests (default on); ``{"enabled": False}`` scores each request alone.
@@ -246,7 +255,8 @@ class BentoRollbackOperator(_TargetMixin, BaseOperator):
     :param model_name: registered model name.
     :param deployment_name: deployment to roll back (default: ``model_name``).
     :param target: where the deployment runs: ``{"kind": "local", <options>}`` or your own target
-        (:class:`~airflow_mlpipe.config.deploy.TargetSpec`); default the local target.
+        (:class:`~airflow_mlpipe.config.deploy.TargetSpec`); default: the worker's ``$MLPIPE_DEPLOYMENT_TARGET``,
+        else the local target.
     :param holdout_uri: optional smoke-test dataset.
     :param online_spec: the deployment's Feast online spec (as the deploy operator's).
     :param prediction_log: the deployment's prediction log (as the deploy operator's).
@@ -320,7 +330,8 @@ class BentoHealthCheckOperator(_TargetMixin, BaseOperator):
 
     :param deployment_name: the deployment to check.
     :param target: where the deployment runs: ``{"kind": "local", <options>}`` or your own target
-        (:class:`~airflow_mlpipe.config.deploy.TargetSpec`); default the local target.
+        (:class:`~airflow_mlpipe.config.deploy.TargetSpec`); default: the worker's ``$MLPIPE_DEPLOYMENT_TARGET``,
+        else the local target.
     :param restart: bring dead backends back on their port; ``False`` fails the task instead.
     """
 
@@ -362,12 +373,19 @@ class BentoHealthCheckOperator(_TargetMixin, BaseOperator):
 class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
     """Score a dataset with a registry model in chunks; write predictions + model version as parquet.
 
+    The chunks are scored in the task's process (``engine="in_process"``) or by a Spark job
+    (``engine="spark"``); both check, score and write the same way
+    (:class:`~airflow_mlpipe.config.deploy.BatchScoringConfig`).
+
     :param model_name: registered model name.
     :param input_uri: dataset to score (parquet or CSV) with the model's feature columns.
     :param alias: alias to use (default ``champion``); ignored when ``version`` is set.
     :param version: registry version to use.
     :param keep_columns: input columns copied to the output (ids, timestamps).
     :param batch_size: rows per chunk.
+    :param engine: ``"in_process"`` (default) or ``"spark"``.
+    :param spark_conn_id: ``engine="spark"``: connection naming the Spark master; ``None``: local mode.
+    :param spark_conf: ``engine="spark"``: Spark properties over the provider's defaults.
     :param output_name: file name under the task's artifact directory.
     :param prediction_log: also append the predictions to the prediction log monitoring judges
         (:mod:`airflow_mlpipe.monitoring.prediction_log`): ``{"uri", "keys", "timestamp_column"}``.
@@ -383,6 +401,8 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
         "output_name",
         "mlflow_conn_id",
         "prediction_log",
+        "spark_conn_id",
+        "spark_conf",
     )
 
     def __init__(
@@ -397,11 +417,12 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
         output_name: str = "predictions.parquet",
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         prediction_log: Mapping[str, Any] | None = None,
+        engine: str = "in_process",
+        spark_conn_id: str | None = None,
+        spark_conf: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
         if prediction_log is not None:
             PredictionLogWriterConfig.of(prediction_log, "prediction_log")
             absent = [k for k in prediction_log["keys"] if k not in (keep_columns or [])]
@@ -416,30 +437,48 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
         self.version = version
         self.keep_columns = keep_columns
         self.batch_size = batch_size
+        self.engine = engine
+        self.spark_conn_id = spark_conn_id
+        self.spark_conf = dict(spark_conf or {})
         self.output_name = output_name
         self.mlflow_conn_id = mlflow_conn_id
+        self._scoring()  # bad settings fail when the DAG is parsed, not when it runs
+
+    def _scoring(self) -> BatchScoringConfig:
+        return BatchScoringConfig(
+            engine=self.engine,
+            batch_size=self.batch_size,
+            spark_conn_id=self.spark_conn_id,
+            spark_conf=self.spark_conf,
+        )
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlpipe.core.registry import load_model
-        from airflow_mlpipe.deploy.batch import score_dataset
 
         self._check_ref()
         if not self.input_uri:
             raise ConfigError("input_uri is required: the dataset to score.")
+        scoring = self._scoring()
         hook, model = self._resolve()
         with hook.activate():
             estimator = load_model(model)
-        scored = score_dataset(
-            estimator,
-            input_uri=self.input_uri,
-            features=model.features,
-            output_path=task_dir(context) / self.output_name,
-            model_name=model.name,
-            model_version=model.version,
-            keep_columns=list(self.keep_columns or []),
-            batch_size=self.batch_size,
-            inputs=model.inputs,
-        )
+        arguments: dict[str, Any] = {
+            "input_uri": self.input_uri,
+            "features": model.features,
+            "output_path": task_dir(context) / self.output_name,
+            "model_name": model.name,
+            "model_version": model.version,
+            "keep_columns": list(self.keep_columns or []),
+            "inputs": model.inputs,
+        }
+        if scoring.engine == "spark":
+            from airflow_mlpipe.deploy.spark_batch import score_dataset_spark
+
+            scored = score_dataset_spark(estimator, config=scoring, **arguments)
+        else:
+            from airflow_mlpipe.deploy.batch import score_dataset
+
+            scored = score_dataset(estimator, batch_size=scoring.batch_size, **arguments)
         result = {
             "predictions_uri": scored["predictions_uri"],
             "row_count": scored["row_count"],
@@ -448,6 +487,7 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
             "version": model.version,
             "fingerprint": model.fingerprint,
             "input_uri": self.input_uri,
+            "engine": scored["engine"],
         }
         if self.prediction_log is not None:
             result["prediction_log"] = self._log(scored["predictions_uri"], str(model.version))

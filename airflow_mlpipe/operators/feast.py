@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_mlpipe.config.features import (
+    DEFAULT_CHUNK_ROWS,
     HoldoutConfig,
     MaterializeConfig,
     TrainingSetConfig,
@@ -239,11 +240,13 @@ class FeastTrainingSetOperator(_FeastOperator):
     Writes ``<task dir>/<output_name>`` (parquet) with the entity table's columns in its row order
     followed by the service's features. XCom (interfaces: Features): ``{"training_set_uri",
     "row_count", "digest", "feature_service", "feature_service_version", "features",
-    "entity_columns", "timestamp_column", "label", "entity_source", "online_spec"}``; the same
-    without ``online_spec`` is attached to every outlet asset event.
+    "entity_columns", "timestamp_column", "label", "entity_source", "offline_store", "online_spec"}``;
+    the same without ``online_spec`` is attached to every outlet asset event.
 
     Parameters: see :class:`~airflow_mlpipe.config.features.TrainingSetConfig`;
-    ``entity_source_format`` is ``"parquet"``/``"csv"`` when the suffix does not tell.
+    ``entity_source_format`` is ``"parquet"``/``"csv"`` when the suffix does not tell. With the
+    ``postgres`` offline store the join runs in the database and the result is streamed to the file
+    ``chunk_rows`` rows (one row group) at a time.
 
     :param training_window: :class:`~airflow_mlpipe.config.features.TrainingWindowConfig` (or a
         dict of its fields): which rows, by event time, the set keeps. The result's ``window``
@@ -287,9 +290,11 @@ class FeastTrainingSetOperator(_FeastOperator):
         holdout: HoldoutConfig | Mapping[str, Any] | None = None,
         exclude_source: str | None = None,
         drift_since: str | None = None,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.chunk_rows = chunk_rows
         self.training_window = training_window
         self.holdout = holdout
         self.exclude_source = exclude_source
@@ -305,9 +310,9 @@ class FeastTrainingSetOperator(_FeastOperator):
         self.entity_source_format = entity_source_format
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlpipe.core.datasets import frame_digest, write_parquet
         from airflow_mlpipe.features.online import SPEC_KIND
-        from airflow_mlpipe.features.training_set import retrieve, summary
+        from airflow_mlpipe.features.training_output import write_training_sets
+        from airflow_mlpipe.features.training_set import summary
         from airflow_mlpipe.operators._context import emit_asset_metadata, task_dir
 
         cfg = TrainingSetConfig(
@@ -319,29 +324,28 @@ class FeastTrainingSetOperator(_FeastOperator):
             naive_timestamps=self.naive_timestamps,
             full_feature_names=self.full_feature_names,
             output_name=self.output_name,
+            chunk_rows=self.chunk_rows,
         )
         hook = self.get_hook()
         entities, chosen = self._choose_rows(context, cfg)
-        frame, info = retrieve(hook.get_store(), cfg, entities)
-        held = chosen.pop("held")
-        out = task_dir(context)
-        if held is not None:
-            holdout_frame = frame[held.to_numpy()].reset_index(drop=True)
-            frame = frame[~held.to_numpy()].reset_index(drop=True)
-            chosen["holdout"]["uri"] = write_parquet(holdout_frame, out / "holdout_set.parquet")
-            chosen["holdout"]["digest"] = frame_digest(holdout_frame)
-        uri = write_parquet(frame, out / cfg.output_name)
-        result = summary(cfg, info, uri, frame_digest(frame), len(frame))
+        sets = write_training_sets(hook.get_store(), cfg, entities, task_dir(context), chosen.pop("held"))
+        info, written = sets.info, sets.training
+        if sets.holdout is not None:
+            chosen["holdout"]["uri"] = sets.holdout.uri
+            chosen["holdout"]["digest"] = sets.holdout.digest
+        uri = written.uri
+        result = summary(cfg, info, uri, written.digest, written.rows, sets.offline_store)
         result.update(chosen)
-        if held is not None:
-            result["holdout_set_uri"] = chosen["holdout"]["uri"]
+        if sets.holdout is not None:
+            result["holdout_set_uri"] = sets.holdout.uri
         self.log.info(
-            "Training set %s: %d rows, %d features of %s (%s)",
+            "Training set %s: %d rows, %d features of %s (%s), joined by the %s offline store",
             uri,
-            len(frame),
+            written.rows,
             len(info.features),
             info.name,
             info.version,
+            sets.offline_store,
         )
         emit_asset_metadata(context, self.outlets, result)
         result["online_spec"] = {

@@ -58,12 +58,28 @@ def compose_binary() -> Path:
 
 def override_env(secrets_dir: Path, image: str = TEST_IMAGE) -> dict[str, str]:
     """The variables ``docker/compose.test.yaml`` needs: a free port per service, the project
-    image's tag and the directory of the api-server's password file."""
+    image's tag, the directory of the api-server's password file and the engine's socket."""
     ports: set[int] = set()
     while len(ports) < len(PORT_VARIABLES):
         ports.add(free_port())
     env = dict(zip(PORT_VARIABLES, (str(p) for p in sorted(ports)), strict=True))
-    return {**env, "MLPIPE_TEST_IMAGE": image, "MLPIPE_TEST_SECRETS_DIR": str(secrets_dir)}
+    socket = engine_socket()
+    return {
+        **env,
+        "MLPIPE_TEST_IMAGE": image,
+        "MLPIPE_TEST_SECRETS_DIR": str(secrets_dir),
+        # the workers' container target drives this engine through its socket, as its group
+        "MLPIPE_TEST_DOCKER_SOCKET": str(socket),
+        "MLPIPE_TEST_DOCKER_GID": str(socket.stat().st_gid),
+    }
+
+
+def engine_socket() -> Path:
+    """The UNIX socket of the engine ``DOCKER_HOST`` (or the default) names."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        raise ComposeError(f"DOCKER_HOST={host!r}: the compose test mounts the engine's UNIX socket.")
+    return Path(host.removeprefix("unix://"))
 
 
 @dataclass

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -55,6 +56,8 @@ class DemoConfig:
     :param wait_for_ctrl_c: keep the stack up after the loop until Ctrl-C.
     :param run_timeout: how long a run may go without any task changing state (seconds, stretched
         by the machine's load when the wait starts); a run that keeps moving is never cut off.
+    :param preload: task processes start with the stages' libraries imported (the provider's
+        preloading executor settings, :mod:`airflow_mlpipe.executors`); ``False``: Airflow's own.
     """
 
     workdir: Path
@@ -66,6 +69,7 @@ class DemoConfig:
     history_days: int = 7
     run_timeout: float = 900
     wait_for_ctrl_c: bool = False
+    preload: bool = True
     log: Callable[[str], None] = print
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -93,6 +97,8 @@ class DemoResult:
     #: one entry per round of events sent through the stream (see mlpipe_dev/demo/streaming.py)
     stream: list[dict[str, Any]] = field(default_factory=list)
     stream_enabled: bool = False
+    #: seconds from the drifted batch landing to each reaction (see Demo._reaction)
+    reaction: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -193,6 +199,7 @@ class Demo:
                 sql_alchemy_conn=cfg.sql_alchemy_conn,
                 celery_broker_url=cfg.celery_broker_url,
                 parallelism=cfg.parallelism,
+                preload=cfg.preload,
                 env=self.env(mlflow_server.url),
             )
             try:
@@ -244,6 +251,14 @@ class Demo:
             "state": state,
             "seconds": round(took, 1),
             "results": results,
+            # each task's run time as Airflow recorded it (process start, imports and work)
+            "task_seconds": {
+                ti["task_id"] + ("" if ti.get("map_index", -1) < 0 else f"[{ti['map_index']}]"): ti[
+                    "duration"
+                ]
+                for ti in instances
+                if ti.get("duration") is not None
+            },
         }
 
     def approve(self, api: AirflowApi, dag_id: str, run_id: str, ti: dict[str, Any]) -> None:
@@ -344,6 +359,7 @@ class Demo:
             self.log("2/3 a drifted batch lands; monitoring starts from the asset watcher")
             known_monitoring = {r["dag_run_id"] for r in api.runs(MONITORING_DAG)}
             churn.write_day(self.data_dir, self.spec, self.cfg.history_days)
+            landed = dt.datetime.now(dt.UTC)
             monitoring = self._wait_for_drift_run(api, known_monitoring)
             result.runs.append(monitoring)
             result.drift = _find(monitoring["results"], "drift_detected")
@@ -354,6 +370,7 @@ class Demo:
             )
             second = self.run_and_wait(api, TRAINING_DAG, retrain_id)
             result.runs.append(second)
+            result.reaction = _reaction(api, landed, monitoring, second)
             deployed = _find(second["results"], "endpoint")
             result.champion_after = _find(second["results"], "fingerprint") | {"deployed": deployed}
             if deployed.get("endpoint"):
@@ -428,6 +445,23 @@ class Demo:
         return dict(json.loads(proc.stdout))
 
 
+def _reaction(
+    api: AirflowApi, landed: dt.datetime, monitoring: dict[str, Any], retraining: dict[str, Any]
+) -> dict[str, float]:
+    """Seconds from the drifted batch landing to: the monitoring run starting, the drift being
+    detected (the monitoring run's end) and the retraining run starting (Airflow's run times)."""
+
+    def at(run: dict[str, Any], key: str) -> float:
+        value = api.run(run["dag_id"], run["run_id"]).get(key)
+        return round((dt.datetime.fromisoformat(str(value)) - landed).total_seconds(), 1) if value else -1.0
+
+    return {
+        "monitoring started": at(monitoring, "start_date"),
+        "drift detected": at(monitoring, "end_date"),
+        "retraining started": at(retraining, "start_date"),
+    }
+
+
 def summary(r: DemoResult) -> str:
     def model(d: dict[str, Any]) -> str:
         if not d:
@@ -449,6 +483,8 @@ def summary(r: DemoResult) -> str:
         f"  serving endpoint      : {r.endpoint}  (POST /predict)",
         f"  prediction before/after: {r.prediction_before} / {r.prediction_after}",
         *QualityProbe.summary_lines(r.quality),
+        "  drifted batch landed → "
+        + ", ".join(f"{what} after {seconds} s" for what, seconds in r.reaction.items()),
         f"  live traffic during the rollout: {r.traffic.get('total')} requests, {r.traffic.get('failed')} failed, "
         f"by version {r.traffic.get('versions')}",
         f"  approvals answered    : {answered or 'none asked'}",
@@ -486,6 +522,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--broker", default=None, help="Celery broker URL, e.g. redis://127.0.0.1:6379/5")
     parser.add_argument("--no-wait", action="store_true", help="stop right after the summary")
+    parser.add_argument(
+        "--no-preload",
+        action="store_true",
+        help="Airflow's executors as they are: every task process imports its libraries itself",
+    )
     args = parser.parse_args(argv)
     # Progress must show as it happens, also when stdout is a pipe or a CI log (block-buffered).
     if hasattr(sys.stdout, "reconfigure"):
@@ -496,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         sql_alchemy_conn=args.sql_alchemy_conn,
         celery_broker_url=args.broker,
         wait_for_ctrl_c=not args.no_wait and sys.stdin.isatty(),
+        preload=not args.no_preload,
     )
     try:
         Demo(cfg).run()

@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 from airflow_mlpipe.core.timing import scaled
 from airflow_mlpipe.exceptions import MlpipeError
+from airflow_mlpipe.executors.preload import DEFAULT_MODULES, forkserver_settings
 from mlpipe_dev.local.processes import terminate
 
 TERMINAL_STATES = frozenset({"success", "failed"})
@@ -126,8 +127,23 @@ class AirflowApi:
     def trigger(
         self, dag_id: str, conf: Mapping[str, Any] | None = None, *, logical_date: str | None = None
     ) -> str:
-        body: dict[str, Any] = {"logical_date": logical_date, "conf": dict(conf or {})}
-        return str(self.post(f"/dags/{dag_id}/dagRuns", body)["dag_run_id"])
+        """Trigger a run; return its id. The id is chosen here, so that a request the api-server
+        failed (HTTP 5xx: e.g. SQLite busy while other runs are created) can be sent again: the
+        run exists at most once, and a repeat that finds it (HTTP 409) is the same run."""
+        run_id = f"manual__{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime())}_{secrets.token_hex(3)}"
+        body: dict[str, Any] = {"dag_run_id": run_id, "logical_date": logical_date, "conf": dict(conf or {})}
+        for attempt in range(1, 5):
+            try:
+                return str(self.post(f"/dags/{dag_id}/dagRuns", body)["dag_run_id"])
+            except StackError as exc:
+                if attempt > 1 and "HTTP 409" in str(exc):
+                    return run_id  # an earlier attempt created it after all
+                cause = exc.__cause__
+                refused = isinstance(cause, urllib.error.HTTPError) and cause.code < 500
+                if attempt == 4 or refused or "HTTP 4" in str(exc):
+                    raise
+            time.sleep(attempt)
+        raise AssertionError("unreachable")
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return dict(self.get(f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"))
@@ -138,6 +154,28 @@ class AirflowApi:
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         quoted = quote(run_id, safe="")
         return list(self.get(f"/dags/{dag_id}/dagRuns/{quoted}/taskInstances?limit=1000")["task_instances"])
+
+    def task_log(self, dag_id: str, run_id: str, ti: Mapping[str, Any]) -> str:
+        """The log of one task instance try (a task instance of :meth:`task_instances`), as text."""
+        path = (
+            f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/"
+            f"{quote(str(ti['task_id']), safe='')}/logs/{max(int(ti.get('try_number') or 1), 1)}"
+            f"?full_content=true&map_index={ti.get('map_index', -1)}"
+        )
+        content = self.get(path).get("content")
+        if isinstance(content, str):
+            return content
+        lines = []
+        for item in content or []:
+            if isinstance(item, Mapping):
+                extra = {k: v for k, v in item.items() if k not in ("timestamp", "level", "event")}
+                lines.append(
+                    f"{item.get('timestamp', '')} {item.get('level', '')} {item.get('event', '')}"
+                    + (f" {extra}" if extra else "")
+                )
+            else:
+                lines.append(str(item))
+        return "\n".join(lines)
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float = 600, poll: float = 2) -> str:
         """Wait for a DAG run to finish; return its final state."""
@@ -196,6 +234,10 @@ class CeleryWorker:
         ]
 
 
+#: the provider's Celery configuration: workers import the stages' libraries before their pool forks
+PRELOADING_CELERY_CONFIG = "airflow_mlpipe.executors.celery.CELERY_CONFIG"
+
+
 @dataclass
 class LocalAirflow:
     """Real Airflow processes on loopback; a context manager that stops all it started.
@@ -209,6 +251,10 @@ class LocalAirflow:
     :param workers: the Celery workers one by one (queue, working directory, environment) instead of
         ``celery_workers`` alike ones.
     :param parallelism: executor slots; each LocalExecutor slot is a forked worker (~150 MB).
+    :param preload: task processes start with ``preload_modules`` imported: Airflow's forkserver
+        settings for LocalExecutor, the provider's Celery configuration for CeleryExecutor (see
+        :mod:`airflow_mlpipe.executors`); ``False``: every task process imports what it needs.
+    :param preload_modules: what is preloaded (default: the provider's stages' libraries).
     :param env: extra environment for every process (artifact root, connections, …).
     """
 
@@ -220,6 +266,8 @@ class LocalAirflow:
     celery_workers: int = 2
     workers: list[CeleryWorker] = field(default_factory=list)
     parallelism: int = 4
+    preload: bool = True
+    preload_modules: tuple[str, ...] = DEFAULT_MODULES
     env: dict[str, str] = field(default_factory=dict)
     api_port: int = 0
     username: str = "admin"
@@ -281,11 +329,16 @@ class LocalAirflow:
                 "GX_ANALYTICS_ENABLED": "false",
             }
         )
+        if self.preload and self.executor == "LocalExecutor":
+            env.update(forkserver_settings(self.preload_modules))
         if self.executor == "CeleryExecutor":
             env["AIRFLOW__CELERY__BROKER_URL"] = str(self.celery_broker_url)
             env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + db.replace(
                 "postgresql://", "postgresql+psycopg2://", 1
             )
+            if self.preload:
+                env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] = PRELOADING_CELERY_CONFIG
+                env["AIRFLOW__MLPIPE__PRELOAD_MODULES"] = ",".join(self.preload_modules)
             env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(
                 max(1, self.parallelism // max(1, len(self.workers) or self.celery_workers))
             )

@@ -2,11 +2,13 @@
 
 The stand-in images are built (mlpipe_dev/containers/standin.py), the project image is built from
 the repository's Dockerfile, and the stack starts with the test override docker/compose.test.yaml
-(stand-in images, host networking on free ports, two Celery worker containers). The loop is driven
-through the api-server's REST API, as any client would: train → gate (approved through the API) →
-deploy → a drifted batch lands → the monitoring DAG detects the drift → retraining → the new
-version serves on the same endpoint. Every container, network and volume is removed afterwards,
-also when the test fails.
+(stand-in images, host networking on free ports, two Celery worker containers deploying with the
+container target). The loop is driven through the api-server's REST API, as any client would:
+train → gate (approved through the API) → deploy → a drifted batch lands → the monitoring DAG
+detects the drift → retraining → the new version serves on the same endpoint, each version in a
+container of its own behind an HAProxy container, with the deployment's state in the stack's
+PostgreSQL. Every container, network and volume is removed afterwards (the deployment's
+containers and bento images too), also when the test fails.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import pytest
 
 from airflow_mlpipe.core.timing import scaled
+from airflow_mlpipe.deploy.targets.docker import BENTO_LABEL, DEPLOYMENT_LABEL, ROLE_LABEL
 from mlpipe_dev import churn_data as churn
 from mlpipe_dev.containers.compose import ComposeProject, override_env
 from mlpipe_dev.containers.engine import ensure_engine
@@ -37,6 +40,7 @@ from mlpipe_dev.local.stack import AirflowApi
 pytestmark = [pytest.mark.compose, pytest.mark.integration, pytest.mark.timeout(3600)]
 
 DATA_DIR = "/opt/mlpipe-data/incoming"  # MLPIPE_DATA_DIR of docker-compose.yaml
+DEPLOYMENT = "churn"  # the reference config's model, deployed under its name
 HISTORY_DAYS = 7
 SPEC = churn.ChurnSpec(days=HISTORY_DAYS + 1, drift_day=HISTORY_DAYS)
 
@@ -45,6 +49,7 @@ SPEC = churn.ChurnSpec(days=HISTORY_DAYS + 1, drift_day=HISTORY_DAYS)
 class Stack:
     project: ComposeProject
     api: AirflowApi
+    client: Any  # the Docker Engine's client
     timings: dict[str, float] = field(default_factory=dict)
 
     def port(self, variable: str) -> int:
@@ -78,22 +83,40 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     project.run("build", "airflow-init", timeout=3000)
     timings["project image"] = time.monotonic() - t0
     api = AirflowApi(f"http://127.0.0.1:{project.env['MLPIPE_TEST_API_PORT']}", "admin", password)
+    images_before = {image.id for image in client.images.list()}
     # A cancelled job (SIGTERM) must still tear the project down: make it an interrupt.
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    _remove_deployment(client, images_before)  # a leftover of an interrupted earlier run
     try:
         t0 = time.monotonic()
         project.run("up", "--detach", "--no-build", timeout=900)
         _wait_healthy(api, project)
         timings["stack up"] = time.monotonic() - t0
-        yield Stack(project, api, timings)
+        yield Stack(project, api, client, timings)
     except BaseException:
         print(project.logs(tail=80))
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
         project.down()
-        left = project.leftovers(client)
+        left = project.leftovers(client) + _remove_deployment(client, images_before)
         assert not left, f"compose down left {left}"
+
+
+def _deployment_containers(client: Any, role: str | None = None) -> list[Any]:
+    label = [f"{DEPLOYMENT_LABEL}={DEPLOYMENT}"] + ([f"{ROLE_LABEL}={role}"] if role else [])
+    return list(client.containers.list(all=True, filters={"label": label}))
+
+
+def _remove_deployment(client: Any, keep_images: set[str]) -> list[str]:
+    """Remove the container target's containers of the deployment and the bento images built since
+    ``keep_images`` (their layers stay: the build cache); return what could not be removed."""
+    for container in _deployment_containers(client):
+        container.remove(force=True)
+    for image in client.images.list(filters={"label": BENTO_LABEL}):
+        if image.id not in keep_images:
+            client.images.remove(image.id, force=True, noprune=True)
+    return [f"container {c.name}" for c in _deployment_containers(client)]
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -124,8 +147,16 @@ def _run(stack: Stack, dag_id: str, run_id: str, approvals: list[dict[str, Any]]
         ),
     )
     state, instances = progress.wait(dag_id, run_id)
-    failed = [t["task_id"] for t in instances if t["state"] == "failed"]
-    assert state == "success", f"{dag_id} {run_id}: {state}, failed {failed}\n{stack.project.logs(tail=60)}"
+    failed = [t for t in instances if t["state"] == "failed"]
+    if state != "success":
+        logs = "\n".join(
+            f"--- {t['task_id']} (try {t.get('try_number')}):\n{stack.api.task_log(dag_id, run_id, t)[-8000:]}"
+            for t in failed
+        )
+        raise AssertionError(
+            f"{dag_id} {run_id}: {state}, failed {[t['task_id'] for t in failed]}\n"
+            f"{stack.project.logs(tail=60)}\n{logs}"
+        )
     return {"run_id": run_id, "instances": instances, "results": _task_results(stack.api, dag_id, run_id)}
 
 
@@ -200,6 +231,15 @@ def test_reference_loop_on_the_compose_stack(stack: Stack) -> None:
     assert served["failed"] == 0 and served["total"] > 0, served
     assert set(served["versions"]) == {str(before["version"]), str(after["version"])}, served
     assert [a["chosen"] for a in approvals] == ["Approve", "Approve"], approvals
+
+    # Serving lives in containers of the engine, not in a worker: one proxy container and one
+    # backend container, serving the new version's bento (the first version's is stopped and gone).
+    (proxy_container,) = _deployment_containers(stack.client, "proxy")
+    backends = _deployment_containers(stack.client, "backend")
+    assert proxy_container.status == "running", proxy_container.status
+    assert [(b.status, b.labels[BENTO_LABEL]) for b in backends] == [("running", redeployed["bento_tag"])], [
+        (b.name, b.status, b.labels) for b in backends
+    ]
 
     # Both Celery worker containers ran tasks: each names itself after its container.
     workers = {cid[:12] for cid in stack.project.container_ids("airflow-worker")}

@@ -20,6 +20,7 @@ HEAVY = [
     "pandas",
     "pyarrow",
     "skops",
+    "pyspark",
 ]
 
 _PROBE = r"""

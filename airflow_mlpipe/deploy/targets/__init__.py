@@ -6,14 +6,18 @@ talks to that protocol. :func:`resolve_target` turns the deployment config's tar
 :data:`TARGETS` or the import path of your own factory (see docs/howto/deployment-target.md).
 The spec's ``state_conn_id`` chooses the SQL state store for any kind
 (:mod:`airflow_mlpipe.deploy.targets.state`): the factory then receives it as ``state_store``.
+A deployment whose config names no target runs on the workers' own default,
+:func:`site_target` (the environment variable ``MLPIPE_DEPLOYMENT_TARGET``), else the local target.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import os
 from typing import Any
 
-from airflow_mlpipe.config.deploy import TargetSpec
+from airflow_mlpipe.config.deploy import TARGET_ENV, TargetSpec
 from airflow_mlpipe.exceptions import ConfigError
 
 #: target kind -> ``module:factory``; a factory takes the deployment name and the spec's options
@@ -21,6 +25,31 @@ TARGETS: dict[str, str] = {
     "local": "airflow_mlpipe.deploy.targets.local:LocalTarget.from_options",
     "docker": "airflow_mlpipe.deploy.targets.docker:DockerTarget.from_options",
 }
+
+
+def site_target() -> dict[str, Any] | None:
+    """The workers' default target spec: the JSON mapping in ``$MLPIPE_DEPLOYMENT_TARGET``.
+
+    The environment says where models are served, the pipeline's config what is served: the same
+    DAGs deploy to the local target on a laptop and to containers in production (docs/howto/production.md).
+    ``None`` when the variable is unset or empty.
+
+    :raises ConfigError: the variable is not a JSON object with a ``kind``.
+    """
+    raw = os.environ.get(TARGET_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"${TARGET_ENV} is not valid JSON ({exc}): {raw[:200]!r}") from None
+    if not isinstance(value, dict) or not value.get("kind"):
+        raise ConfigError(
+            f"${TARGET_ENV} must be a JSON object with a 'kind', e.g. "
+            '{"kind": "docker", "state_conn_id": "mlpipe_deploy_state"}; got ' + repr(raw[:200])
+        )
+    TargetSpec.from_mapping(value, f"${TARGET_ENV}")
+    return value
 
 
 def resolve_target(spec: TargetSpec | Any, *, deployment_name: str) -> Any:

@@ -86,3 +86,30 @@ def test_digests_depend_on_content_only(tmp_path, frame):
     changed.loc[0, "a"] = 99
     assert frame_digest(changed) != frame_digest(frame)
     assert frame_digest(frame.astype({"a": "float64"})) != frame_digest(frame)
+
+
+def test_chunked_digest_equals_the_whole_frames_even_when_chunk_dtypes_differ():
+    from airflow_mlpipe.core.datasets import ChunkedFrameDigest
+
+    whole = pd.DataFrame({"k": [1, 2, 3, 4], "f": [1.0, 2.0, None, 4.0], "b": [True, None, False, True]})
+    # Chunk by chunk an integer column without a missing value is int64, a bool one bool.
+    chunks = [
+        pd.DataFrame({"k": [1, 2], "f": [1, 2], "b": [True, None]}),
+        pd.DataFrame({"k": [3, 4], "f": [None, 4.0], "b": [False, True]}),
+    ]
+    assert [str(c["f"].dtype) for c in chunks] == ["int64", "float64"]
+    digest = ChunkedFrameDigest()
+    for chunk in chunks:
+        digest.add(chunk)
+    asked: list[int] = []
+
+    def reread(i, dtypes):
+        asked.append(i)
+        return chunks[i]
+
+    assert digest.result(reread) == frame_digest(whole)
+    assert asked == [0, 1]  # both chunks had a dtype the whole frame does not have
+    same = ChunkedFrameDigest().add(whole.iloc[:2]).add(whole.iloc[2:])
+    assert same.result(lambda i, d: pytest.fail("no chunk needs re-reading")) == frame_digest(whole)
+    with pytest.raises(DataError, match="No chunk"):
+        ChunkedFrameDigest().result(reread)

@@ -59,3 +59,37 @@ def test_valid_input_scores_every_row(model, tmp_path):
     res = _score(model, src, tmp_path / "out.parquet", batch_size=2)
     assert res["row_count"] == 3 and res["batches"] == 2
     assert pd.read_parquet(tmp_path / "out.parquet")["prediction"].tolist() == [0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("values", "kind"),
+    [
+        ([0.5, -1e300], "double"),
+        ([0.5, 1e39], "float"),  # beyond 32-bit floats
+        ([1.0, 2.5], "long"),  # not integral
+        ([1, 2**31], "integer"),  # beyond 32-bit integers
+        ([2**63 + 1, 1], "long"),  # uint64 beyond 64-bit signed
+        ([1, 2], "integer"),
+        ([1, 2], "double"),
+        ([True, False], "double"),  # booleans are not numbers to the row check
+        (["1", "2"], "long"),
+        ([1.5, float("inf")], "double"),
+    ],
+)
+def test_the_column_check_passes_exactly_what_the_row_check_passes(values, kind):
+    """The column-wise shortcut of numeric chunks: never lets through what the row check refuses."""
+    import numpy as np
+
+    from airflow_mlpipe.deploy.batch import _numbers_pass
+    from airflow_mlpipe.deploy.schema import RequestError, validate_rows
+
+    frame = pd.DataFrame({"x": np.array(values)})
+    inputs = [{"name": "x", "type": kind, "required": True}]
+    try:
+        validate_rows(frame.to_dict(orient="records"), inputs, max_rows=len(frame))
+        rows_pass = True
+    except RequestError:
+        rows_pass = False
+    if _numbers_pass(frame, inputs):
+        assert rows_pass
+    assert _numbers_pass(frame, inputs) == rows_pass or frame["x"].dtype.kind not in "iuf"

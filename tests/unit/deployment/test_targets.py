@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from airflow_mlpipe.config.deploy import TargetSpec
+from airflow_mlpipe.config.deploy import TARGET_ENV, TargetSpec
 from airflow_mlpipe.config.pipeline import DeploymentSection
-from airflow_mlpipe.deploy.targets import TARGETS, resolve_target
+from airflow_mlpipe.deploy.targets import TARGETS, resolve_target, site_target
 from airflow_mlpipe.deploy.targets.base import DeploymentTarget
 from airflow_mlpipe.deploy.targets.local import LocalTarget
 from airflow_mlpipe.exceptions import ConfigError
@@ -78,9 +80,43 @@ def test_state_options_belong_to_the_spec_not_to_the_factory():
 
 
 def test_pipeline_deployment_config_carries_the_target():
-    assert DeploymentSection().target == {"kind": "local"}
+    assert DeploymentSection().target is None  # the workers' default
     assert TargetSpec.from_mapping(
         DeploymentSection(target={"kind": "local", "port": 9000}).target
     ) == TargetSpec("local", {"port": 9000})
     with pytest.raises(ConfigError, match="deployment.target must be a mapping"):
         DeploymentSection(target="local")  # type: ignore[arg-type]
+
+
+def test_a_config_without_target_deploys_where_the_worker_environment_says(monkeypatch):
+    spec = {"kind": f"{__name__}:RecordingTarget", "region": "eu"}
+    op = BentoHealthCheckOperator(task_id="health", deployment_name="churn")
+    monkeypatch.delenv(TARGET_ENV, raising=False)
+    assert site_target() is None
+
+    monkeypatch.setenv(TARGET_ENV, json.dumps(spec))
+    assert site_target() == spec
+    target = op._target()
+    assert isinstance(target, RecordingTarget) and target.region == "eu"
+    # a target the config names wins over the worker's default
+    named = BentoHealthCheckOperator(
+        task_id="named",
+        deployment_name="churn",
+        target={"kind": f"{__name__}:RecordingTarget", "region": "us"},
+    )
+    assert named._target().region == "us"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("{not json", r"\$MLPIPE_DEPLOYMENT_TARGET is not valid JSON"),
+        ('["docker"]', "must be a JSON object with a 'kind'"),
+        ('{"state_conn_id": "pg"}', "must be a JSON object with a 'kind'"),
+        ('{"kind": "docker", "state_conn_id": " "}', "state_conn_id must name an Airflow connection"),
+    ],
+)
+def test_a_bad_worker_default_target_says_which_variable(monkeypatch, value, message):
+    monkeypatch.setenv(TARGET_ENV, value)
+    with pytest.raises(ConfigError, match=message):
+        BentoHealthCheckOperator(task_id="health", deployment_name="churn")._target()

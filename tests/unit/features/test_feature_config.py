@@ -128,3 +128,19 @@ def test_normalise_timestamps():
         normalise_timestamps(pd.Series([1, 2]), column="ts", naive="utc")
     with pytest.raises(DataError, match="not timestamps"):
         normalise_timestamps(pd.Series(["soon"]), column="ts", naive="utc")
+
+
+def test_postgres_offline_store_settings_are_checked():
+    from airflow_mlpipe.hooks.feast import check_offline_store, offline_store_type
+
+    full = {"type": "postgres", "host": "pg", "database": "w", "user": "feast", "password": "${PW}"}
+    assert offline_store_type({"offline_store": full}) == "postgres"
+    assert offline_store_type({"project": "p"}) == "file"
+    check_offline_store({"offline_store": full})  # complete: accepted, nothing expanded
+    check_offline_store({"offline_store": {"type": "file"}})
+    with pytest.raises(ConfigError, match=r"lacks \['database', 'user'\].*\"type\": \"postgres\""):
+        check_offline_store({"offline_store": {"type": "postgres", "host": "pg", "password": ""}})
+    with pytest.raises(ConfigError, match="port must be a port number"):
+        check_offline_store({"offline_store": {**full, "port": "fivefour"}})
+    with pytest.raises(ConfigError, match=r"\['user'\] must be strings"):
+        check_offline_store({"offline_store": {**full, "user": 7}})
