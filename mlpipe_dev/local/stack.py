@@ -136,11 +136,11 @@ class AirflowApi:
             try:
                 return str(self.post(f"/dags/{dag_id}/dagRuns", body)["dag_run_id"])
             except StackError as exc:
-                if attempt > 1 and "HTTP 409" in str(exc):
-                    return run_id  # an earlier attempt created it after all
                 cause = exc.__cause__
-                refused = isinstance(cause, urllib.error.HTTPError) and cause.code < 500
-                if attempt == 4 or refused or "HTTP 4" in str(exc):
+                code = cause.code if isinstance(cause, urllib.error.HTTPError) else None
+                if attempt > 1 and code == 409:
+                    return run_id  # an earlier attempt created it after all
+                if attempt == 4 or (code is not None and code < 500):
                     raise
             time.sleep(attempt)
         raise AssertionError("unreachable")
