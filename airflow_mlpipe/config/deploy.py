@@ -238,10 +238,15 @@ class BatchScoringConfig(MappingConfig):
     """How a dataset is batch-scored (``BatchInferenceOperator``): the same checks, model and output
     in either engine.
 
-    :param engine: ``"in_process"`` (the default): chunks of the dataset scored one after another in
-        the task's process; ``"spark"``: the dataset read by Spark and scored by a pandas UDF on its
+    :param engine: ``"in_process"`` (the default): chunks of the dataset scored by threads of the
+        task's process; ``"spark"``: the dataset read by Spark and scored by a pandas UDF on its
         executors (``pip install 'airflow-mlpipe[spark]'`` and a Java runtime).
     :param batch_size: rows per chunk the model scores at once (``spark``: Arrow batches of the UDF).
+    :param workers: ``in_process`` only: chunks scored at once by threads of the task's process,
+        while the next chunk is read and the last is written (memory: about ``workers + 1``
+        chunks). ``None`` (the default): one per core the process may run on; ``1``: one chunk after
+        another in the task's thread (for a model whose ``predict`` is not safe to call from two
+        threads at once).
     :param spark_conn_id: Airflow connection naming the cluster's master (conn type ``spark``, host
         ``spark://h``, port ``7077``; or a host such as ``yarn`` or ``k8s://https://h``). ``None``:
         Spark's local mode on the worker (``local[*]``).
@@ -251,6 +256,7 @@ class BatchScoringConfig(MappingConfig):
 
     engine: str = "in_process"
     batch_size: int = 100_000
+    workers: int | None = None
     spark_conn_id: str | None = None
     spark_conf: dict[str, Any] = field(default_factory=dict)
 
@@ -261,6 +267,14 @@ class BatchScoringConfig(MappingConfig):
             )
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}.")
+        if self.workers is not None:
+            if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+                raise ConfigError(f"workers must be an integer >= 1 or None, got {self.workers!r}.")
+            if self.engine == "spark":
+                raise ConfigError(
+                    "workers applies to engine 'in_process' only; Spark runs as many tasks as its "
+                    "executors have cores (spark_conf)."
+                )
         if self.spark_conf is None:
             self.spark_conf = {}
         if not isinstance(self.spark_conf, Mapping):

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from airflow_mlpipe.core.datasets import detect_format
@@ -66,9 +68,12 @@ def score_dataset(
     batch_size: int = 100_000,
     prediction_column: str = "prediction",
     inputs: list[dict[str, Any]] | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Score ``input_uri`` with ``model`` and write ``keep_columns`` + predictions + model version.
 
+    Chunks are scored by ``workers`` threads at once (``None``: one per usable core; ``1``: in the
+    calling thread) while the next chunk is read; they are written in the input's order.
     Every chunk is checked against ``inputs`` (the model signature, as the HTTP service checks a
     request: a number stored as a string is refused) before the model sees it. A classifier with
     ``predict_proba`` also gets ``probabilities`` (per row, ordered as the classes recorded in the
@@ -84,13 +89,12 @@ def score_dataset(
     )
     output = ParquetOutput(output_path, model_name, model_version)
     rows = batches = 0
+    # an empty file (or fragment) is not a batch: never handed to the model
+    frames = (f for f in iter_batches(input_uri, columns, batch_size) if not f.empty)
     with output:
-        for frame in iter_batches(input_uri, columns, batch_size):
-            if frame.empty:  # an empty file (or fragment) is not a batch: never handed to the model
-                continue
-            table, classes = score_chunk(model, frame, where=f"the chunk from row {rows}", **chunk)
+        for (table, classes), size in _scored_in_order(model, frames, chunk, workers or usable_cores()):
             output.write(table, classes)
-            rows += len(frame)
+            rows += size
             batches += 1
         if not rows:
             raise DataError(f"Dataset {input_uri} is empty (0 rows).")
@@ -101,6 +105,45 @@ def score_dataset(
         "classes": output.classes,
         "engine": "in_process",
     }
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container's cpuset limits)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _scored_in_order(
+    model: Any, frames: Iterator[Any], chunk: dict[str, Any], workers: int
+) -> Iterator[tuple[tuple[Any, list[Any] | None], int]]:
+    """``(score_chunk's result, rows)`` per frame, in the frames' order. With ``workers > 1`` the
+    chunks are scored by a thread pool (scikit-learn and numpy release the GIL in their numeric
+    work), at most ``workers`` in flight besides the one being read, so memory stays bounded; the
+    first failing chunk in input order raises, and the chunks not yet started are dropped."""
+    if workers == 1:
+        start = 0
+        for frame in frames:
+            yield score_chunk(model, frame, where=f"the chunk from row {start}", **chunk), len(frame)
+            start += len(frame)
+        return
+    pending: deque[tuple[Future[tuple[Any, list[Any] | None]], int]] = deque()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="mlpipe-score")
+    try:
+        start = 0
+        for frame in frames:
+            where = f"the chunk from row {start}"
+            pending.append((pool.submit(score_chunk, model, frame, where=where, **chunk), len(frame)))
+            start += len(frame)
+            if len(pending) >= workers:
+                done, size = pending.popleft()
+                yield done.result(), size
+        while pending:
+            done, size = pending.popleft()
+            yield done.result(), size
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def chunk_arguments(

@@ -414,6 +414,7 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
         version: str | int | None = None,
         keep_columns: list[str] | None = None,
         batch_size: int = 100_000,
+        workers: int | None = None,
         output_name: str = "predictions.parquet",
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         prediction_log: Mapping[str, Any] | None = None,
@@ -437,6 +438,7 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
         self.version = version
         self.keep_columns = keep_columns
         self.batch_size = batch_size
+        self.workers = workers
         self.engine = engine
         self.spark_conn_id = spark_conn_id
         self.spark_conf = dict(spark_conf or {})
@@ -448,6 +450,7 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
         return BatchScoringConfig(
             engine=self.engine,
             batch_size=self.batch_size,
+            workers=self.workers,
             spark_conn_id=self.spark_conn_id,
             spark_conf=self.spark_conf,
         )
@@ -478,7 +481,9 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
         else:
             from airflow_mlpipe.deploy.batch import score_dataset
 
-            scored = score_dataset(estimator, batch_size=scoring.batch_size, **arguments)
+            scored = score_dataset(
+                estimator, batch_size=scoring.batch_size, workers=scoring.workers, **arguments
+            )
         result = {
             "predictions_uri": scored["predictions_uri"],
             "row_count": scored["row_count"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -48,15 +49,39 @@ def wait_http(
 
 
 def terminate(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    """SIGTERM the process group of ``proc``, then SIGKILL after ``timeout`` seconds."""
-    if proc.poll() is not None:
-        return
+    """SIGTERM the process group of ``proc``, then SIGKILL what is left of it after ``timeout``
+    seconds. The group is signalled even when ``proc`` itself has ended: a process killed from
+    outside (a fault test's SIGKILL) leaves its children behind, such as the workers a scheduler
+    forked, which would otherwise outlive the stack."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
+    except ProcessLookupError:  # nothing of the group is left
+        proc.poll()
         return
+    deadline = time.monotonic() + timeout
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        pass
+    while group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if group_alive(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+        end = time.monotonic() + 10
+        while group_alive(proc.pid) and time.monotonic() < end:
+            time.sleep(0.1)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies, which only wait to be reaped by
+    whoever adopted them, do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False

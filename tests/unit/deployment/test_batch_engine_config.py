@@ -12,9 +12,10 @@ from airflow_mlpipe.operators.bentoml import BatchInferenceOperator
 
 def test_default_is_in_process_scoring():
     config = BatchScoringConfig()
-    assert (config.engine, config.batch_size, config.spark_conn_id, config.spark_conf) == (
+    assert (config.engine, config.batch_size, config.workers, config.spark_conn_id, config.spark_conf) == (
         "in_process",
         100_000,
+        None,
         None,
         {},
     )
@@ -27,6 +28,9 @@ def test_default_is_in_process_scoring():
         ({"engine": "Spark"}, "got 'Spark'"),
         ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
         ({"batch_size": 2.5}, "batch_size must be an integer >= 1, got 2.5"),
+        ({"workers": 0}, "workers must be an integer >= 1 or None, got 0"),
+        ({"workers": True}, "workers must be an integer >= 1 or None, got True"),
+        ({"engine": "spark", "workers": 2}, "workers applies to engine 'in_process' only"),
         ({"spark_conn_id": "spark_default"}, "apply to engine 'spark' only"),
         ({"spark_conf": {"spark.driver.memory": "2g"}}, "apply to engine 'spark' only"),
         ({"engine": "spark", "spark_conn_id": " "}, "spark_conn_id must name an Airflow connection"),
@@ -59,7 +63,12 @@ def test_operator_checks_its_engine_arguments_when_built():
         spark_conf={"spark.executor.memory": "4g"},
     )
     assert {"spark_conn_id", "spark_conf"} <= set(op.template_fields)
-    assert op._scoring() == BatchScoringConfig("spark", 100_000, "{{ var.value.spark_conn }}", op.spark_conf)
+    assert op._scoring() == BatchScoringConfig(
+        engine="spark",
+        batch_size=100_000,
+        spark_conn_id="{{ var.value.spark_conn }}",
+        spark_conf=op.spark_conf,
+    )
 
 
 def test_pipeline_batch_options_are_checked_when_the_yaml_is_loaded():

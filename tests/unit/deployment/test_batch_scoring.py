@@ -93,3 +93,67 @@ def test_the_column_check_passes_exactly_what_the_row_check_passes(values, kind)
     if _numbers_pass(frame, inputs):
         assert rows_pass
     assert _numbers_pass(frame, inputs) == rows_pass or frame["x"].dtype.kind not in "iuf"
+
+
+class _OutOfOrder:
+    """A model whose first chunk finishes only after the second one has: scoring in parallel must
+    still write the chunks in the input's order. Scored one after another, the first chunk would
+    wait for a second that never starts (the wait has a deadline, and the test then fails)."""
+
+    def __init__(self, model) -> None:
+        import threading
+
+        self.model, self.classes_ = model, model.classes_
+        self.second_done = threading.Event()
+        self.threads: set[str] = set()
+
+    def predict(self, X):
+        import threading
+
+        self.threads.add(threading.current_thread().name)
+        if X["a"].iloc[0] == 0.0:  # the first chunk
+            assert self.second_done.wait(timeout=30), "the second chunk was not scored meanwhile"
+        out = self.model.predict(X)
+        if X["a"].iloc[0] == 10.0:
+            self.second_done.set()
+        return out
+
+    def predict_proba(self, X):
+        return self.model.predict_proba(X)
+
+
+def test_chunks_scored_in_parallel_are_written_in_the_input_order(model, tmp_path):
+    src = tmp_path / "in.parquet"
+    frame = pd.DataFrame({"a": [0.0, 3.0, 10.0, 0.5, 2.5, 3.5], "b": [0, 1, 1, 0, 1, 1]})
+    frame.to_parquet(src, index=False)
+    slow_first = _OutOfOrder(model)
+    res = _score(slow_first, src, tmp_path / "out.parquet", batch_size=2, workers=2, keep_columns=["a"])
+    assert res["row_count"] == 6 and res["batches"] == 3
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert out["a"].tolist() == frame["a"].tolist()
+    assert out["prediction"].tolist() == model.predict(frame).tolist()
+    assert len(slow_first.threads) == 2 and all(t.startswith("mlpipe-score") for t in slow_first.threads)
+
+
+def test_one_worker_scores_in_the_calling_thread(model, tmp_path):
+    import threading
+
+    src = tmp_path / "in.parquet"
+    pd.DataFrame({"a": [0.0, 3.0, 2.5], "b": [0, 1, 1]}).to_parquet(src, index=False)
+    seen = _OutOfOrder(model)
+    seen.second_done.set()
+    _score(seen, src, tmp_path / "out.parquet", batch_size=2, workers=1)
+    assert seen.threads == {threading.current_thread().name}
+
+
+def test_a_bad_chunk_scored_in_parallel_fails_with_its_place_and_leaves_no_file(model, tmp_path):
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"a": ["0.5", "1.5", "x", "2.5", "3.5", "1.0"], "b": [0, 1, 1, 0, 1, 1]}).to_csv(
+        src, index=False
+    )
+    out = tmp_path / "out.parquet"
+    with pytest.raises(
+        DataError, match=r"in the chunk from row 2\).*rows\[0\]\.a expects double, got str 'x'"
+    ):
+        _score(model, src, out, batch_size=2, workers=4)
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
