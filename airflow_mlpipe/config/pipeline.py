@@ -404,6 +404,10 @@ class MonitoringSection(_Config):
         trained on instead of ``reference`` (needs the ``training`` section).
     :param retrain_cooldown_batches: after a retraining request, hold further requests for this
         many batches while the same version still serves (0: every drifted batch asks).
+    :param retrain_refresh_batches: after a retraining request, each of this many later batches
+        asks once more (reason ``refresh``, the training window still starting at the drift) once
+        the retrained version serves, so the model learns from the new regime as its batches
+        arrive (0: no refresh; docs/concepts/quality-after-drift.md).
     :param prediction_log: judge the serving model's live quality from its logged predictions and
         the labels that arrived since (performance-triggered retraining), the fields of
         :class:`airflow_mlpipe.config.monitoring.PredictionLogConfig` (``uri``, ``labels_uri``,
@@ -429,15 +433,17 @@ class MonitoringSection(_Config):
     process_backlog: bool = False
     rebase_reference: bool = True
     retrain_cooldown_batches: int = 3
+    retrain_refresh_batches: int = 0
     prediction_log: dict[str, Any] | None = None
     quality: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require_text(self.watch_path, "monitoring.watch_path")
-        cooldown = self.retrain_cooldown_batches
-        if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 0:
-            raise ConfigError(f"monitoring.retrain_cooldown_batches={cooldown!r} must be an integer >= 0.")
+        for name in ("retrain_cooldown_batches", "retrain_refresh_batches"):
+            count = getattr(self, name)
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ConfigError(f"monitoring.{name}={count!r} must be an integer >= 0.")
         _require_text(self.reference, "monitoring.reference")
         _require_text(self.pattern, "monitoring.pattern")
         if not self.ledger:

@@ -484,7 +484,11 @@ def _serving_aware(config: PipelineConfig) -> dict[str, Any]:
     the retraining cooldown, and the batch start a retraining window begins at."""
     m = config.monitoring
     assert m is not None
-    params: dict[str, Any] = {"cooldown_batches": m.retrain_cooldown_batches if m.retrain_on_drift else 0}
+    retrains = m.retrain_on_drift
+    params: dict[str, Any] = {
+        "cooldown_batches": m.retrain_cooldown_batches if retrains else 0,
+        "refresh_batches": m.retrain_refresh_batches if retrains else 0,
+    }
     # The drift start is read from the monitored batch: its event time is the validation's batch
     # column. The features section's column belongs to the entity/label table, which a batch of
     # features need not carry (then the request had no start and the window fell back to all rows).

@@ -73,6 +73,10 @@ class EvidentlyDriftOperator(BaseOperator):
         the requested run starts there).
     :param cooldown_batches: after a retraining request, hold further requests for this many
         batches while the same version serves (0: every drifted batch asks).
+    :param refresh_batches: after a retraining request, each of this many later batches asks once
+        more (reason ``refresh``, with the first request's ``drift_since``) once the version it
+        was asked for serves: the model then learns from the new regime as its batches arrive
+        (:mod:`airflow_mlpipe.monitoring.retraining`). ``0`` (default): no refresh.
     """
 
     template_fields: Sequence[str] = (
@@ -113,16 +117,14 @@ class EvidentlyDriftOperator(BaseOperator):
         rebase_reference: bool = False,
         timestamp_column: str | None = None,
         cooldown_batches: int = 0,
+        refresh_batches: int = 0,
         **kwargs: Any,
     ) -> None:
         if rebase_reference and not model_name:
             raise ConfigError("rebase_reference needs model_name: whose training data is the reference?")
-        if (
-            isinstance(cooldown_batches, bool)
-            or not isinstance(cooldown_batches, int)
-            or cooldown_batches < 0
-        ):
-            raise ConfigError(f"cooldown_batches must be an integer >= 0, got {cooldown_batches!r}.")
+        for name, count in (("cooldown_batches", cooldown_batches), ("refresh_batches", refresh_batches)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {count!r}.")
         unknown = [r for r in retrain_on if r not in RETRAIN_REASONS]
         if unknown or isinstance(retrain_on, str):
             raise ConfigError(f"retrain_on must be a list of {list(RETRAIN_REASONS)}, got {retrain_on!r}.")
@@ -148,6 +150,7 @@ class EvidentlyDriftOperator(BaseOperator):
         self.rebase_reference = rebase_reference
         self.timestamp_column = timestamp_column
         self.cooldown_batches = cooldown_batches
+        self.refresh_batches = refresh_batches
 
     def _baseline(self) -> tuple[dict[str, Any], str, str | None]:
         """The baseline metrics, where they came from, and the version they belong to (if known)."""
@@ -196,7 +199,13 @@ class EvidentlyDriftOperator(BaseOperator):
             quality["baseline_source"] = source
         summary["quality"] = quality
         reasons = self._reasons(summary)
-        ask, held = self._cooldown(context, bool(reasons), reference_info.get("version"))
+        batch_start = self._batch_start(current)
+        ask, held, state = self._cooldown(context, bool(reasons), reference_info.get("version"), batch_start)
+        drift_since = batch_start
+        if ask and not reasons:  # a refresh after an earlier drift: its window starts at that drift
+            from airflow_mlpipe.monitoring.retraining import REFRESH_REASON
+
+            reasons, drift_since = [REFRESH_REASON], state.get("drift_since")
         summary.update(
             model_name=self.model_name,
             report_uri=str(report_path),
@@ -207,7 +216,8 @@ class EvidentlyDriftOperator(BaseOperator):
             retrain_reasons=reasons,
             retrain_recommended=ask,
             retrain_held=held,
-            batch_start=self._batch_start(current),
+            batch_start=batch_start,
+            drift_since=drift_since if ask else None,
         )
         summary = jsonable(summary)
         report_path.write_text(snapshot.get_html_str(as_iframe=False))
@@ -228,7 +238,7 @@ class EvidentlyDriftOperator(BaseOperator):
             "report_uri": summary["report_uri"],
             "reference": reference_info,
             "retrain_recommended": ask,
-            "drift_since": summary["batch_start"] if ask else None,
+            "drift_since": summary["drift_since"],
             "quality": _compact_quality(summary.get("quality")),
             # Tamper evidence: the audit recomputes it (airflow_mlpipe.governance.audit).
             "report_digest": file_digest(str(report_path)),
@@ -243,14 +253,14 @@ class EvidentlyDriftOperator(BaseOperator):
         from airflow_mlpipe.core.datasets import read_table
 
         info: dict[str, Any] = {"uri": str(self.reference_uri), "source": "configured", "version": None}
-        if self.model_name and (self.rebase_reference or self.cooldown_batches):
+        if self.model_name and (self.rebase_reference or self.cooldown_batches or self.refresh_batches):
             from airflow_mlpipe.hooks.mlflow import MlflowHook
             from airflow_mlpipe.monitoring.retraining import serving_reference
 
             serving = serving_reference(MlflowHook(self.mlflow_conn_id), self.model_name, self.model_alias)
             if serving is not None:
                 info["version"] = serving["version"]
-                if self.rebase_reference:
+                if self.rebase_reference and serving["uri"]:
                     info.update(uri=serving["uri"], source="serving_training_data")
                     # training data also holds ids, timestamps and the label: compare what batches carry
                     table = read_table(serving["uri"])
@@ -259,21 +269,29 @@ class EvidentlyDriftOperator(BaseOperator):
         return read_table(info["uri"]), info
 
     def _cooldown(
-        self, context: Context, wants: bool, serving_version: str | None
-    ) -> tuple[bool, str | None]:
-        """Whether to ask for retraining now; when held, why (the state lives beside the DAG's runs)."""
-        if not self.cooldown_batches:
-            return wants, None
+        self, context: Context, wants: bool, serving_version: str | None, batch_start: str | None
+    ) -> tuple[bool, str | None, dict[str, Any]]:
+        """Whether to ask for retraining now; when held, why; the state kept for the next batch
+        (it lives beside the DAG's runs)."""
+        if not self.cooldown_batches and not self.refresh_batches:
+            return wants, None, {}
         from airflow_mlpipe.core.storage import artifact_root, safe_segment
         from airflow_mlpipe.monitoring.retraining import cooldown_decision
 
         path = artifact_root() / safe_segment(context["ti"].dag_id) / "retrain_state.json"
         state = json.loads(path.read_text()) if path.exists() else None
-        ask, state, note = cooldown_decision(state, serving_version, wants, self.cooldown_batches)
+        ask, state, note = cooldown_decision(
+            state,
+            serving_version,
+            wants,
+            self.cooldown_batches,
+            refresh_batches=self.refresh_batches,
+            batch_start=batch_start,
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(state))
         self.log.info("Retraining: %s", note)
-        return ask, None if ask or not wants else note
+        return ask, None if ask or not wants else note, state
 
     def _batch_start(self, current: Any) -> str | None:
         if not self.timestamp_column:

@@ -50,6 +50,6 @@ class RetrainOnDriftOperator(TriggerDagRunOperator):
             "drifted_columns": summary.get("drifted_columns"),
             "current_uri": summary.get("current_uri"),
             "report_uri": summary.get("report_uri"),
-            "drift_since": summary.get("batch_start"),
+            "drift_since": summary.get("drift_since") or summary.get("batch_start"),
         }
         return super().execute(context)

@@ -133,3 +133,57 @@ def test_cooldown_holds_repeated_requests_while_the_same_version_serves(
         )
     # every batch drifts; one request, one held batch, then the unanswered request is repeated
     assert outcomes == [(True, True, True), (True, False, False), (True, True, True)]
+
+
+def test_refresh_asks_again_from_the_same_drift_once_the_retrained_version_serves(
+    run_dag, registered, mlflow_conn, mlflow_server, breast_cancer_frame, tmp_path
+):
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    frame = breast_cancer_frame.copy()
+    drifted = frame.copy()
+    for col in [c for c in frame.columns if c != "target"][:20]:
+        drifted[col] = drifted[col] * 1.8 + drifted[col].std() * 2
+    drift_day = pd.Timestamp("2024-03-05", tz="UTC")
+    frame.to_parquet(tmp_path / "ref.parquet")
+    for name, rows, day in (
+        ("drifted", drifted, drift_day),
+        ("next", frame, drift_day + pd.Timedelta(days=1)),
+    ):
+        rows.assign(event_timestamp=day + pd.to_timedelta(range(len(rows)), unit="s")).to_parquet(
+            tmp_path / f"{name}.parquet"
+        )
+    model = registered("binary")  # the weak version serves (champion)
+    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+
+    def judge(batch):
+        dag, asset = _drift_dag(
+            f"refresh_{model.name[-8:]}",
+            str(tmp_path / "ref.parquet"),
+            str(tmp_path / f"{batch}.parquet"),
+            model_name=model.name,
+            mlflow_conn_id=mlflow_conn,
+            cooldown_batches=3,
+            refresh_batches=1,
+        )
+        res = run_dag(dag)
+        return res.xcom("drift"), dict(res.asset_events()).get(asset.uri)
+
+    summary, event = judge("drifted")
+    assert summary["retrain_reasons"] == ["data_drift"] and event is not None
+    assert pd.Timestamp(event["drift_since"]) == drift_day
+    # the next batch does not drift; while the version asked for has not taken over, nothing more
+    summary, event = judge("next")
+    assert summary["drift_detected"] is False and summary["retrain_recommended"] is False and event is None
+    # the retrained version serves: the next batch asks once more, its window still from the drift
+    client.set_registered_model_alias(model.name, "champion", model.versions["strong"])
+    summary, event = judge("next")
+    assert summary["retrain_reasons"] == ["refresh"] and summary["retrain_recommended"] is True
+    assert event is not None and event["retrain_reasons"] == ["refresh"]
+    assert pd.Timestamp(event["drift_since"]) == drift_day
+    assert pd.Timestamp(summary["batch_start"]) == drift_day + pd.Timedelta(days=1)
+    # one refresh was asked for: the batch after it asks nothing
+    client.set_registered_model_alias(model.name, "champion", model.versions["weak"])
+    summary, event = judge("next")
+    assert summary["retrain_recommended"] is False and event is None

@@ -272,6 +272,15 @@ def test_prediction_log_wires_the_serving_paths_to_the_drift_checks_quality(base
     # the joined log's columns, and the served score for roc_auc
     assert (drift["quality"]["label_column"], drift["quality"]["score_column"]) == ("label", "score")
     assert drift["cooldown_batches"] == 3  # the same cooldown as drift
+    assert drift["refresh_batches"] == 0  # no refresh unless asked for
+    base_config["monitoring"]["retrain_refresh_batches"] = 2
+    assert (
+        g.monitoring_graph(_build(base_config, "event")).nodes["monitor.drift"].params["refresh_batches"] == 2
+    )
+    base_config["monitoring"]["retrain_refresh_batches"] = -1
+    with pytest.raises(ConfigError, match=r"monitoring.retrain_refresh_batches=-1 must be an integer >= 0"):
+        _build(base_config, "event")
+    del base_config["monitoring"]["retrain_refresh_batches"]
     batch = g.training_graph(cfg).nodes["deploy.batch_score"].params
     assert batch["prediction_log"] == {"uri": "/tmp/toy/predictions", "keys": ["id"]}
     # So does the HTTP service; deployment.options may name another log.

@@ -62,3 +62,65 @@ def test_without_cooldown_every_drifted_batch_asks():
         ask, state, _ = cooldown_decision(state, "1", True, cooldown_batches=0)
         assert ask
     assert cooldown_decision(state, "1", False, cooldown_batches=3)[0] is False
+
+
+def test_refresh_asks_again_on_the_next_batches_once_the_retrained_version_serves():
+    state = None
+    decisions = []
+    # v1 serves; batch 0 drifts; v2 (trained on batch 0) serves for batch 1, v3 for batch 2 …
+    for serving, drifts, start in [
+        ("1", True, "d0"),
+        ("2", False, "d1"),
+        ("3", False, "d2"),
+        ("4", False, "d3"),
+    ]:
+        ask, state, note = cooldown_decision(
+            state, serving, drifts, cooldown_batches=3, refresh_batches=2, batch_start=start
+        )
+        decisions.append((ask, state.get("drift_since"), state.get("reason")))
+    assert decisions == [
+        (True, "d0", "checks"),
+        (True, "d0", "refresh"),  # the window still starts at the drifted batch
+        (True, "d0", "refresh"),
+        (False, "d0", "refresh"),  # two refreshes, then nothing more to ask
+    ]
+    assert note == "no retraining needed" and state["refreshes_left"] == 0
+
+
+def test_a_refresh_waits_for_the_version_asked_for_and_repeats_after_the_cooldown():
+    state = None
+    asked = []
+    # the retraining after the drift is still running (v1 serves on), then the gate blocks it
+    for serving in ["1", "1", "1", "1", "1"]:
+        ask, state, note = cooldown_decision(
+            state,
+            serving,
+            serving == "1" and not asked,
+            cooldown_batches=2,
+            refresh_batches=1,
+            batch_start="d",
+        )
+        asked.append(ask)
+    assert asked == [True, False, False, True, False]
+    assert state["reason"] == "refresh" and state["drift_since"] == "d" and state["refreshes_left"] == 0
+
+
+def test_without_refresh_a_served_retraining_ends_the_episode():
+    state = None
+    ask, state, _ = cooldown_decision(state, "1", True, cooldown_batches=3, batch_start="d0")
+    assert ask and state["refreshes_left"] == 0
+    assert cooldown_decision(state, "2", False, cooldown_batches=3)[0] is False
+
+
+def test_a_new_drift_during_refreshes_starts_a_new_episode():
+    state = None
+    _, state, _ = cooldown_decision(state, "1", True, cooldown_batches=1, refresh_batches=3, batch_start="d0")
+    _, state, _ = cooldown_decision(
+        state, "2", False, cooldown_batches=1, refresh_batches=3, batch_start="d1"
+    )
+    ask, state, _ = cooldown_decision(
+        state, "3", True, cooldown_batches=1, refresh_batches=3, batch_start="d2"
+    )
+    assert (
+        ask and state["drift_since"] == "d2" and state["refreshes_left"] == 3 and state["reason"] == "checks"
+    )
