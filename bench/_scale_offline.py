@@ -138,7 +138,10 @@ def run(quick: bool) -> list[Result]:
         admin.close()
     digests = {r["digest"] for side in runs.values() for r in side}
     if len(digests) != 1 or any(r["rows"] != rows for side in runs.values() for r in side):
-        raise RuntimeError(f"the two offline stores wrote different training sets: {runs}")
+        raise RuntimeError(
+            f"the two offline stores wrote different training sets (rows whose newest feature rows "
+            f"share a timestamp are joined to either one; the data makes none): {runs}"
+        )
 
     def med(side: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[side])

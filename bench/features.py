@@ -42,7 +42,10 @@ def _data(root: Path, rows: int) -> tuple[Path, Any]:
     rng = np.random.default_rng(0)
     entities = rows // 5
     ids = np.tile(np.arange(entities, dtype="int64"), 5)
-    ts = pd.Timestamp(START) + pd.to_timedelta(rng.integers(0, 5 * 86_400, rows), unit="s")
+    # each customer's k-th row falls on day k: no customer has two rows at one timestamp (the
+    # point-in-time join of tied rows has no defined answer, and offline stores break ties apart)
+    day = np.repeat(np.arange(5, dtype="int64"), entities)
+    ts = pd.Timestamp(START) + pd.to_timedelta(day * 86_400 + rng.integers(0, 86_400, rows), unit="s")
     frame = pd.DataFrame(
         {"customer_id": ids, "event_timestamp": ts, "a": rng.normal(size=rows), "b": rng.normal(size=rows)}
     )

@@ -48,12 +48,31 @@ def iter_batches(uri: str, columns: list[str], batch_size: int) -> Iterator[Any]
         )
         check_columns(uri, columns, list(dataset.schema.names))
         for fragment in dataset.fragments:
-            for batch in fragment.to_batches(columns=columns, batch_size=batch_size):
+            for batch in _fragment_batches(dataset, fragment, columns, batch_size):
                 yield batch.to_pandas()
     except DataError:
         raise
     except Exception as exc:
         raise DataError(f"Could not read parquet dataset {uri}: {type(exc).__name__}: {exc}") from exc
+
+
+def _fragment_batches(dataset: Any, fragment: Any, columns: list[str], batch_size: int) -> Iterator[Any]:
+    """One file's record batches, read a row group at a time and never ahead: pyarrow's dataset
+    scanner reads ahead and pre-buffers whole row groups, so a consumer slower than the disk (a
+    model) would see the whole file in memory."""
+    if all(c in fragment.physical_schema.names for c in columns):
+        with dataset.filesystem.open_input_file(fragment.path) as fh:
+            source = require("pyarrow.parquet").ParquetFile(fh, pre_buffer=False)
+            yield from source.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)
+        return
+    ds = require("pyarrow.dataset")  # a column from the partitioning: the scanner, not reading ahead
+    yield from fragment.to_batches(
+        columns=columns,
+        batch_size=batch_size,
+        batch_readahead=0,
+        fragment_readahead=0,
+        fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),
+    )
 
 
 def score_dataset(
@@ -73,7 +92,8 @@ def score_dataset(
     """Score ``input_uri`` with ``model`` and write ``keep_columns`` + predictions + model version.
 
     Chunks are scored by ``workers`` threads at once (``None``: one per usable core; ``1``: in the
-    calling thread) while the next chunk is read; they are written in the input's order.
+    calling thread, nothing else in parallel) while the next chunk is read and the last one is
+    written by a thread of its own; they are written in the input's order.
     Every chunk is checked against ``inputs`` (the model signature, as the HTTP service checks a
     request: a number stored as a string is refused) before the model sees it. A classifier with
     ``predict_proba`` also gets ``probabilities`` (per row, ordered as the classes recorded in the
@@ -91,11 +111,22 @@ def score_dataset(
     rows = batches = 0
     # an empty file (or fragment) is not a batch: never handed to the model
     frames = (f for f in iter_batches(input_uri, columns, batch_size) if not f.empty)
-    with output:
-        for (table, classes), size in _scored_in_order(model, frames, chunk, workers or usable_cores()):
-            output.write(table, classes)
+    workers = workers or usable_cores()
+    # in parallel, the file is written by a thread of its own while the next chunks are read and
+    # scored (one chunk's write in flight, so memory stays bounded)
+    with output, ThreadPoolExecutor(1, thread_name_prefix="mlpipe-write") as writer:
+        writing: Future[None] | None = None
+        for (table, classes), size in _scored_in_order(model, frames, chunk, workers):
+            if workers == 1:
+                output.write(table, classes)
+            else:
+                if writing is not None:
+                    writing.result()
+                writing = writer.submit(output.write, table, classes)
             rows += size
             batches += 1
+        if writing is not None:
+            writing.result()
         if not rows:
             raise DataError(f"Dataset {input_uri} is empty (0 rows).")
     return {
@@ -250,7 +281,11 @@ class ParquetOutput:
             self._metadata[b"mlpipe.classes"] = json.dumps(classes).encode()
         if self._writer is None:
             pq = require("pyarrow.parquet")
-            self._writer = pq.ParquetWriter(self.tmp, table.schema.with_metadata(self._metadata))
+            self._writer = pq.ParquetWriter(
+                self.tmp,
+                table.schema.with_metadata(self._metadata),
+                use_dictionary=_dictionary_columns(table.schema),
+            )
         self._writer.write_table(table.replace_schema_metadata(self._metadata))
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
@@ -262,6 +297,20 @@ class ParquetOutput:
         finally:
             if os.path.exists(self.tmp):
                 os.unlink(self.tmp)
+
+
+def _dictionary_columns(schema: Any) -> list[str]:
+    """The columns worth dictionary-encoding: all but floating-point ones (scores, probabilities, a
+    regression's predictions), whose values hardly repeat; trying a dictionary on those first more
+    than doubles the time to write a chunk, and the file gets larger."""
+    pa = require("pyarrow")
+
+    def floating(kind: Any) -> bool:
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            return floating(kind.value_type)
+        return bool(pa.types.is_floating(kind))
+
+    return [f.name for f in schema if not floating(f.type)]
 
 
 def _check_schema(frame: Any, inputs: list[dict[str, Any]], uri: str, *, where: str) -> None:

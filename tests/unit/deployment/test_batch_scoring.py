@@ -157,3 +157,30 @@ def test_a_bad_chunk_scored_in_parallel_fails_with_its_place_and_leaves_no_file(
     ):
         _score(model, src, out, batch_size=2, workers=4)
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_a_parquet_file_is_read_a_row_group_at_a_time_whatever_its_size(tmp_path):
+    """pyarrow's dataset scanner reads ahead and pre-buffers row groups: with a consumer slower
+    than the disk the whole file ends up in memory. The batches come from one row group at a time."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from airflow_mlpipe.deploy.batch import iter_batches
+
+    groups, group_rows, columns = 12, 100_000, [f"c{i}" for i in range(10)]
+    path = tmp_path / "big.parquet"
+    rng = np.random.default_rng(0)
+    schema = pa.schema([(c, pa.float64()) for c in columns])
+    with pq.ParquetWriter(path, schema, compression="none") as writer:
+        for _ in range(groups):
+            writer.write_table(pa.table({c: rng.random(group_rows) for c in columns}, schema=schema))
+    group_bytes = group_rows * len(columns) * 8  # 8 MB decoded
+    base = pa.total_allocated_bytes()
+    peak = rows = 0
+    for frame in iter_batches(str(path), columns, 20_000):
+        float(frame.to_numpy().sum())  # a consumer doing some work on every batch
+        rows += len(frame)
+        peak = max(peak, pa.total_allocated_bytes() - base)
+    assert rows == groups * group_rows
+    assert peak < 3 * group_bytes, f"{peak / 2**20:.0f} MB held for {group_bytes / 2**20:.0f} MB row groups"
