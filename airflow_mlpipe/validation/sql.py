@@ -9,7 +9,8 @@ memory. What the worker still reads:
 * a sample of ``SAMPLE_ROWS`` rows, only for the column *types* the shift checks and the failure
   messages need (numeric or not); the checks themselves are computed in the database;
 * a content fingerprint for lineage, computed in the database (PostgreSQL: an order-independent sum
-  of per-row 64-bit hashes, ``hashtextextended``; other databases: the query and its row count).
+  of per-row 64-bit hashes, ``hash_record_extended`` — or ``hashtextextended`` of the row's text for
+  a column type without a hash function; other databases: the query and its row count).
 
 The distribution-shift checks compare with a reference file as for files: their partitions come
 from the (small) reference; the histogram of the current data is computed by the database.
@@ -17,6 +18,7 @@ from the (small) reference; the histogram of the current data is computed by the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -103,16 +105,38 @@ class Profile:
     digest: str
 
 
-#: PostgreSQL: order-independent content sum of each row's 64-bit hash (``hashtextextended``, PostgreSQL
-#: 11+; the sum is numeric, so it cannot overflow). Several times cheaper than an MD5 per row; like
-#: any lineage fingerprint it tells changed data apart, it is not a cryptographic commitment.
-_PG_SUM = "coalesce(sum(hashtextextended(d::text, 0)), 0)"
+#: PostgreSQL: order-independent content sums of each row's 64-bit hash (the sum is numeric, so it
+#: cannot overflow), by digest prefix. ``pgrow``: ``hash_record_extended`` (PostgreSQL 14+) hashes
+#: each column with its type's own extended hash function — the one hash partitioning relies on, so
+#: stable across versions — about 4 times faster than ``pgsum``, which hashes the row's text form
+#: (``hashtextextended``) and serves column types without a hash function (``json``, ``point`` …).
+#: Like any lineage fingerprint they tell changed data apart; neither is a cryptographic commitment.
+_PG_SUMS = {
+    "pgrow": "coalesce(sum(hash_record_extended(d, 0)), 0)",
+    "pgsum": "coalesce(sum(hashtextextended(d::text, 0)), 0)",
+}
 
 
-def _digest(data: SqlData, rows: int, pg_sum: Any) -> str:
+def _digest(data: SqlData, rows: int, pg_sum: Any, method: str = "pgrow") -> str:
     if pg_sum is not None:
-        return "pgsum:" + hashlib.sha256(f"{rows}:{pg_sum}".encode()).hexdigest()
+        return f"{method}:" + hashlib.sha256(f"{rows}:{pg_sum}".encode()).hexdigest()
     return "query:" + hashlib.sha256(f"{data.table or data.query}\n{rows}".encode()).hexdigest()
+
+
+def _aggregate(conn: Any, data: SqlData, aggregates: list[str], pg: bool) -> tuple[Any, str]:
+    """One scan computing ``aggregates`` and (PostgreSQL) the content sum last; the row and the
+    digest method. A column type without an extended hash function falls back to the text hash."""
+    import sqlalchemy
+
+    for method, content in _PG_SUMS.items() if pg else [("query", "")]:
+        sql = f"SELECT {', '.join([*aggregates, *([content] if pg else [])])} FROM {data.from_clause()}"
+        try:
+            with conn.begin_nested() if pg else contextlib.nullcontext():
+                return conn.execute(sqlalchemy.text(sql)).one(), method
+        except sqlalchemy.exc.ProgrammingError as exc:
+            if method != "pgrow" or "hash function" not in str(exc):
+                raise
+    raise AssertionError("unreachable: the text hash has no fallback")
 
 
 def profile(data: SqlData, suite: SuiteSpec, *, where: str, options: ValidationOptions) -> Profile:
@@ -133,10 +157,8 @@ def profile(data: SqlData, suite: SuiteSpec, *, where: str, options: ValidationO
             )
             names = [str(c) for c in sample.columns]
             pg = engine.dialect.name == "postgresql"
-            aggregates = ["count(*)", *(f"count({_quote(c)})" for c in names), *([_PG_SUM] if pg else [])]
-            row = conn.execute(
-                sqlalchemy.text(f"SELECT {', '.join(aggregates)} FROM {data.from_clause()}")
-            ).one()
+            aggregates = ["count(*)", *(f"count({_quote(c)})" for c in names)]
+            row, method = _aggregate(conn, data, aggregates, pg)
     except sqlalchemy.exc.SQLAlchemyError as exc:
         raise DataError(f"Dataset {where} cannot be read: {type(exc).__name__}: {exc}") from exc
     finally:
@@ -144,24 +166,22 @@ def profile(data: SqlData, suite: SuiteSpec, *, where: str, options: ValidationO
     rows = int(row[0])
     non_null = [int(v) for v in row[1 : 1 + len(names)]]
     refuse_unusable(where, rows=rows, names=names, non_null=non_null, suite=suite, options=options)
-    return Profile(rows=rows, sample=sample, digest=_digest(data, rows, row[-1] if pg else None))
+    return Profile(rows=rows, sample=sample, digest=_digest(data, rows, row[-1] if pg else None, method))
 
 
 def fingerprint(data: SqlData) -> str:
     """The content digest alone (as :func:`profile` computes it): PostgreSQL sums each row's hash,
     so the digest does not depend on row order; other databases digest the query and its row
     count."""
-    import sqlalchemy
 
     engine = _engine(data)
     try:
         pg = engine.dialect.name == "postgresql"
-        sql = f"SELECT count(*){', ' + _PG_SUM if pg else ''} FROM {data.from_clause()}"
         with engine.connect() as conn:
-            row = conn.execute(sqlalchemy.text(sql)).one()
+            row, method = _aggregate(conn, data, ["count(*)"], pg)
     finally:
         engine.dispose()
-    return _digest(data, int(row[0]), row[1] if pg else None)
+    return _digest(data, int(row[0]), row[1] if pg else None, method)
 
 
 def add_batch(context: Any, data: SqlData) -> Any:

@@ -131,7 +131,7 @@ def test_digest_is_computed_in_the_database_and_tracks_content(pg_table, postgre
     url = postgres_dsn.replace("postgresql://", "postgresql+psycopg://")
     by_table = fingerprint(SqlData(url=url, table=table))
     reordered = fingerprint(SqlData(url=url, query=f'SELECT * FROM "{table}" ORDER BY "größe" DESC'))
-    assert by_table.startswith("pgsum:") and by_table == reordered  # order does not matter
+    assert by_table.startswith("pgrow:") and by_table == reordered  # order does not matter
     with engine.begin() as conn:
         conn.execute(
             sqlalchemy.text(
@@ -139,6 +139,31 @@ def test_digest_is_computed_in_the_database_and_tracks_content(pg_table, postgre
             )
         )
     assert fingerprint(SqlData(url=url, table=table)) != by_table  # one changed value does
+
+
+def test_a_column_type_without_a_hash_function_falls_back_to_the_text_hash(postgres_dsn):
+    import sqlalchemy
+
+    from airflow_mlpipe.validation.sql import SqlData, fingerprint
+
+    table = f"mlpipe_digest_{uuid.uuid4().hex[:10]}"
+    url = postgres_dsn.replace("postgresql://", "postgresql+psycopg://")
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f'CREATE TABLE "{table}" (id int, doc json)'))
+            conn.execute(sqlalchemy.text(f"""INSERT INTO "{table}" VALUES (1, '{{"a": 1}}'), (2, '[2]')"""))
+        found = fingerprint(SqlData(url=url, table=table))  # json has no hash function
+        assert found.startswith("pgsum:")
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f"""UPDATE "{table}" SET doc = '[3]' WHERE id = 2"""))
+        assert fingerprint(SqlData(url=url, table=table)) not in (found, "")
+        ints = fingerprint(SqlData(url=url, query=f'SELECT id FROM "{table}"'))
+        assert ints.startswith("pgrow:")
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f'DROP TABLE IF EXISTS "{table}"'))
+        engine.dispose()
 
 
 def test_operator_pushes_down_a_table_and_refuses_bad_input(run_dag, pg_table, postgres_dsn, monkeypatch):
@@ -181,6 +206,6 @@ def test_operator_pushes_down_a_table_and_refuses_bad_input(run_dag, pg_table, p
     assert summary["engine"] == "sql" and summary["row_count"] == ROWS
     assert summary["time_range"]["start"].startswith("2024-03-01T00:01:00")
     [(_, extra)] = res.asset_events()
-    assert extra["digest"].startswith("pgsum:") and extra["dataset_uri"] == f"sql://{conn_id}/public.{table}"
+    assert extra["digest"].startswith("pgrow:") and extra["dataset_uri"] == f"sql://{conn_id}/public.{table}"
     assert "lacks column(s) ['label']" in res.xcom("missing_column")["error"]
     assert "cannot be read" in res.xcom("no_table")["error"]

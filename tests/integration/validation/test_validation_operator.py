@@ -335,6 +335,6 @@ def test_sql_query_through_postgres_connection(run_dag, postgres_dsn, monkeypatc
     assert "WHERE label >= 0" in summary["query"]  # the query was templated
     assert "engine" not in res.xcom("validate_sql_loaded")
     events = dict(res.asset_events())
-    assert events["mlpipe://validation/sql"]["digest"].startswith("pgsum:")  # computed by PostgreSQL
+    assert events["mlpipe://validation/sql"]["digest"].startswith("pgrow:")  # computed by PostgreSQL
     assert events["mlpipe://validation/sql_loaded"]["digest"] == frame_digest(df)
     assert "is empty (0 rows)" in res.xcom("validate_sql_empty")["error"]
