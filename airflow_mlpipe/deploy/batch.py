@@ -57,22 +57,30 @@ def iter_batches(uri: str, columns: list[str], batch_size: int) -> Iterator[Any]
 
 
 def _fragment_batches(dataset: Any, fragment: Any, columns: list[str], batch_size: int) -> Iterator[Any]:
-    """One file's record batches, read a row group at a time and never ahead: pyarrow's dataset
-    scanner reads ahead and pre-buffers whole row groups, so a consumer slower than the disk (a
-    model) would see the whole file in memory."""
-    if all(c in fragment.physical_schema.names for c in columns):
-        with dataset.filesystem.open_input_file(fragment.path) as fh:
-            source = require("pyarrow.parquet").ParquetFile(fh, pre_buffer=False)
-            yield from source.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)
-        return
-    ds = require("pyarrow.dataset")  # a column from the partitioning: the scanner, not reading ahead
-    yield from fragment.to_batches(
-        columns=columns,
-        batch_size=batch_size,
-        batch_readahead=0,
-        fragment_readahead=0,
-        fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),
-    )
+    """One file's record batches with ``columns``, read a row group at a time and never ahead:
+    pyarrow's dataset scanner reads ahead and pre-buffers whole row groups, so a consumer slower
+    than the disk (a model) would see the whole file in memory. A column of the partitioning
+    (``region=eu/part-0.parquet``) is filled from the file's path."""
+    ds = require("pyarrow.dataset")
+    pa = require("pyarrow")
+    in_path = ds.get_partition_keys(fragment.partition_expression)
+    in_file = [c for c in columns if c in fragment.physical_schema.names]
+    absent = [c for c in columns if c not in in_file and c not in in_path]
+    if absent:
+        raise DataError(f"File {fragment.path} of the dataset lacks column(s) {absent}.")
+    with dataset.filesystem.open_input_file(fragment.path) as fh:
+        source = require("pyarrow.parquet").ParquetFile(fh, pre_buffer=False)
+        for batch in source.iter_batches(batch_size=batch_size, columns=in_file, use_threads=False):
+            if len(in_file) < len(columns):
+                batch = pa.RecordBatch.from_pydict(
+                    {
+                        c: batch.column(c)
+                        if c in in_file
+                        else pa.repeat(pa.scalar(in_path[c]), batch.num_rows)
+                        for c in columns
+                    }
+                )
+            yield batch
 
 
 def score_dataset(

@@ -184,3 +184,18 @@ def test_a_parquet_file_is_read_a_row_group_at_a_time_whatever_its_size(tmp_path
         peak = max(peak, pa.total_allocated_bytes() - base)
     assert rows == groups * group_rows
     assert peak < 3 * group_bytes, f"{peak / 2**20:.0f} MB held for {group_bytes / 2**20:.0f} MB row groups"
+
+
+def test_a_partitioned_dataset_gets_its_partition_column_from_the_paths(model, tmp_path):
+    src = tmp_path / "partitioned"
+    frame = pd.DataFrame({"a": [0.0, 3.0, 2.5, 0.5], "b": [0, 1, 1, 0], "region": ["eu", "eu", "us", "us"]})
+    frame.to_parquet(src, partition_cols=["region"])  # region=eu/…, region=us/…
+    res = _score(model, src, tmp_path / "out.parquet", keep_columns=["region"], batch_size=1)
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert res["row_count"] == 4 and res["batches"] == 4
+    assert sorted(zip(out["region"], out["prediction"], strict=True)) == [
+        ("eu", 0),
+        ("eu", 1),
+        ("us", 0),
+        ("us", 1),
+    ]
