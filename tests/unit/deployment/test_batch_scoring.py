@@ -199,3 +199,37 @@ def test_a_partitioned_dataset_gets_its_partition_column_from_the_paths(model, t
         ("us", 0),
         ("us", 1),
     ]
+
+
+class _SeesThreadPools:
+    """A model recording the BLAS pool sizes its predict runs with."""
+
+    def __init__(self, model) -> None:
+        self.model, self.classes_, self.seen = model, model.classes_, []
+
+    def predict(self, X):
+        from threadpoolctl import threadpool_info
+
+        self.seen.append(max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"))
+        return self.model.predict(X)
+
+    def predict_proba(self, X):
+        return self.model.predict_proba(X)
+
+
+def test_parallel_chunks_keep_the_blas_pool_to_one_thread_and_give_it_back(model, tmp_path):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> int:
+        return max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+
+    src = tmp_path / "in.parquet"
+    pd.DataFrame({"a": [0.0, 3.0, 2.5, 0.5], "b": [0, 1, 1, 0]}).to_parquet(src, index=False)
+    with threadpool_limits(limits=2, user_api="blas"):  # a pool of 2, whatever the machine's cores
+        sees = _SeesThreadPools(model)
+        _score(sees, src, tmp_path / "out.parquet", batch_size=1, workers=2)
+        assert sees.seen == [1, 1, 1, 1]  # a thread per chunk, one BLAS thread each
+        assert blas_threads() == 2  # given back
+        alone = _SeesThreadPools(model)
+        _score(alone, src, tmp_path / "out2.parquet", batch_size=2, workers=1)
+        assert alone.seen == [2, 2]  # one chunk at a time keeps the library's own parallelism
