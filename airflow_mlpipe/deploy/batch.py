@@ -101,8 +101,8 @@ def score_dataset(
     """Score ``input_uri`` with ``model`` and write ``keep_columns`` + predictions + model version.
 
     Chunks are scored by ``workers`` threads at once (``None``: one per usable core; ``1``: in the
-    calling thread, nothing else in parallel) while the next chunk is read and the last one is
-    written by a thread of its own; they are written in the input's order.
+    calling thread) while the next chunk is read and the last one is written by a thread of its
+    own; they are written in the input's order.
     Every chunk is checked against ``inputs`` (the model signature, as the HTTP service checks a
     request: a number stored as a string is refused) before the model sees it. A classifier with
     ``predict_proba`` also gets ``probabilities`` (per row, ordered as the classes recorded in the
@@ -121,8 +121,8 @@ def score_dataset(
     # an empty file (or fragment) is not a batch: never handed to the model
     frames = (f for f in iter_batches(input_uri, columns, batch_size) if not f.empty)
     workers = workers or usable_cores()
-    # in parallel, the file is written by a thread of its own while the next chunks are read and
-    # scored (one chunk's write in flight, so memory stays bounded)
+    # the file is written by a thread of its own while the next chunks are read and scored (one
+    # chunk's write in flight, so memory stays bounded); it never calls the model
     with (
         output,
         ThreadPoolExecutor(1, thread_name_prefix="mlpipe-write") as writer,
@@ -130,12 +130,9 @@ def score_dataset(
     ):
         writing: Future[None] | None = None
         for (table, classes), size in _scored_in_order(model, frames, chunk, workers):
-            if workers == 1:
-                output.write(table, classes)
-            else:
-                if writing is not None:
-                    writing.result()
-                writing = writer.submit(output.write, table, classes)
+            if writing is not None:
+                writing.result()
+            writing = writer.submit(output.write, table, classes)
             rows += size
             batches += 1
         if writing is not None:

@@ -18,7 +18,6 @@ from the (small) reference; the histogram of the current data is computed by the
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -117,7 +116,7 @@ _PG_SUMS = {
 }
 
 
-def _digest(data: SqlData, rows: int, pg_sum: Any, method: str = "pgrow") -> str:
+def _digest(data: SqlData, rows: int, pg_sum: Any, method: str) -> str:
     if pg_sum is not None:
         return f"{method}:" + hashlib.sha256(f"{rows}:{pg_sum}".encode()).hexdigest()
     return "query:" + hashlib.sha256(f"{data.table or data.query}\n{rows}".encode()).hexdigest()
@@ -128,15 +127,19 @@ def _aggregate(conn: Any, data: SqlData, aggregates: list[str], pg: bool) -> tup
     digest method. A column type without an extended hash function falls back to the text hash."""
     import sqlalchemy
 
-    for method, content in _PG_SUMS.items() if pg else [("query", "")]:
-        sql = f"SELECT {', '.join([*aggregates, *([content] if pg else [])])} FROM {data.from_clause()}"
-        try:
-            with conn.begin_nested() if pg else contextlib.nullcontext():
-                return conn.execute(sqlalchemy.text(sql)).one(), method
-        except sqlalchemy.exc.ProgrammingError as exc:
-            if method != "pgrow" or "hash function" not in str(exc):
-                raise
-    raise AssertionError("unreachable: the text hash has no fallback")
+    def scan(*content: str) -> Any:
+        columns = ", ".join([*aggregates, *content])
+        return conn.execute(sqlalchemy.text(f"SELECT {columns} FROM {data.from_clause()}")).one()
+
+    if not pg:
+        return scan(), "query"
+    try:
+        with conn.begin_nested():  # a failed statement is rolled back to here, not the connection
+            return scan(_PG_SUMS["pgrow"]), "pgrow"
+    except sqlalchemy.exc.ProgrammingError as exc:
+        if "hash function" not in str(exc):
+            raise
+    return scan(_PG_SUMS["pgsum"]), "pgsum"
 
 
 def profile(data: SqlData, suite: SuiteSpec, *, where: str, options: ValidationOptions) -> Profile:

@@ -58,20 +58,22 @@ def terminate(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
     except ProcessLookupError:  # nothing of the group is left
         proc.poll()
         return
-    deadline = time.monotonic() + timeout
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    while group_alive(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if group_alive(proc.pid):
+    if not _group_ends(proc, timeout):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        end = time.monotonic() + 10
-        while group_alive(proc.pid) and time.monotonic() < end:
-            time.sleep(0.1)
+        _group_ends(proc, 10)
+
+
+def _group_ends(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Reap ``proc`` and wait until nothing of its group runs; whether that happened in time."""
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=timeout)
+    while group_alive(proc.pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def group_alive(pgid: int) -> bool:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
+from airflow_mlpipe.core.timing import scaled
 from mlpipe_dev.local.processes import group_alive, spawn, terminate
+from tests.fixtures.services import wait_until
 
 # a parent that forks a child and waits; the child ignores nothing and sleeps until signalled
 _PARENT = """
@@ -24,13 +25,6 @@ os.waitpid(pid, 0)
 """
 
 
-def _wait_for(predicate, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} within {timeout} s"
-        time.sleep(0.05)
-
-
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -42,7 +36,7 @@ def _alive(pid: int) -> bool:
 def test_the_children_of_a_killed_process_are_ended_with_its_group(tmp_path):
     pid_file = tmp_path / "child.pid"
     proc = spawn([sys.executable, "-c", _PARENT, str(pid_file)], log_path=tmp_path / "log")
-    _wait_for(pid_file.exists, "the child's pid is written")
+    wait_until("the child's pid is written", pid_file.exists, timeout=scaled(30))
     child = int(pid_file.read_text())
     os.kill(proc.pid, signal.SIGKILL)  # the parent dies; the child is adopted and keeps running
     proc.wait(timeout=30)
