@@ -42,12 +42,15 @@ def test_every_event_scored_once_through_kill_restart_and_version_switch(
     client = deployment.transport.client
     rows = iris_registered.X.to_dict(orient="records")
     malformed = {f"e{i}" for i in range(TOTAL) if i % 100 == 42}
-    restarted, canary_started, failed = threading.Event(), threading.Event(), []
+    killed, restarted, canary_started = threading.Event(), threading.Event(), threading.Event()
+    failed: list[BaseException] = []
 
     def produce() -> None:
         try:
             for start in range(0, TOTAL, 50):
-                if start == 3_000:
+                # Events flow until the first scorer was killed mid-batch (which needs events to
+                # read), then the rest waits for its replacement.
+                if start >= 3_000 and killed.is_set() and not restarted.is_set():
                     restarted.wait(300)
                 if start == 6_000:
                     _wait("the canary", lambda: deployment.load_state().get("canary"), 300)
@@ -83,11 +86,17 @@ def test_every_event_scored_once_through_kill_restart_and_version_switch(
         _wait("1,000 results", lambda: done() >= 1_000)
 
         def frozen_mid_batch() -> bool:
-            # Freeze the scorer; kill it if it holds a read, uncommitted batch, else let it go on.
+            # Freeze the scorer; kill it once it holds a read, uncommitted batch. A scorer frozen
+            # inside its blocking read is still handed the next events by Redis, so this is seen
+            # within a few of the producer's batches; if not, let it go on and try again.
             os.kill(stable.pid, signal.SIGSTOP)
-            if client.xpending(stream_config.input_stream, group)["pending"] > 0:
-                os.kill(stable.pid, signal.SIGKILL)
-                return True
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                if client.xpending(stream_config.input_stream, group)["pending"] > 0:
+                    os.kill(stable.pid, signal.SIGKILL)
+                    killed.set()
+                    return True
+                time.sleep(0.02)
             os.kill(stable.pid, signal.SIGCONT)
             return False
 
@@ -123,6 +132,7 @@ def test_every_event_scored_once_through_kill_restart_and_version_switch(
         assert not failed, failed
         _wait("every result", lambda: done() >= TOTAL, timeout=300)
     finally:
+        killed.set()
         restarted.set()
         deployment.shutdown()
 
