@@ -26,7 +26,7 @@ from typing import Any
 
 from airflow_mlpipe._serving.row_screen import RowScreen
 from airflow_mlpipe.config.streaming import StreamConfig
-from airflow_mlpipe.core.class_scores import class_scores, proba_model
+from airflow_mlpipe.core.class_scores import found_scores, predict_with_probabilities, proba_model
 from airflow_mlpipe.deploy.bento import SERVICE_MODULE, bento_service_imports
 from airflow_mlpipe.streaming.metrics import serve_metrics
 from airflow_mlpipe.streaming.redis_streams import RedisStreamTransport
@@ -60,7 +60,7 @@ class BentoStreamModel:
     :param service: an instance of its service class.
     :param probabilities: also return a class probability when the model has them: for two classes
         the positive class's (``classes[1]``, the ``scores`` of the HTTP service, see
-        :func:`~airflow_mlpipe.core.class_scores.class_scores`), else the predicted class's.
+        :func:`~airflow_mlpipe.core.class_scores.found_scores`), else the predicted class's.
     """
 
     def __init__(self, module: ModuleType, service: Any, *, probabilities: bool = True) -> None:
@@ -181,13 +181,15 @@ class BentoStreamModel:
         return values if values.dtype.kind in "biuf" else None
 
     def _call(self, data: Any) -> tuple[Any, dict[str, Any]]:
-        """The model's predictions and :func:`class_scores` for ``data`` (``{}`` without them)."""
+        """The model's predictions and :func:`found_scores` for ``data`` (``{}`` without them)."""
         model = self.service.model
         with warnings.catch_warnings():
             # scikit-learn warns that an array has no column names; _values checked they match
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
-            predictions = model.predict(data)
-            return predictions, class_scores(model, data) if self._proba else {}
+            if not self._proba:
+                return model.predict(data), {}
+            predictions, found = predict_with_probabilities(model, data)
+            return predictions, found_scores(found)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -243,7 +243,7 @@ class BatchScoringConfig(MappingConfig):
         executors (``pip install 'airflow-mlpipe[spark]'`` and a Java runtime).
     :param batch_size: rows per chunk the model scores at once (``spark``: Arrow batches of the UDF).
     :param workers: ``in_process`` only: chunks scored at once by threads of the task's process,
-        while the next chunk is read and the last is written (memory: about ``workers + 1``
+        while the next two are read and the scored ones written (memory: about ``workers + 4``
         chunks). ``None`` (the default): one per core the process may run on; ``1``: one chunk after
         another in the task's thread (for a model whose ``predict`` is not safe to call from two
         threads at once).

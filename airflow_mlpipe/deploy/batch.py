@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,7 +31,8 @@ def check_columns(uri: str, columns: list[str], have: list[str]) -> None:
 
 
 def iter_batches(uri: str, columns: list[str], batch_size: int) -> Iterator[Any]:
-    """DataFrames of at most ``batch_size`` rows with ``columns`` (a missing column is a DataError)."""
+    """Chunks of at most ``batch_size`` rows with ``columns`` (a missing column is a DataError):
+    pyarrow record batches from parquet, pandas DataFrames from CSV (pandas' type inference)."""
     pd = require("pandas")
     pq = require("pyarrow.parquet")
     path = resolve(uri)
@@ -49,8 +51,7 @@ def iter_batches(uri: str, columns: list[str], batch_size: int) -> Iterator[Any]
         )
         check_columns(uri, columns, list(dataset.schema.names))
         for fragment in dataset.fragments:
-            for batch in _fragment_batches(dataset, fragment, columns, batch_size):
-                yield batch.to_pandas()
+            yield from _fragment_batches(dataset, fragment, columns, batch_size)
     except DataError:
         raise
     except Exception as exc:
@@ -71,7 +72,7 @@ def _fragment_batches(dataset: Any, fragment: Any, columns: list[str], batch_siz
         raise DataError(f"File {fragment.path} of the dataset lacks column(s) {absent}.")
     with dataset.filesystem.open_input_file(fragment.path) as fh:
         source = require("pyarrow.parquet").ParquetFile(fh, pre_buffer=False)
-        for batch in source.iter_batches(batch_size=batch_size, columns=in_file, use_threads=False):
+        for batch in source.iter_batches(batch_size=batch_size, columns=in_file, use_threads=True):
             if len(in_file) < len(columns):
                 batch = pa.RecordBatch.from_pydict(
                     {
@@ -101,8 +102,8 @@ def score_dataset(
     """Score ``input_uri`` with ``model`` and write ``keep_columns`` + predictions + model version.
 
     Chunks are scored by ``workers`` threads at once (``None``: one per usable core; ``1``: in the
-    calling thread) while the next chunk is read and the last one is written by a thread of its
-    own; they are written in the input's order.
+    calling thread, which reads them too) while the next ones are read by a thread of their own and
+    the scored ones are written by another; they are written in the input's order.
     Every chunk is checked against ``inputs`` (the model signature, as the HTTP service checks a
     request: a number stored as a string is refused) before the model sees it. A classifier with
     ``predict_proba`` also gets ``probabilities`` (per row, ordered as the classes recorded in the
@@ -119,24 +120,26 @@ def score_dataset(
     output = ParquetOutput(output_path, model_name, model_version)
     rows = batches = 0
     # an empty file (or fragment) is not a batch: never handed to the model
-    frames = (f for f in iter_batches(input_uri, columns, batch_size) if not f.empty)
+    frames = (f for f in iter_batches(input_uri, columns, batch_size) if len(f))
     workers = workers or usable_cores()
-    # the file is written by a thread of its own while the next chunks are read and scored (one
-    # chunk's write in flight, so memory stays bounded); it never calls the model
+    # with more than one worker the chunks are read ahead by a thread of their own, and the file
+    # is written by another while the next chunks are scored (at most AHEAD chunks waiting on
+    # either side, so memory stays bounded); neither thread calls the model
     with (
         output,
         ThreadPoolExecutor(1, thread_name_prefix="mlpipe-write") as writer,
         _one_thread_each(workers),
     ):
-        writing: Future[None] | None = None
-        for (table, classes), size in _scored_in_order(model, frames, chunk, workers):
-            if writing is not None:
-                writing.result()
-            writing = writer.submit(output.write, table, classes)
+        writing: deque[Future[None]] = deque()
+        ahead = frames if workers == 1 else _read_ahead(frames)
+        for (table, classes), size in _scored_in_order(model, ahead, chunk, workers):
+            if len(writing) >= AHEAD:
+                writing.popleft().result()
+            writing.append(writer.submit(output.write, table, classes))
             rows += size
             batches += 1
-        if writing is not None:
-            writing.result()
+        while writing:
+            writing.popleft().result()
         if not rows:
             raise DataError(f"Dataset {input_uri} is empty (0 rows).")
     return {
@@ -146,6 +149,23 @@ def score_dataset(
         "classes": output.classes,
         "engine": "in_process",
     }
+
+
+#: chunks read ahead of the scoring, and scored chunks waiting for the writer
+AHEAD = 2
+
+
+def _read_ahead(frames: Iterator[Any]) -> Iterator[Any]:
+    """``frames`` read by a thread of their own, :data:`AHEAD` chunks ahead of the consumer (so the
+    reading never waits on the scoring or the writing); a read's error is raised in order."""
+    reader = ThreadPoolExecutor(1, thread_name_prefix="mlpipe-read")
+    try:
+        pending = deque(reader.submit(next, frames, None) for _ in range(AHEAD))
+        while (frame := pending.popleft().result()) is not None:
+            pending.append(reader.submit(next, frames, None))
+            yield frame
+    finally:
+        reader.shutdown(wait=True, cancel_futures=True)
 
 
 def _one_thread_each(workers: int) -> Any:
@@ -240,37 +260,73 @@ def score_chunk(
     uri: str,
     where: str,
 ) -> tuple[Any, list[Any] | None]:
-    """One chunk (a DataFrame with ``features`` and ``keep``) checked and scored, as the output's
-    pyarrow table (``keep``, prediction, ``scores`` / ``probabilities``, ``model_version``) and the
-    model's classes (``None`` without class probabilities). Both engines score every chunk here.
+    """One chunk (a pyarrow record batch or a pandas DataFrame with ``features`` and ``keep``)
+    checked and scored, as the output's pyarrow table (``keep``, prediction, ``scores`` /
+    ``probabilities``, ``model_version``) and the model's classes (``None`` without class
+    probabilities). Both engines score every chunk here.
 
     :param where: the chunk's place in the dataset, for the messages of the checks.
     :raises DataError: missing values in a feature, or values the model's signature refuses.
     """
-    from airflow_mlpipe.core.class_scores import class_probabilities, positive_class
+    from airflow_mlpipe.core.class_scores import positive_class, predict_with_probabilities
 
     np = require("numpy")
     pa = require("pyarrow")
-    X = frame[features]
-    if X.isna().any().any():
+    X, out = _split(frame, features, keep)
+    finite = _all_finite(X)
+    if not finite and X.isna().to_numpy().any():
         bad = [c for c in features if X[c].isna().any()]
         raise DataError(f"Dataset {uri} has missing values in feature column(s) {bad}.")
     if inputs:
-        _check_schema(X, inputs, uri, where=where)
-    predictions = model.predict(X)
-    out = {c: pa.array(frame[c]) for c in keep}
+        _check_schema(X, inputs, uri, where=where, finite=finite)
+    with _assume_finite(finite):
+        predictions, found = predict_with_probabilities(model, X)
     out[prediction_column] = pa.array(predictions)
-    found = class_probabilities(model, X)
     classes = None
-    if found is not None:  # the class_scores fields, as arrow columns straight from the array
+    if found is not None:  # the found_scores fields, as arrow columns straight from the array
         classes, proba = found[0], np.asarray(found[1], dtype="float64")
         positive = positive_class(classes)
         if positive is not None:
             out["scores"] = pa.array(proba[:, positive])
         offsets = pa.array(np.arange(0, proba.size + 1, len(classes), dtype="int32"))
         out["probabilities"] = pa.ListArray.from_arrays(offsets, pa.array(proba.ravel()))
-    out["model_version"] = pa.repeat(pa.scalar(str(model_version)), len(frame)).dictionary_encode()
+    out["model_version"] = pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(len(X), dtype="int32")), pa.array([str(model_version)])
+    )
     return pa.table(out), classes
+
+
+def _split(frame: Any, features: list[str], keep: list[str]) -> tuple[Any, dict[str, Any]]:
+    """The features of a chunk as a DataFrame and its kept columns as arrow arrays. From arrow the
+    features are converted alone, into one block the model reads without another copy, and the kept
+    columns go to the output as they were read (no round trip through pandas)."""
+    pa = require("pyarrow")
+    if isinstance(frame, pa.RecordBatch | pa.Table):
+        return frame.select(features).to_pandas(), {c: frame.column(c) for c in keep}
+    return frame[features], {c: pa.array(frame[c]) for c in keep}
+
+
+def _assume_finite(finite: bool) -> Any:
+    """scikit-learn's own pass over the values for NaN and infinity, skipped (in this thread) when
+    :func:`_all_finite` found them finite; other libraries check as they do."""
+    sklearn = sys.modules.get("sklearn")
+    if not finite or sklearn is None:
+        return contextlib.nullcontext()
+    return sklearn.config_context(assume_finite=True)
+
+
+def _all_finite(X: Any) -> bool:
+    """Whether every column of ``X`` has a numpy numeric dtype and no NaN or infinity (nothing is
+    missing then); the float columns of one block are checked as one array (no copy)."""
+    np = require("numpy")
+    dtypes = list(X.dtypes)
+    if not all(isinstance(d, np.dtype) and d.kind in "iubf" for d in dtypes):
+        return False
+    floats = [c for c, d in zip(X.columns, dtypes, strict=True) if d.kind == "f"]
+    if not floats:
+        return True
+    values = X.to_numpy() if len(floats) == len(dtypes) else X[floats].to_numpy()
+    return bool(np.isfinite(values).all())
 
 
 class ParquetOutput:
@@ -307,7 +363,7 @@ class ParquetOutput:
             self._writer = pq.ParquetWriter(
                 self.tmp,
                 table.schema.with_metadata(self._metadata),
-                use_dictionary=_dictionary_columns(table.schema),
+                use_dictionary=_dictionary_columns(table),
             )
         self._writer.write_table(table.replace_schema_metadata(self._metadata))
 
@@ -322,23 +378,30 @@ class ParquetOutput:
                 os.unlink(self.tmp)
 
 
-def _dictionary_columns(schema: Any) -> list[str]:
-    """The columns worth dictionary-encoding: all but floating-point ones (scores, probabilities, a
-    regression's predictions), whose values hardly repeat; trying a dictionary on those first more
-    than doubles the time to write a chunk, and the file gets larger."""
+def _dictionary_columns(table: Any) -> list[str]:
+    """The columns worth dictionary-encoding, judged on the first table written: arrow dictionary
+    columns, and others whose values repeat (at most one distinct value per two rows: labels,
+    categories, a version). Distinct values (ids, scores, probabilities, a regression's predictions)
+    are written plain: a dictionary of them takes ~4x the time to write, and the file gets larger."""
     pa = require("pyarrow")
+    pc = require("pyarrow.compute")
 
-    def floating(kind: Any) -> bool:
-        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-            return floating(kind.value_type)
-        return bool(pa.types.is_floating(kind))
+    def repeats(kind: Any, column: Any) -> bool:
+        if pa.types.is_dictionary(kind):
+            return True
+        if pa.types.is_floating(kind) or pa.types.is_nested(kind):
+            return False
+        return 2 * int(pc.count_distinct(column, mode="all").as_py()) <= max(len(column), 2)
 
-    return [f.name for f in schema if not floating(f.type)]
+    return [f.name for f, column in zip(table.schema, table.columns, strict=True) if repeats(f.type, column)]
 
 
-def _check_schema(frame: Any, inputs: list[dict[str, Any]], uri: str, *, where: str) -> None:
-    """The service's request validation applied to a chunk (``rows[i]`` counts from the chunk's start)."""
-    if _numbers_pass(frame, inputs):
+def _check_schema(
+    frame: Any, inputs: list[dict[str, Any]], uri: str, *, where: str, finite: bool = False
+) -> None:
+    """The service's request validation applied to a chunk (``rows[i]`` counts from the chunk's
+    start); ``finite``: :func:`_all_finite` said so."""
+    if _numbers_pass(frame, inputs, finite):
         return
     try:
         validate_rows(frame.to_dict(orient="records"), inputs, what="rows", max_rows=len(frame))
@@ -347,7 +410,7 @@ def _check_schema(frame: Any, inputs: list[dict[str, Any]], uri: str, *, where: 
         raise DataError(f"Dataset {uri} does not match the model's signature (in {where}): {shown}") from None
 
 
-def _numbers_pass(frame: Any, inputs: list[dict[str, Any]]) -> bool:
+def _numbers_pass(frame: Any, inputs: list[dict[str, Any]], finite: bool = False) -> bool:
     """Whether every value of ``frame`` passes the row checks, decided column by column on numeric
     columns (the row checks cost ~10 µs a value); ``False`` when undecided: the rows are then checked
     one by one, which also names what is wrong. Missing values were refused before."""
@@ -360,7 +423,7 @@ def _numbers_pass(frame: Any, inputs: list[dict[str, Any]]) -> bool:
         values, kind = frame[column["name"]].to_numpy(), column["type"]
         if values.dtype.kind not in "iuf" or kind not in FLOAT_TYPES | INT_TYPES:
             return False  # bool, object, datetime … or a type with another check: row by row
-        if values.dtype.kind == "f" and not np.isfinite(values).all():
+        if values.dtype.kind == "f" and not finite and not np.isfinite(values).all():
             return False
         if kind == "float" and values.size and np.abs(values).max() > _FLOAT32_MAX:
             return False

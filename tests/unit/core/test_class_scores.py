@@ -10,7 +10,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from airflow_mlpipe.core.class_scores import labels_are_argmax, predictions_and_scores
+from airflow_mlpipe.core.class_scores import (
+    labels_are_argmax,
+    predict_with_probabilities,
+    predictions_and_scores,
+)
 
 
 class Thresholded(RandomForestClassifier):
@@ -42,5 +46,28 @@ def test_labels_equal_predict(model):
 def test_only_listed_classifiers_skip_predict():
     assert labels_are_argmax(RandomForestClassifier())
     assert labels_are_argmax(make_pipeline(StandardScaler(), HistGradientBoostingClassifier()))
+    assert labels_are_argmax(LogisticRegression())
     assert not labels_are_argmax(Thresholded())
-    assert not labels_are_argmax(LogisticRegression())
+    assert not labels_are_argmax(make_pipeline(StandardScaler(), Thresholded()))
+
+
+def test_a_tie_at_the_top_goes_to_predict():
+    """Binary logistic regression: a decision value of 1e-20 is positive (``predict`` says the
+    positive class) while its probability rounds to exactly 0.5 on both sides (argmax says the
+    first class). Only such rows are handed to ``predict``."""
+    import numpy as np
+    import pandas as pd
+
+    model = LogisticRegression().fit(pd.DataFrame({"x": [-1.0, 1.0]}), ["no", "yes"])
+    model.coef_, model.intercept_ = np.array([[1.0]]), np.array([0.0])
+    X = pd.DataFrame({"x": [1e-20, -1e-20, 3.0, -3.0]})
+    proba = model.predict_proba(X)
+    assert proba[0, 0] == proba[0, 1] == 0.5  # a tie, which argmax alone gets wrong
+    assert model.classes_[proba.argmax(axis=1)].tolist()[0] == "no"
+    calls = []
+    predict = model.predict
+    model.predict = lambda frame: calls.append(len(frame)) or predict(frame)
+    labels, found = predict_with_probabilities(model, X)
+    assert labels.tolist() == predict(X).tolist() == ["yes", "no", "yes", "no"]
+    assert calls == [2]  # the two tied rows, nothing else
+    assert found is not None and found[0] == ["no", "yes"]

@@ -178,9 +178,9 @@ def test_a_parquet_file_is_read_a_row_group_at_a_time_whatever_its_size(tmp_path
     group_bytes = group_rows * len(columns) * 8  # 8 MB decoded
     base = pa.total_allocated_bytes()
     peak = rows = 0
-    for frame in iter_batches(str(path), columns, 20_000):
-        float(frame.to_numpy().sum())  # a consumer doing some work on every batch
-        rows += len(frame)
+    for batch in iter_batches(str(path), columns, 20_000):
+        float(batch.to_pandas().to_numpy().sum())  # a consumer doing some work on every batch
+        rows += len(batch)
         peak = max(peak, pa.total_allocated_bytes() - base)
     assert rows == groups * group_rows
     assert peak < 3 * group_bytes, f"{peak / 2**20:.0f} MB held for {group_bytes / 2**20:.0f} MB row groups"
@@ -233,3 +233,70 @@ def test_parallel_chunks_keep_the_blas_pool_to_one_thread_and_give_it_back(model
         alone = _SeesThreadPools(model)
         _score(alone, src, tmp_path / "out2.parquet", batch_size=2, workers=1)
         assert alone.seen == [2, 2]  # one chunk at a time keeps the library's own parallelism
+
+
+@pytest.mark.parametrize(
+    ("column", "outcome"),
+    [
+        ([0.5, float("nan"), 1.0], "missing"),
+        ([0.5, None, 1.0], "missing"),
+        (pd.array([1, None, 2], dtype="Int64"), "missing"),  # a nullable integer's NA
+        ([0.5, float("inf"), 1.0], "refused"),  # not missing: the signature check refuses it
+        ([0.5, 1.5, 1.0], "scored"),
+        ([1, 2, 3], "scored"),
+    ],
+)
+def test_missing_feature_values_are_found_whatever_the_column_type(model, tmp_path, column, outcome):
+    src = tmp_path / "in.parquet"
+    pd.DataFrame({"a": column, "b": [0, 1, 1]}).to_parquet(src, index=False)
+    out = tmp_path / "out.parquet"
+    if outcome == "scored":
+        assert _score(model, src, out)["row_count"] == 3
+        return
+    message = r"missing values in feature column\(s\) \['a'\]" if outcome == "missing" else r"rows\[1\]\.a"
+    with pytest.raises(DataError, match=message):
+        _score(model, src, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
+
+
+def test_kept_columns_keep_their_types_and_only_repeating_columns_get_a_dictionary(model, tmp_path):
+    """Kept columns go from the input to the output as arrow read them; a column of distinct values
+    (an id) is written plain, repeating ones (labels, a region, the version) as a dictionary."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = 1_000
+    src = tmp_path / "in.parquet"
+    table = pa.table(
+        {
+            "a": pa.array([float(i % 7) for i in range(rows)]),
+            "b": pa.array([i % 2 for i in range(rows)], pa.int64()),
+            "row_id": pa.array(range(rows), pa.int64()),
+            "region": pa.array(["eu", "us"] * (rows // 2)),
+            "at": pa.array(range(rows), pa.timestamp("ms", tz="Europe/Paris")),
+        }
+    )
+    pq.write_table(table, src)
+    out = tmp_path / "out.parquet"
+    _score(model, src, out, batch_size=300, workers=2, keep_columns=["row_id", "region", "at"])
+    written = pq.read_table(out)
+    for name in ("row_id", "region", "at"):
+        assert written.schema.field(name).type == table.schema.field(name).type
+        assert written.column(name).to_pylist() == table.column(name).to_pylist()
+    meta = pq.ParquetFile(out).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    assert not any("DICTIONARY" in e for e in encodings["row_id"]), encodings
+    for name in ("region", "prediction", "model_version"):
+        assert any("DICTIONARY" in e for e in encodings[name]), (name, encodings)
+    assert not any("DICTIONARY" in e for e in encodings["scores"]), encodings
+
+
+def test_a_read_error_ahead_of_the_scoring_fails_the_run_and_leaves_no_file(model, tmp_path):
+    src = tmp_path / "dataset"
+    src.mkdir()
+    pd.DataFrame({"a": [0.0, 3.0] * 50, "b": [0, 1] * 50}).to_parquet(src / "part-0.parquet", index=False)
+    (src / "part-1.parquet").write_bytes(b"PAR1" + b"\0" * 64 + b"PAR1")  # not a parquet file
+    out = tmp_path / "out.parquet"
+    with pytest.raises(DataError, match=r"Could not read parquet dataset"):
+        _score(model, src, out, batch_size=10, workers=2)
+    assert not out.exists() and not list(tmp_path.glob("out.parquet*"))
