@@ -57,6 +57,12 @@ def labels_are_argmax(model: Any) -> bool:
     return name in _LABELS_ARE_ARGMAX and getattr(final, "n_outputs_", 1) == 1
 
 
+def reads_its_input(model: Any) -> bool:
+    """Whether ``model`` is one of the classifiers listed above on its own (no pipeline): what it
+    computes on is the values it is given."""
+    return labels_are_argmax(model) and not hasattr(model, "steps")
+
+
 def predict_with_probabilities(model: Any, frame: Any) -> tuple[Any, tuple[list[Any], Any] | None]:
     """``model.predict(frame)`` and :func:`class_probabilities` (``None`` without probabilities),
     with one pass over the model when :func:`labels_are_argmax`: the labels are read off the
@@ -74,7 +80,8 @@ def predict_with_probabilities(model: Any, frame: Any) -> tuple[Any, tuple[list[
 
 def _highest(proba: Any) -> tuple[Any, Any]:
     """Per row of ``proba``, the column of the highest value (the first on ties) and whether
-    another column ties with it; column by column, as argmax does it, and the ties in the same pass."""
+    another column ties with it, or a value is NaN (such a row is not decided here); column by
+    column, as argmax does it, and the ties in the same pass."""
     import numpy as np
 
     best = proba[:, 0]
@@ -86,8 +93,9 @@ def _highest(proba: Any) -> tuple[Any, Any]:
     seen = np.zeros(len(proba), dtype=bool)
     tied = np.zeros(len(proba), dtype=bool)
     for column in range(proba.shape[1]):
-        at_best = proba[:, column] == best
-        tied |= seen & at_best
+        values = proba[:, column]
+        at_best = values == best
+        tied |= (seen & at_best) | (values != values)
         seen |= at_best
     return top, tied
 

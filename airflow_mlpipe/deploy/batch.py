@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -131,13 +131,17 @@ def score_dataset(
         _one_thread_each(workers),
     ):
         writing: deque[Future[None]] = deque()
-        ahead = frames if workers == 1 else _read_ahead(frames)
-        for (table, classes), size in _scored_in_order(model, ahead, chunk, workers):
-            if len(writing) >= AHEAD:
-                writing.popleft().result()
-            writing.append(writer.submit(output.write, table, classes))
-            rows += size
-            batches += 1
+        # closed when the loop ends early (an error): the reader and the scorers stop at once
+        with (
+            contextlib.closing(frames if workers == 1 else _read_ahead(frames)) as ahead,
+            contextlib.closing(_scored_in_order(model, ahead, chunk, workers)) as scored,
+        ):
+            for (table, classes), size in scored:
+                if len(writing) >= AHEAD:
+                    writing.popleft().result()
+                writing.append(writer.submit(output.write, table, classes))
+                rows += size
+                batches += 1
         while writing:
             writing.popleft().result()
         if not rows:
@@ -155,7 +159,7 @@ def score_dataset(
 AHEAD = 2
 
 
-def _read_ahead(frames: Iterator[Any]) -> Iterator[Any]:
+def _read_ahead(frames: Iterator[Any]) -> Generator[Any, None, None]:
     """``frames`` read by a thread of their own, :data:`AHEAD` chunks ahead of the consumer (so the
     reading never waits on the scoring or the writing); a read's error is raised in order."""
     reader = ThreadPoolExecutor(1, thread_name_prefix="mlpipe-read")
@@ -191,7 +195,7 @@ def usable_cores() -> int:
 
 def _scored_in_order(
     model: Any, frames: Iterator[Any], chunk: dict[str, Any], workers: int
-) -> Iterator[tuple[tuple[Any, list[Any] | None], int]]:
+) -> Generator[tuple[tuple[Any, list[Any] | None], int], None, None]:
     """``(score_chunk's result, rows)`` per frame, in the frames' order. With ``workers > 1`` the
     chunks are scored by a thread pool (scikit-learn and numpy release the GIL in their numeric
     work), at most ``workers`` in flight besides the one being read, so memory stays bounded; the
@@ -268,7 +272,7 @@ def score_chunk(
     :param where: the chunk's place in the dataset, for the messages of the checks.
     :raises DataError: missing values in a feature, or values the model's signature refuses.
     """
-    from airflow_mlpipe.core.class_scores import positive_class, predict_with_probabilities
+    from airflow_mlpipe.core.class_scores import positive_class, predict_with_probabilities, reads_its_input
 
     np = require("numpy")
     pa = require("pyarrow")
@@ -279,7 +283,7 @@ def score_chunk(
         raise DataError(f"Dataset {uri} has missing values in feature column(s) {bad}.")
     if inputs:
         _check_schema(X, inputs, uri, where=where, finite=finite)
-    with _assume_finite(finite):
+    with _assume_finite(finite and reads_its_input(model)):
         predictions, found = predict_with_probabilities(model, X)
     out[prediction_column] = pa.array(predictions)
     classes = None
@@ -308,7 +312,8 @@ def _split(frame: Any, features: list[str], keep: list[str]) -> tuple[Any, dict[
 
 def _assume_finite(finite: bool) -> Any:
     """scikit-learn's own pass over the values for NaN and infinity, skipped (in this thread) when
-    :func:`_all_finite` found them finite; other libraries check as they do."""
+    ``finite``: :func:`_all_finite` found them finite and the model computes on them as they are
+    (no pipeline step that could make a NaN of them); other libraries check as they do."""
     sklearn = sys.modules.get("sklearn")
     if not finite or sklearn is None:
         return contextlib.nullcontext()
@@ -365,6 +370,8 @@ class ParquetOutput:
                 table.schema.with_metadata(self._metadata),
                 use_dictionary=_dictionary_columns(table),
             )
+        elif not table.schema.equals(self._writer.schema, check_metadata=False):
+            table = _conformed(table, self._writer.schema)
         self._writer.write_table(table.replace_schema_metadata(self._metadata))
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
@@ -378,6 +385,23 @@ class ParquetOutput:
                 os.unlink(self.tmp)
 
 
+def _conformed(table: Any, schema: Any) -> Any:
+    """``table`` cast to the file's ``schema``: the files of a dataset may store a kept column
+    differently (``string`` here, ``large_string`` there; int64 here, int32 there).
+
+    :raises DataError: a column whose values the file's type cannot hold.
+    """
+    try:
+        return table.cast(schema.remove_metadata())
+    except Exception as exc:
+        have = {f.name: str(f.type) for f in table.schema if schema.field(f.name).type != f.type}
+        want = {name: str(schema.field(name).type) for name in have}
+        raise DataError(
+            f"The input's files store column(s) {sorted(have)} as different types ({have} after "
+            f"{want}) that cannot be written as one file: {type(exc).__name__}: {exc}"
+        ) from None
+
+
 def _dictionary_columns(table: Any) -> list[str]:
     """The columns worth dictionary-encoding, judged on the first table written: arrow dictionary
     columns, and others whose values repeat (at most one distinct value per two rows: labels,
@@ -389,9 +413,13 @@ def _dictionary_columns(table: Any) -> list[str]:
     def repeats(kind: Any, column: Any) -> bool:
         if pa.types.is_dictionary(kind):
             return True
-        if pa.types.is_floating(kind) or pa.types.is_nested(kind):
+        if pa.types.is_floating(kind) or pa.types.is_nested(kind) or pa.types.is_null(kind):
             return False
-        return 2 * int(pc.count_distinct(column, mode="all").as_py()) <= max(len(column), 2)
+        try:
+            distinct = int(pc.count_distinct(column, mode="all").as_py())
+        except pa.ArrowNotImplementedError:  # string_view, extension types: written as they are
+            return False
+        return 2 * distinct <= max(len(column), 2)
 
     return [f.name for f, column in zip(table.schema, table.columns, strict=True) if repeats(f.type, column)]
 

@@ -71,3 +71,14 @@ def test_a_tie_at_the_top_goes_to_predict():
     assert labels.tolist() == predict(X).tolist() == ["yes", "no", "yes", "no"]
     assert calls == [2]  # the two tied rows, nothing else
     assert found is not None and found[0] == ["no", "yes"]
+
+
+def test_a_nan_probability_leaves_the_row_to_predict():
+    import numpy as np
+
+    from airflow_mlpipe.core.class_scores import _highest
+
+    proba = np.array([[0.2, 0.8], [np.nan, 0.5], [0.5, np.nan], [0.7, 0.3], [0.4, 0.4]])
+    top, undecided = _highest(proba)
+    assert top[[0, 3]].tolist() == [1, 0]
+    assert undecided.tolist() == [False, True, True, False, True]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pandas as pd
 import pytest
 
@@ -159,6 +161,20 @@ def test_a_bad_chunk_scored_in_parallel_fails_with_its_place_and_leaves_no_file(
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
 
 
+def test_a_failed_run_stops_its_reader_and_scorers_at_once(model, tmp_path):
+    """The run fails on its second of 50 chunks while the reader is still ahead: the reading and
+    the scoring threads are stopped with the run, not left to the garbage collector (the error's
+    traceback, kept here as a task runner keeps it, holds the run's frame)."""
+    src = tmp_path / "in.csv"
+    a = ["0.5"] * 100
+    a[2] = "x"
+    pd.DataFrame({"a": a, "b": [0, 1] * 50}).to_csv(src, index=False)
+    with pytest.raises(DataError, match=r"in the chunk from row 2\)") as failure:
+        _score(model, src, tmp_path / "out.parquet", batch_size=2, workers=2)
+    running = [t.name for t in threading.enumerate() if t.name.startswith(("mlpipe-read", "mlpipe-score"))]
+    assert failure.tb is not None and not running
+
+
 def test_a_parquet_file_is_read_a_row_group_at_a_time_whatever_its_size(tmp_path):
     """pyarrow's dataset scanner reads ahead and pre-buffers row groups: with a consumer slower
     than the disk the whole file ends up in memory. The batches come from one row group at a time."""
@@ -299,4 +315,54 @@ def test_a_read_error_ahead_of_the_scoring_fails_the_run_and_leaves_no_file(mode
     out = tmp_path / "out.parquet"
     with pytest.raises(DataError, match=r"Could not read parquet dataset"):
         _score(model, src, out, batch_size=10, workers=2)
+    assert not out.exists() and not list(tmp_path.glob("out.parquet*"))
+
+
+def test_a_pipeline_step_that_makes_nan_still_fails_the_chunk(tmp_path):
+    """The input is checked finite, but a pipeline step may still make a NaN of it: scikit-learn's
+    own check stays on for pipelines, so the run fails instead of writing NaN probabilities."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [1, 2, 1, 2]})
+    logged = make_pipeline(FunctionTransformer(np.log), LogisticRegression()).fit(X, [0, 0, 1, 1])
+    src = tmp_path / "in.parquet"
+    pd.DataFrame({"a": [1.0, -1.0, 5.0], "b": [1, 1, 2]}).to_parquet(src, index=False)
+    out = tmp_path / "out.parquet"
+    with pytest.raises(ValueError, match="NaN"):
+        _score(logged, src, out, workers=2)
+    assert not out.exists()
+
+
+def test_kept_columns_stored_differently_by_the_files_of_a_dataset(model, tmp_path):
+    """One file stores an id as ``string``, the next as ``large_string`` (as polars writes it): the
+    output has the first file's type. A column whose values cannot be cast is a DataError naming it;
+    an all-null column is written as it is."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "dataset"
+    src.mkdir()
+    features = {"a": pa.array([0.0, 3.0]), "b": pa.array([0, 1], pa.int64())}
+    pq.write_table(
+        pa.table({**features, "id": pa.array(["x", "y"]), "note": pa.nulls(2)}), src / "p0.parquet"
+    )
+    pq.write_table(
+        pa.table({**features, "id": pa.array(["z", "w"], pa.large_string()), "note": pa.nulls(2)}),
+        src / "p1.parquet",
+    )
+    out = tmp_path / "out.parquet"
+    _score(model, src, out, keep_columns=["id", "note"])
+    written = pq.read_table(out)
+    assert written.schema.field("id").type == pa.string() and written.column("id").to_pylist() == list("xyzw")
+    assert written.column("note").null_count == 4
+
+    out.unlink()
+    pq.write_table(
+        pa.table({**features, "id": pa.array([[1], [2]]), "note": pa.nulls(2)}), src / "p1.parquet"
+    )
+    with pytest.raises(DataError, match=r"store column\(s\) \['id'\] as different types"):
+        _score(model, src, out, keep_columns=["id", "note"])
     assert not out.exists() and not list(tmp_path.glob("out.parquet*"))
