@@ -68,8 +68,10 @@ def predict_with_probabilities(model: Any, frame: Any) -> tuple[Any, tuple[list[
     with one pass over the model when :func:`labels_are_argmax`: the labels are read off the
     probabilities, and only rows with a tie at the top go through ``predict``."""
     estimator = proba_model(model)
-    found = class_probabilities(model, frame)
-    if estimator is None or found is None or not labels_are_argmax(model):
+    if estimator is None:
+        return model.predict(frame), None
+    found = _probabilities(estimator, frame)
+    if not labels_are_argmax(model):
         return model.predict(frame), found
     top, tied = _highest(found[1])
     labels = estimator.classes_.take(top)
@@ -103,10 +105,9 @@ def _highest(proba: Any) -> tuple[Any, Any]:
 def predictions_and_scores(model: Any, frame: Any, classifier: bool) -> tuple[list[Any], dict[str, Any]]:
     """The predicted labels (or values) of ``frame`` as a list, and :func:`found_scores` when
     ``classifier`` (see :func:`predict_with_probabilities`)."""
-    if not classifier:
-        predictions = model.predict(frame)
-        return (predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)), {}
-    predictions, found = predict_with_probabilities(model, frame)
+    predictions, found = (
+        predict_with_probabilities(model, frame) if classifier else (model.predict(frame), None)
+    )
     return predictions.tolist() if hasattr(predictions, "tolist") else list(predictions), found_scores(found)
 
 
@@ -128,11 +129,14 @@ def found_scores(found: tuple[list[Any], Any] | None) -> dict[str, Any]:
 def class_probabilities(model: Any, frame: Any) -> tuple[list[Any], Any] | None:
     """The model's classes and ``predict_proba`` of ``frame`` as the model returns it (an array, a
     row per row of ``frame``, a column per class); ``None`` when the model has no probabilities."""
-    found = proba_model(model)
-    if found is None:
-        return None
-    classes = [c.item() if hasattr(c, "item") else c for c in found.classes_]
-    return classes, found.predict_proba(frame)
+    estimator = proba_model(model)
+    return None if estimator is None else _probabilities(estimator, frame)
+
+
+def _probabilities(estimator: Any, frame: Any) -> tuple[list[Any], Any]:
+    """:func:`class_probabilities` of the estimator :func:`proba_model` found."""
+    classes = [c.item() if hasattr(c, "item") else c for c in estimator.classes_]
+    return classes, estimator.predict_proba(frame)
 
 
 def positive_class(classes: list[Any]) -> int | None:
