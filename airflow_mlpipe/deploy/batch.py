@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import sys
 from collections import deque
@@ -70,19 +71,53 @@ def _fragment_batches(dataset: Any, fragment: Any, columns: list[str], batch_siz
     absent = [c for c in columns if c not in in_file and c not in in_path]
     if absent:
         raise DataError(f"File {fragment.path} of the dataset lacks column(s) {absent}.")
-    with dataset.filesystem.open_input_file(fragment.path) as fh:
-        source = require("pyarrow.parquet").ParquetFile(fh, pre_buffer=False)
-        for batch in source.iter_batches(batch_size=batch_size, columns=in_file, use_threads=True):
-            if len(in_file) < len(columns):
-                batch = pa.RecordBatch.from_pydict(
-                    {
-                        c: batch.column(c)
-                        if c in in_file
-                        else pa.repeat(pa.scalar(in_path[c]), batch.num_rows)
-                        for c in columns
-                    }
+    for batch in _file_batches(dataset.filesystem, fragment.path, in_file, batch_size):
+        if len(in_file) < len(columns):
+            batch = pa.RecordBatch.from_pydict(
+                {
+                    c: batch.column(c) if c in in_file else pa.repeat(pa.scalar(in_path[c]), batch.num_rows)
+                    for c in columns
+                }
+            )
+        yield batch
+
+
+def _file_batches(filesystem: Any, path: str, columns: list[str], batch_size: int) -> Iterator[Any]:
+    """The record batches of one parquet file, a row group at a time.
+
+    A local file is memory-mapped: its pages are decoded from the page cache where they lie,
+    instead of being copied into fresh buffers that the allocator hands back to the system and the
+    kernel zeroes again for the next row group (a third of the CPU time of reading, measured). The
+    file is opened once (a file replaced while it is read is read whole, as it was), and after each
+    row group its pages are let go (``MADV_DONTNEED``: the page cache keeps them, this process does
+    not), so what the file holds in memory stays one row group, as with a plain read. A file
+    truncated in place between two row groups is a :class:`DataError`; within one, the page that
+    is gone stops the process (``SIGBUS``), which is why files are renamed into place.
+    """
+    pa = require("pyarrow")
+    pq = require("pyarrow.parquet")
+    if not isinstance(filesystem, require("pyarrow.fs").LocalFileSystem):
+        with filesystem.open_input_file(path) as fh:
+            source = pq.ParquetFile(fh, pre_buffer=False)
+            yield from source.iter_batches(batch_size=batch_size, columns=columns, use_threads=True)
+        return
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        # not closed here: the map is unmapped when nothing reads from it any more (pyarrow's
+        # reader holds it while it does)
+        source = pq.ParquetFile(pa.BufferReader(pa.py_buffer(mapped)), pre_buffer=False)
+        for group in range(source.metadata.num_row_groups):
+            if os.fstat(fh.fileno()).st_size < size:  # a page past the end: SIGBUS
+                raise DataError(
+                    f"File {path} was truncated while it was read (before row group {group}): write "
+                    "a dataset's files under another name and rename them into place."
                 )
-            yield batch
+            yield from source.iter_batches(
+                batch_size=batch_size, row_groups=[group], columns=columns, use_threads=True
+            )
+            if hasattr(mmap, "MADV_DONTNEED"):  # not on Windows
+                mapped.madvise(mmap.MADV_DONTNEED)
 
 
 def score_dataset(
@@ -306,7 +341,7 @@ def _split(frame: Any, features: list[str], keep: list[str]) -> tuple[Any, dict[
     columns go to the output as they were read (no round trip through pandas)."""
     pa = require("pyarrow")
     if isinstance(frame, pa.RecordBatch | pa.Table):
-        return frame.select(features).to_pandas(), {c: frame.column(c) for c in keep}
+        return frame.select(features).to_pandas(use_threads=False), {c: frame.column(c) for c in keep}
     return frame[features], {c: pa.array(frame[c]) for c in keep}
 
 

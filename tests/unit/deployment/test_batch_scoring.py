@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pandas as pd
@@ -200,6 +201,121 @@ def test_a_parquet_file_is_read_a_row_group_at_a_time_whatever_its_size(tmp_path
         peak = max(peak, pa.total_allocated_bytes() - base)
     assert rows == groups * group_rows
     assert peak < 3 * group_bytes, f"{peak / 2**20:.0f} MB held for {group_bytes / 2**20:.0f} MB row groups"
+
+
+def _mapped(path) -> tuple[int, int]:
+    """How many memory maps of ``path`` this process holds, and their resident bytes."""
+    maps = resident = 0
+    current = False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split()
+            if head and "-" in head[0] and not head[0].endswith(":"):  # a mapping's first line
+                current = len(head) >= 6 and head[5] == str(path)
+                maps += current
+            elif current and head[0] == "Rss:":
+                resident += int(head[1]) * 1024
+    return maps, resident
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="reads the process's memory maps (Linux)")
+def test_a_local_file_is_memory_mapped_one_row_group_at_a_time(tmp_path):
+    """A local file is decoded from the page cache where it lies (memory-mapped), and only one row
+    group's map is open at a time: what the file holds resident never grows to the whole file, and
+    nothing stays mapped after the read. A plain read holds no map; one map for the whole file
+    holds every row group read so far."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from airflow_mlpipe.deploy.batch import iter_batches
+
+    groups, group_rows, columns = 8, 100_000, [f"c{i}" for i in range(5)]
+    path = tmp_path / "groups.parquet"
+    rng = np.random.default_rng(0)
+    schema = pa.schema([(c, pa.float64()) for c in columns])
+    with pq.ParquetWriter(path, schema, compression="none", use_dictionary=False) as writer:
+        for _ in range(groups):
+            writer.write_table(pa.table({c: rng.random(group_rows) for c in columns}, schema=schema))
+    group_bytes = pq.ParquetFile(path).metadata.row_group(0).total_byte_size  # 4 MB
+    seen, total = [], 0.0
+    for batch in iter_batches(str(path), columns, 25_000):
+        seen.append(_mapped(path))
+        total += float(batch.column("c0").to_numpy().sum())
+    assert len(seen) == groups * 4 and total > 0
+    assert all(maps == 1 for maps, _ in seen), seen
+    most = max(resident for _, resident in seen)
+    assert most <= group_bytes + 2**20, (
+        f"{most / 2**20:.1f} MB resident for {group_bytes / 2**20:.1f} MB row groups"
+    )
+    assert _mapped(path) == (0, 0)
+
+
+def test_a_file_replaced_while_it_is_read_is_read_whole_as_it_was(tmp_path):
+    """The file is opened once: a writer replacing it (a rename over it) between two row groups
+    changes nothing of what is read, and no row group comes from the new file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from airflow_mlpipe.deploy.batch import iter_batches
+
+    path, other = tmp_path / "rows.parquet", tmp_path / "new.parquet"
+    with pq.ParquetWriter(path, pa.schema([("x", pa.int64())])) as writer:
+        for group in range(4):
+            writer.write_table(pa.table({"x": list(range(group * 100, group * 100 + 100))}))
+    pq.write_table(pa.table({"x": [-1] * 1000}), other, row_group_size=50)
+    read = []
+    for batch in iter_batches(str(path), ["x"], 100):
+        if not read:
+            os.replace(other, path)
+        read.extend(batch.column("x").to_pylist())
+    assert read == list(range(400))
+
+
+def test_a_file_truncated_in_place_between_row_groups_is_a_data_error(tmp_path):
+    """A mapped page past a truncated file's new end stops the process (SIGBUS): the reading is
+    checked before every row group, so a file cut while it is scored is an error that names it.
+    Read in a child process, so a reader without the check dies there, not in the test run."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "rows.parquet"
+    schema, rng = pa.schema([("x", pa.float64())]), np.random.default_rng(0)
+    with pq.ParquetWriter(path, schema, compression="none", use_dictionary=False) as writer:
+        for _ in range(4):
+            writer.write_table(pa.table({"x": rng.random(200_000)}))
+    child = f"""
+import os
+from airflow_mlpipe.deploy.batch import iter_batches
+from airflow_mlpipe.exceptions import DataError
+read = 0
+try:
+    for batch in iter_batches({str(path)!r}, ["x"], 200_000):
+        read += len(batch)
+        if read == 200_000:
+            os.truncate({str(path)!r}, 2_000_000)  # in row group 1 (1.6 MB each)
+except DataError as exc:
+    print("DataError:", exc)
+print("rows", read)
+"""
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert f"DataError: File {path} was truncated while it was read (before row group 1)" in done.stdout
+    assert "rows 200000" in done.stdout
+
+
+def test_an_empty_file_in_a_dataset_is_named(model, tmp_path):
+    src = tmp_path / "parts"
+    src.mkdir()
+    pd.DataFrame({"a": [0.5, 1.5], "b": [0, 1]}).to_parquet(src / "part-0.parquet", index=False)
+    (src / "part-1.parquet").write_bytes(b"")
+    with pytest.raises(DataError, match=r"part-1\.parquet"):
+        _score(model, src, tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
 
 
 def test_a_partitioned_dataset_gets_its_partition_column_from_the_paths(model, tmp_path):
