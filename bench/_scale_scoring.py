@@ -86,18 +86,13 @@ elif mode == "in_process":
     elapsed = time.perf_counter() - t0
 else:  # raw: model.predict over the file's rows, a thread per core over chunks
     from concurrent.futures import ThreadPoolExecutor
-    import pyarrow as pa
-    source = pq.ParquetFile(data)
+    # raw_mapped: the file memory-mapped, as in-process scoring reads a local file
+    source = pq.ParquetFile(data, memory_map=mode == "raw_mapped")
     predicted = 0
     t0 = time.perf_counter()
     with ThreadPoolExecutor(os.cpu_count()) as pool:
         for group in range(source.num_row_groups):
-            if mode == "raw_mapped":  # each row group read from a memory map of the file
-                with pa.memory_map(data) as mapped:
-                    read = pq.ParquetFile(mapped, metadata=source.metadata).read_row_group
-                    frame = read(group, columns=names).to_pandas()
-            else:
-                frame = source.read_row_group(group, columns=names).to_pandas()
+            frame = source.read_row_group(group, columns=names).to_pandas()
             chunks = [frame.iloc[i:i + batch] for i in range(0, len(frame), batch)]
             predicted += sum(len(p) for p in pool.map(model.predict, chunks))
     elapsed = time.perf_counter() - t0
@@ -160,9 +155,9 @@ def run(quick: bool) -> list[Result]:
             baseline=mapped_raw["seconds"],
             subject=local["seconds"],
             note=(
-                f"best of {REPEATS} each (raw {spread['raw mapped']} s); the raw loop reading its row "
-                "groups from a memory map, as in-process scoring reads a local file: what the checks, "
-                "the probabilities and the file cost beyond reading and predicting"
+                f"best of {REPEATS} each (raw {spread['raw mapped']} s); the raw loop reading its "
+                "row groups from a memory map, as in-process scoring reads a local file: what the "
+                "checks, the probabilities and the file cost beyond reading and predicting"
             ),
         ),
         Result(

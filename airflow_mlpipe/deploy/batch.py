@@ -8,6 +8,7 @@ renamed, so a failed run never leaves a file that looks complete.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import mmap
 import os
@@ -83,39 +84,64 @@ def _fragment_batches(dataset: Any, fragment: Any, columns: list[str], batch_siz
 
 
 def _file_batches(filesystem: Any, path: str, columns: list[str], batch_size: int) -> Iterator[Any]:
-    """The record batches of one parquet file, a row group at a time.
+    """One parquet file's record batches (``batch_size`` rows, across its row groups).
 
-    A local file is memory-mapped: its pages are decoded from the page cache where they lie,
-    instead of being copied into fresh buffers that the allocator hands back to the system and the
-    kernel zeroes again for the next row group (a third of the CPU time of reading, measured). The
-    file is opened once (a file replaced while it is read is read whole, as it was), and after each
-    row group its pages are let go (``MADV_DONTNEED``: the page cache keeps them, this process does
-    not), so what the file holds in memory stays one row group, as with a plain read. A file
-    truncated in place between two row groups is a :class:`DataError`; within one, the page that
-    is gone stops the process (``SIGBUS``), which is why files are renamed into place.
+    A local file is read through a memory map (:func:`_mapped_batches`); a remote one, or a local
+    one the system will not map, by reads of a column chunk at a time.
+    """
+    if isinstance(filesystem, require("pyarrow.fs").LocalFileSystem):
+        with open(path, "rb") as fh:
+            try:
+                mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):  # an empty file, a filesystem without mmap: read plainly
+                pass
+            else:
+                yield from _mapped_batches(mapped, fh.fileno(), path, columns, batch_size)
+                return
+    with filesystem.open_input_file(path) as source_file:
+        source = require("pyarrow.parquet").ParquetFile(source_file, pre_buffer=False)
+        yield from source.iter_batches(batch_size=batch_size, columns=columns, use_threads=True)
+
+
+def _mapped_batches(
+    mapped: mmap.mmap, fd: int, path: str, columns: list[str], batch_size: int
+) -> Iterator[Any]:
+    """The batches of a memory-mapped parquet file (``fd``: the file, open while it is read).
+
+    The pages are decoded from the page cache where they lie, instead of being copied into fresh
+    buffers that the allocator hands back to the system and the kernel zeroes again for the next
+    row group (a third of the CPU time of reading, measured). Once a row group is read its pages are
+    let go (``MADV_DONTNEED``: the page cache keeps them, this process does not), so the file holds
+    about one row group in memory, as a plain read does. The file is opened once: one renamed over
+    it meanwhile is read whole, as it was. A page cut off by a file *truncated in place* would stop
+    the process (``SIGBUS``), so before every batch the file is checked against what was mapped: a
+    file changed in place (truncated, rewritten) is a :class:`DataError`, not a crash or rows mixed
+    from two files; within one batch the risk remains (files are renamed into place for that).
     """
     pa = require("pyarrow")
     pq = require("pyarrow.parquet")
-    if not isinstance(filesystem, require("pyarrow.fs").LocalFileSystem):
-        with filesystem.open_input_file(path) as fh:
-            source = pq.ParquetFile(fh, pre_buffer=False)
-            yield from source.iter_batches(batch_size=batch_size, columns=columns, use_threads=True)
-        return
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        # not closed here: the map is unmapped when nothing reads from it any more (pyarrow's
-        # reader holds it while it does)
-        source = pq.ParquetFile(pa.BufferReader(pa.py_buffer(mapped)), pre_buffer=False)
-        for group in range(source.metadata.num_row_groups):
-            if os.fstat(fh.fileno()).st_size < size:  # a page past the end: SIGBUS
-                raise DataError(
-                    f"File {path} was truncated while it was read (before row group {group}): write "
-                    "a dataset's files under another name and rename them into place."
-                )
-            yield from source.iter_batches(
-                batch_size=batch_size, row_groups=[group], columns=columns, use_threads=True
+    mapped_as = os.fstat(fd)
+    # the map is not closed here: it goes when nothing reads from it (pyarrow's reader holds it)
+    source = pq.ParquetFile(pa.BufferReader(pa.py_buffer(mapped)), pre_buffer=False)
+    groups = source.metadata.num_row_groups
+    group_ends = list(itertools.accumulate(source.metadata.row_group(g).num_rows for g in range(groups)))
+    batches = source.iter_batches(batch_size=batch_size, columns=columns, use_threads=True)
+    rows = group = 0
+    while True:
+        now = os.fstat(fd)
+        if (now.st_size, now.st_mtime_ns) != (mapped_as.st_size, mapped_as.st_mtime_ns):
+            raise DataError(
+                f"File {path} changed while it was read (after {rows} rows): write a dataset's "
+                "files under another name and rename them into place."
             )
+        batch = next(batches, None)
+        if batch is None:
+            return
+        yield batch
+        rows += len(batch)
+        if group < groups and rows >= group_ends[group]:  # a row group (or more) is read
+            while group < groups and rows >= group_ends[group]:
+                group += 1
             if hasattr(mmap, "MADV_DONTNEED"):  # not on Windows
                 mapped.madvise(mmap.MADV_DONTNEED)
 
