@@ -247,6 +247,11 @@ class BatchScoringConfig(MappingConfig):
         chunks). ``None`` (the default): one per core the process may run on; ``1``: one chunk after
         another in the task's thread (for a model whose ``predict`` is not safe to call from two
         threads at once).
+    :param memory_map: ``in_process`` only: read a local parquet file through a memory map (the
+        default; its pages are decoded where they lie in the page cache, no copy). A file *changed in
+        place* while it is read is a ``DataError``, checked before every chunk; changed while a chunk
+        is decoded, it stops the task's process (``SIGBUS``). ``False``: read by plain reads, for
+        inputs that may be overwritten in place while they are scored.
     :param spark_conn_id: Airflow connection naming the cluster's master (conn type ``spark``, host
         ``spark://h``, port ``7077``; or a host such as ``yarn`` or ``k8s://https://h``). ``None``:
         Spark's local mode on the worker (``local[*]``).
@@ -257,6 +262,7 @@ class BatchScoringConfig(MappingConfig):
     engine: str = "in_process"
     batch_size: int = 100_000
     workers: int | None = None
+    memory_map: bool = True
     spark_conn_id: str | None = None
     spark_conf: dict[str, Any] = field(default_factory=dict)
 
@@ -275,6 +281,10 @@ class BatchScoringConfig(MappingConfig):
                     "workers applies to engine 'in_process' only; Spark runs as many tasks as its "
                     "executors have cores (spark_conf)."
                 )
+        if not isinstance(self.memory_map, bool):
+            raise ConfigError(f"memory_map must be true or false, got {self.memory_map!r}.")
+        if self.engine == "spark" and not self.memory_map:
+            raise ConfigError("memory_map applies to engine 'in_process' only; Spark reads the files itself.")
         if self.spark_conf is None:
             self.spark_conf = {}
         if not isinstance(self.spark_conf, Mapping):

@@ -291,7 +291,8 @@ class DeploymentSection(_Config):
         workers' own default, ``$MLPIPE_DEPLOYMENT_TARGET`` where it is set, else the local target.
     :param options: extra keyword arguments for the deployment operator.
     :param batch_options: extra keyword arguments for the batch-inference operator; its engine
-        settings (``engine``, ``batch_size``, ``spark_conn_id``, ``spark_conf``) are checked here, as
+        settings (``engine``, ``batch_size``, ``workers``, ``memory_map``, ``spark_conn_id``,
+        ``spark_conf``) are checked here, as
         :class:`~airflow_mlpipe.config.deploy.BatchScoringConfig`.
     """
 

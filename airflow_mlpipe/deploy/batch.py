@@ -32,9 +32,10 @@ def check_columns(uri: str, columns: list[str], have: list[str]) -> None:
         raise DataError(f"Dataset {uri} lacks column(s) {missing}; it has {have}.")
 
 
-def iter_batches(uri: str, columns: list[str], batch_size: int) -> Iterator[Any]:
+def iter_batches(uri: str, columns: list[str], batch_size: int, memory_map: bool = True) -> Iterator[Any]:
     """Chunks of at most ``batch_size`` rows with ``columns`` (a missing column is a DataError):
-    pyarrow record batches from parquet, pandas DataFrames from CSV (pandas' type inference)."""
+    pyarrow record batches from parquet, pandas DataFrames from CSV (pandas' type inference).
+    ``memory_map``: a local parquet file is read through a memory map (:func:`_mapped_batches`)."""
     pd = require("pandas")
     pq = require("pyarrow.parquet")
     path = resolve(uri)
@@ -53,15 +54,18 @@ def iter_batches(uri: str, columns: list[str], batch_size: int) -> Iterator[Any]
         )
         check_columns(uri, columns, list(dataset.schema.names))
         for fragment in dataset.fragments:
-            yield from _fragment_batches(dataset, fragment, columns, batch_size)
+            yield from _fragment_batches(dataset, fragment, columns, batch_size, memory_map)
     except DataError:
         raise
     except Exception as exc:
         raise DataError(f"Could not read parquet dataset {uri}: {type(exc).__name__}: {exc}") from exc
 
 
-def _fragment_batches(dataset: Any, fragment: Any, columns: list[str], batch_size: int) -> Iterator[Any]:
-    """One file's record batches with ``columns``, read a row group at a time and never ahead:
+def _fragment_batches(
+    dataset: Any, fragment: Any, columns: list[str], batch_size: int, memory_map: bool
+) -> Iterator[Any]:
+    """One file's record batches with ``columns`` (chunks of ``batch_size`` rows run across its row
+    groups), the file read a row group at a time and never ahead:
     pyarrow's dataset scanner reads ahead and pre-buffers whole row groups, so a consumer slower
     than the disk (a model) would see the whole file in memory. A column of the partitioning
     (``region=eu/part-0.parquet``) is filled from the file's path."""
@@ -72,7 +76,8 @@ def _fragment_batches(dataset: Any, fragment: Any, columns: list[str], batch_siz
     absent = [c for c in columns if c not in in_file and c not in in_path]
     if absent:
         raise DataError(f"File {fragment.path} of the dataset lacks column(s) {absent}.")
-    for batch in _file_batches(dataset.filesystem, fragment.path, in_file, batch_size):
+    local = memory_map and isinstance(dataset.filesystem, require("pyarrow.fs").LocalFileSystem)
+    for batch in _file_batches(dataset.filesystem, fragment.path, in_file, batch_size, local):
         if len(in_file) < len(columns):
             batch = pa.RecordBatch.from_pydict(
                 {
@@ -83,20 +88,22 @@ def _fragment_batches(dataset: Any, fragment: Any, columns: list[str], batch_siz
         yield batch
 
 
-def _file_batches(filesystem: Any, path: str, columns: list[str], batch_size: int) -> Iterator[Any]:
+def _file_batches(
+    filesystem: Any, path: str, columns: list[str], batch_size: int, mapped: bool
+) -> Iterator[Any]:
     """One parquet file's record batches (``batch_size`` rows, across its row groups).
 
-    A local file is read through a memory map (:func:`_mapped_batches`); a remote one, or a local
-    one the system will not map, by reads of a column chunk at a time.
+    ``mapped`` (a local file): read through a memory map (:func:`_mapped_batches`); otherwise, or
+    when the system will not map the file, by reads of a column chunk at a time.
     """
-    if isinstance(filesystem, require("pyarrow.fs").LocalFileSystem):
+    if mapped:
         with open(path, "rb") as fh:
             try:
-                mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+                view = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
             except (OSError, ValueError):  # an empty file, a filesystem without mmap: read plainly
                 pass
             else:
-                yield from _mapped_batches(mapped, fh.fileno(), path, columns, batch_size)
+                yield from _mapped_batches(view, fh.fileno(), path, columns, batch_size)
                 return
     with filesystem.open_input_file(path) as source_file:
         source = require("pyarrow.parquet").ParquetFile(source_file, pre_buffer=False)
@@ -142,8 +149,16 @@ def _mapped_batches(
         if group < groups and rows >= group_ends[group]:  # a row group (or more) is read
             while group < groups and rows >= group_ends[group]:
                 group += 1
-            if hasattr(mmap, "MADV_DONTNEED"):  # not on Windows
-                mapped.madvise(mmap.MADV_DONTNEED)
+            _let_go(mapped)
+
+
+def _let_go(mapped: mmap.mmap) -> None:
+    """The map's pages dropped from this process (the page cache keeps them; a later read faults
+    them in again): only memory, so a system that refuses (no ``madvise``, locked pages) changes
+    nothing else."""
+    if hasattr(mmap, "MADV_DONTNEED"):  # not on Windows
+        with contextlib.suppress(OSError):
+            mapped.madvise(mmap.MADV_DONTNEED)
 
 
 def score_dataset(
@@ -159,6 +174,7 @@ def score_dataset(
     prediction_column: str = "prediction",
     inputs: list[dict[str, Any]] | None = None,
     workers: int | None = None,
+    memory_map: bool = True,
 ) -> dict[str, Any]:
     """Score ``input_uri`` with ``model`` and write ``keep_columns`` + predictions + model version.
 
@@ -169,7 +185,9 @@ def score_dataset(
     request: a number stored as a string is refused) before the model sees it. A classifier with
     ``predict_proba`` also gets ``probabilities`` (per row, ordered as the classes recorded in the
     file's ``mlpipe.classes`` metadata) and, binary only, ``scores`` (the positive-class
-    probability) — the same values the online service returns.
+    probability) — the same values the online service returns. ``memory_map``: a local parquet
+    file is read through a memory map (``False``: plain reads, for a file that may be overwritten
+    in place while it is scored).
 
     :returns: ``{"predictions_uri", "row_count", "batches", "classes", "engine"}``.
     """
@@ -181,7 +199,7 @@ def score_dataset(
     output = ParquetOutput(output_path, model_name, model_version)
     rows = batches = 0
     # an empty file (or fragment) is not a batch: never handed to the model
-    frames = (f for f in iter_batches(input_uri, columns, batch_size) if len(f))
+    frames = (f for f in iter_batches(input_uri, columns, batch_size, memory_map) if len(f))
     workers = workers or usable_cores()
     # with more than one worker the chunks are read ahead by a thread of their own, and the file
     # is written by another while the next chunks are scored (at most AHEAD chunks waiting on

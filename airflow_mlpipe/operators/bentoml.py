@@ -383,6 +383,11 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
     :param version: registry version to use.
     :param keep_columns: input columns copied to the output (ids, timestamps).
     :param batch_size: rows per chunk.
+    :param workers: ``engine="in_process"``: chunks scored at once by threads of the task's process
+        (``None``: one per core; ``1``: in the task's thread).
+    :param memory_map: ``engine="in_process"``: read a local parquet file through a memory map
+        (default); ``False`` for inputs that may be overwritten in place while they are scored
+        (:class:`~airflow_mlpipe.config.deploy.BatchScoringConfig`).
     :param engine: ``"in_process"`` (default) or ``"spark"``.
     :param spark_conn_id: ``engine="spark"``: connection naming the Spark master; ``None``: local mode.
     :param spark_conf: ``engine="spark"``: Spark properties over the provider's defaults.
@@ -415,6 +420,7 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
         keep_columns: list[str] | None = None,
         batch_size: int = 100_000,
         workers: int | None = None,
+        memory_map: bool = True,
         output_name: str = "predictions.parquet",
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         prediction_log: Mapping[str, Any] | None = None,
@@ -439,6 +445,7 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
         self.keep_columns = keep_columns
         self.batch_size = batch_size
         self.workers = workers
+        self.memory_map = memory_map
         self.engine = engine
         self.spark_conn_id = spark_conn_id
         self.spark_conf = dict(spark_conf or {})
@@ -451,6 +458,7 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
             engine=self.engine,
             batch_size=self.batch_size,
             workers=self.workers,
+            memory_map=self.memory_map,
             spark_conn_id=self.spark_conn_id,
             spark_conf=self.spark_conf,
         )
@@ -482,7 +490,11 @@ class BatchInferenceOperator(_RegistryModelMixin, BaseOperator):
             from airflow_mlpipe.deploy.batch import score_dataset
 
             scored = score_dataset(
-                estimator, batch_size=scoring.batch_size, workers=scoring.workers, **arguments
+                estimator,
+                batch_size=scoring.batch_size,
+                workers=scoring.workers,
+                memory_map=scoring.memory_map,
+                **arguments,
             )
         result = {
             "predictions_uri": scored["predictions_uri"],

@@ -12,13 +12,14 @@ from airflow_mlpipe.operators.bentoml import BatchInferenceOperator
 
 def test_default_is_in_process_scoring():
     config = BatchScoringConfig()
-    assert (config.engine, config.batch_size, config.workers, config.spark_conn_id, config.spark_conf) == (
-        "in_process",
-        100_000,
-        None,
-        None,
-        {},
-    )
+    assert (
+        config.engine,
+        config.batch_size,
+        config.workers,
+        config.memory_map,
+        config.spark_conn_id,
+        config.spark_conf,
+    ) == ("in_process", 100_000, None, True, None, {})
 
 
 @pytest.mark.parametrize(
@@ -31,6 +32,8 @@ def test_default_is_in_process_scoring():
         ({"workers": 0}, "workers must be an integer >= 1 or None, got 0"),
         ({"workers": True}, "workers must be an integer >= 1 or None, got True"),
         ({"engine": "spark", "workers": 2}, "workers applies to engine 'in_process' only"),
+        ({"memory_map": "no"}, "memory_map must be true or false, got 'no'"),
+        ({"engine": "spark", "memory_map": False}, "memory_map applies to engine 'in_process' only"),
         ({"spark_conn_id": "spark_default"}, "apply to engine 'spark' only"),
         ({"spark_conf": {"spark.driver.memory": "2g"}}, "apply to engine 'spark' only"),
         ({"engine": "spark", "spark_conn_id": " "}, "spark_conn_id must name an Airflow connection"),
@@ -63,6 +66,10 @@ def test_operator_checks_its_engine_arguments_when_built():
         spark_conf={"spark.executor.memory": "4g"},
     )
     assert {"spark_conn_id", "spark_conf"} <= set(op.template_fields)
+    plain = BatchInferenceOperator(task_id="plain", model_name="m", input_uri="x", memory_map=False)
+    assert plain._scoring().memory_map is False
+    with pytest.raises(ConfigError, match="memory_map must be true or false"):
+        BatchInferenceOperator(task_id="bad", model_name="m", input_uri="x", memory_map="off")
     assert op._scoring() == BatchScoringConfig(
         engine="spark",
         batch_size=100_000,

@@ -211,7 +211,7 @@ def _mapped(path) -> tuple[int, int]:
         for line in smaps:
             head = line.split()
             if head and "-" in head[0] and not head[0].endswith(":"):  # a mapping's first line
-                current = len(head) >= 6 and head[5] == str(path)
+                current = len(head) >= 6 and head[5] == os.path.realpath(path)
                 maps += current
             elif current and head[0] == "Rss:":
                 resident += int(head[1]) * 1024
@@ -249,6 +249,34 @@ def test_a_local_file_is_read_through_a_memory_map_holding_one_row_group(tmp_pat
         f"{most / 2**20:.1f} MB resident for {group_bytes / 2**20:.1f} MB row groups"
     )
     assert _mapped(path) == (0, 0)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="reads the process's memory maps (Linux)")
+def test_memory_map_false_reads_the_file_plainly(model, tmp_path):
+    """``memory_map=False`` (for inputs that may be overwritten in place): no map of the file is
+    held while it is scored, and the rows are the same."""
+    src = tmp_path / "rows.parquet"
+    pd.DataFrame({"a": [0.5, 1.5, 2.5, 3.5] * 50, "b": [0, 1] * 100}).to_parquet(src, index=False)
+    maps = []
+
+    class Watching:
+        """The model, noting the maps of the input each time it is called."""
+
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+        def predict(self, frame):
+            maps.append(_mapped(os.path.realpath(src))[0])
+            return model.predict(frame)
+
+    for memory_map in (True, False):
+        maps.clear()
+        out = tmp_path / f"out-{memory_map}.parquet"
+        _score(Watching(), src, out, batch_size=50, workers=1, memory_map=memory_map)
+        assert len(maps) == 4 and set(maps) == {1 if memory_map else 0}, maps
+    assert pd.read_parquet(tmp_path / "out-True.parquet").equals(
+        pd.read_parquet(tmp_path / "out-False.parquet")
+    )
 
 
 def test_a_file_the_system_will_not_map_is_read_plainly(tmp_path, monkeypatch):
