@@ -7,6 +7,7 @@ renamed, so a failed run never leaves a file that looks complete.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import json
@@ -76,8 +77,7 @@ def _fragment_batches(
     absent = [c for c in columns if c not in in_file and c not in in_path]
     if absent:
         raise DataError(f"File {fragment.path} of the dataset lacks column(s) {absent}.")
-    local = memory_map and isinstance(dataset.filesystem, require("pyarrow.fs").LocalFileSystem)
-    for batch in _file_batches(dataset.filesystem, fragment.path, in_file, batch_size, local):
+    for batch in _file_batches(dataset.filesystem, fragment.path, in_file, batch_size, memory_map):
         if len(in_file) < len(columns):
             batch = pa.RecordBatch.from_pydict(
                 {
@@ -89,14 +89,14 @@ def _fragment_batches(
 
 
 def _file_batches(
-    filesystem: Any, path: str, columns: list[str], batch_size: int, mapped: bool
+    filesystem: Any, path: str, columns: list[str], batch_size: int, memory_map: bool
 ) -> Iterator[Any]:
     """One parquet file's record batches (``batch_size`` rows, across its row groups).
 
-    ``mapped`` (a local file): read through a memory map (:func:`_mapped_batches`); otherwise, or
-    when the system will not map the file, by reads of a column chunk at a time.
+    With ``memory_map`` a local file is read through a memory map (:func:`_mapped_batches`); a
+    remote file, or one the system will not map, by reads of a column chunk at a time.
     """
-    if mapped:
+    if memory_map and isinstance(filesystem, require("pyarrow.fs").LocalFileSystem):
         with open(path, "rb") as fh:
             try:
                 view = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
@@ -130,10 +130,12 @@ def _mapped_batches(
     mapped_as = os.fstat(fd)
     # the map is not closed here: it goes when nothing reads from it (pyarrow's reader holds it)
     source = pq.ParquetFile(pa.BufferReader(pa.py_buffer(mapped)), pre_buffer=False)
-    groups = source.metadata.num_row_groups
-    group_ends = list(itertools.accumulate(source.metadata.row_group(g).num_rows for g in range(groups)))
+    metadata = source.metadata
+    group_ends = list(
+        itertools.accumulate(metadata.row_group(g).num_rows for g in range(metadata.num_row_groups))
+    )
     batches = source.iter_batches(batch_size=batch_size, columns=columns, use_threads=True)
-    rows = group = 0
+    rows = groups_read = 0
     while True:
         now = os.fstat(fd)
         if (now.st_size, now.st_mtime_ns) != (mapped_as.st_size, mapped_as.st_mtime_ns):
@@ -146,9 +148,8 @@ def _mapped_batches(
             return
         yield batch
         rows += len(batch)
-        if group < groups and rows >= group_ends[group]:  # a row group (or more) is read
-            while group < groups and rows >= group_ends[group]:
-                group += 1
+        if (read := bisect.bisect_right(group_ends, rows)) > groups_read:  # a row group is done
+            groups_read = read
             _let_go(mapped)
 
 
